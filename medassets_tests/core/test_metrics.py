@@ -1,0 +1,254 @@
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from medassets.core.metrics import binary_report, paired_difference
+
+SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
+
+
+def random_case(rng, n, invalid_share=0.1):
+    """Gold labels and predictions (1, 0, or -1 for invalid) of n items."""
+    y_true = (rng.random(n) < rng.uniform(0.05, 0.95)).astype(int)
+    agree = rng.random(n) < rng.uniform(0.3, 1.0)
+    y_pred = np.where(agree, y_true, 1 - y_true)
+    return y_true, np.where(rng.random(n) < invalid_share, -1, y_pred)
+
+
+def sklearn_value(name, y_true, y_pred):
+    return SKLEARN[name](y_true, y_pred, pos_label=1, zero_division=0)
+
+
+def ratio(num, den):
+    return np.divide(num, den, out=np.zeros(len(num)), where=den > 0)
+
+
+def item_resampling_values(y_true, pred_a, pred_b, n_resamples, seed):
+    """Reference bootstrap: resample items by an index matrix; returns per-resample
+    precision, recall and F1 of model a and F1 of model b."""
+    idx = np.random.default_rng(seed).integers(
+        0, len(y_true), size=(n_resamples, len(y_true))
+    )
+    t = y_true[idx] == 1
+    values = {}
+    for model, pred in (("a", pred_a), ("b", pred_b)):
+        p = pred[idx] == 1
+        tp, fp, fn = (t & p).sum(1), (~t & p).sum(1), (t & ~p).sum(1)
+        values[model] = {
+            "precision": ratio(tp, tp + fp),
+            "recall": ratio(tp, tp + fn),
+            "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        }
+    return values
+
+
+def percentile_interval(values):
+    return np.quantile(values, [0.025, 0.975])
+
+
+@pytest.mark.parametrize("invalid", ["negative", "exclude"])
+def test_point_estimates_equal_sklearn_exactly(invalid):
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        y_true, y_pred = random_case(rng, int(rng.integers(1, 80)))
+        report = binary_report(y_true, y_pred, n_resamples=1, invalid=invalid)
+        if invalid == "exclude":
+            y_true, y_pred = y_true[y_pred != -1], y_pred[y_pred != -1]
+            if len(y_true) == 0:
+                continue
+        y_pred = np.where(y_pred == -1, 0, y_pred)
+        for name in SKLEARN:
+            assert report[name] == sklearn_value(name, y_true, y_pred)
+
+
+def test_counts_and_confusion_under_both_invalid_policies():
+    y_true = [1, 1, 1, 1, 0, 0, 0, 0, 0]
+    y_pred = [1, 1, 0, -1, 1, 0, 0, None, float("nan")]
+    negative = binary_report(y_true, y_pred)
+    exclude = binary_report(y_true, y_pred, invalid="exclude")
+
+    assert negative["confusion"] == exclude["confusion"] == [[2, 1, 1], [1, 2, 2]]
+    assert [negative[k] for k in ("n", "tp", "fp", "fn", "tn")] == [9, 2, 1, 2, 4]
+    assert [exclude[k] for k in ("n", "tp", "fp", "fn", "tn")] == [6, 2, 1, 1, 2]
+    for report, policy in ((negative, "negative"), (exclude, "exclude")):
+        assert report["invalid"] == 3
+        assert report["invalid_rate"] == pytest.approx(3 / 9)
+        assert report["invalid_policy"] == policy
+    assert negative["recall"] == 0.5
+    assert exclude["recall"] == pytest.approx(2 / 3)
+
+
+def test_same_seed_same_result_other_seed_other_intervals():
+    y_true, y_pred = random_case(np.random.default_rng(2), 300)
+    first = binary_report(y_true, y_pred, seed=7)
+    assert first == binary_report(y_true, y_pred, seed=7)
+    other = binary_report(y_true, y_pred, seed=8)
+    bounds = [f"{m}_{side}" for m in SKLEARN for side in ("low", "high")]
+    assert [first[b] for b in bounds] != [other[b] for b in bounds]
+    assert (first["n_resamples"], first["confidence"], first["seed"]) == (1000, 0.95, 7)
+
+
+def test_intervals_contain_point_estimates():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y_true, y_pred = random_case(rng, 400)
+        report = binary_report(y_true, y_pred, seed=int(rng.integers(1000)))
+        for name in SKLEARN:
+            assert report[f"{name}_low"] <= report[name] <= report[f"{name}_high"]
+            assert report[f"{name}_low"] < report[f"{name}_high"]
+
+
+def test_higher_confidence_gives_wider_intervals():
+    y_true, y_pred = random_case(np.random.default_rng(4), 500)
+    narrow = binary_report(y_true, y_pred, confidence=0.5)
+    wide = binary_report(y_true, y_pred, confidence=0.99)
+    assert wide["f1_low"] < narrow["f1_low"] < narrow["f1_high"] < wide["f1_high"]
+
+
+def test_multinomial_bootstrap_agrees_with_item_resampling():
+    y_true, y_pred = random_case(np.random.default_rng(5), 300, invalid_share=0)
+    report = binary_report(y_true, y_pred, n_resamples=20_000, seed=11)
+    reference = item_resampling_values(y_true, y_pred, y_pred, 20_000, seed=12)["a"]
+    for name in SKLEARN:
+        low, high = percentile_interval(reference[name])
+        assert abs(report[f"{name}_low"] - low) < 0.01
+        assert abs(report[f"{name}_high"] - high) < 0.01
+
+
+def test_paired_bootstrap_agrees_with_item_resampling():
+    rng = np.random.default_rng(6)
+    y_true, pred_a = random_case(rng, 300, invalid_share=0)
+    flip = rng.random(300) < 0.15
+    pred_b = np.where(flip, 1 - pred_a, pred_a)
+    result = paired_difference(y_true, pred_a, pred_b, n_resamples=20_000, seed=13)
+    reference = item_resampling_values(y_true, pred_a, pred_b, 20_000, seed=14)
+    low, high = percentile_interval(reference["a"]["f1"] - reference["b"]["f1"])
+    assert abs(result["low"] - low) < 0.01
+    assert abs(result["high"] - high) < 0.01
+
+
+def test_handles_100000_resamples():
+    y_true, y_pred = random_case(np.random.default_rng(7), 1500)
+    report = binary_report(y_true, y_pred, n_resamples=100_000)
+    assert report["f1_low"] < report["f1"] < report["f1_high"]
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred, invalid, expected",
+    [
+        ([1, 0, 1], [0, 0, -1], "negative", ["no positive predictions: precision"]),
+        ([0, 0, 0], [1, 0, 0], "negative", ["no positive items: recall"]),
+        (
+            [0, 0],
+            [0, 0],
+            "negative",
+            ["precision is undefined", "recall is undefined", "F1 is undefined"],
+        ),
+        ([1, 0], [-1, None], "negative", ["all 2 answers are invalid"]),
+        ([1, 0], [-1, None], "exclude", ["all 2 answers are invalid", "no items"]),
+        ([], [], "negative", ["no items to score"]),
+    ],
+)
+def test_degenerate_cases_report_zero_with_notes(y_true, y_pred, invalid, expected):
+    report = binary_report(y_true, y_pred, invalid=invalid)
+    text = " | ".join(report["notes"])
+    for phrase in expected:
+        assert phrase in text
+    for name in SKLEARN:
+        assert report[f"{name}_low"] <= report[name] <= report[f"{name}_high"]
+
+
+def test_degenerate_report_values():
+    report = binary_report([1, 0, 1], [0, 0, -1])
+    assert (report["precision"], report["recall"], report["f1"]) == (0.0, 0.0, 0.0)
+    assert binary_report([1, 0], [-1, -1], invalid="exclude")["n"] == 0
+
+
+def test_normal_case_has_no_notes():
+    y_true, y_pred = random_case(np.random.default_rng(8), 500)
+    assert binary_report(y_true, y_pred)["notes"] == []
+
+
+def test_resamples_with_undefined_metric_are_noted():
+    report = binary_report([1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0])
+    assert any("in " in note and "of resamples" in note for note in report["notes"])
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred, kwargs, match",
+    [
+        ([1, 0], [1], {}, "differ in length"),
+        ([1, 2], [1, 0], {}, "y_true must hold only 0 and 1"),
+        ([1, None], [1, 0], {}, "y_true must hold only 0 and 1"),
+        ([1, 0], [1, 3], {}, "y_pred must hold"),
+        ([1, 0], ["yes", 0], {}, "must be numeric"),
+        ([[1, 0]], [[1, 0]], {}, "one-dimensional"),
+        ([1, 0], [1, 0], {"invalid": "drop"}, "invalid must be one of"),
+        ([1, 0], [1, 0], {"confidence": 1.0}, "confidence"),
+        ([1, 0], [1, 0], {"confidence": 0}, "confidence"),
+        ([1, 0], [1, 0], {"n_resamples": 0}, "n_resamples"),
+        ([1, 0], [1, 0], {"n_resamples": 10.5}, "n_resamples"),
+    ],
+)
+def test_invalid_inputs_raise_value_error(y_true, y_pred, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        binary_report(y_true, y_pred, **kwargs)
+
+
+@pytest.mark.parametrize("metric", ["precision", "recall", "f1"])
+def test_paired_difference_equals_difference_of_point_values(metric):
+    rng = np.random.default_rng(9)
+    y_true, pred_a = random_case(rng, 200)
+    _, pred_b = random_case(rng, 200)
+    result = paired_difference(y_true, pred_a, pred_b, metric=metric)
+    a = sklearn_value(metric, y_true, np.where(pred_a == -1, 0, pred_a))
+    b = sklearn_value(metric, y_true, np.where(pred_b == -1, 0, pred_b))
+    assert (result["a"], result["b"], result["diff"]) == (a, b, a - b)
+    assert result["low"] <= result["high"]
+    assert (result["metric"], result["n"]) == (metric, 200)
+
+
+def test_paired_difference_of_identical_predictions_is_zero():
+    y_true, y_pred = random_case(np.random.default_rng(10), 200)
+    result = paired_difference(y_true, y_pred, y_pred.copy())
+    assert (result["diff"], result["low"], result["high"]) == (0.0, 0.0, 0.0)
+
+
+def test_paired_difference_detects_a_clearly_better_model():
+    rng = np.random.default_rng(11)
+    y_true = (rng.random(500) < 0.4).astype(int)
+    better = np.where(rng.random(500) < 0.95, y_true, 1 - y_true)
+    worse = np.where(rng.random(500) < 0.75, y_true, 1 - y_true)
+    result = paired_difference(y_true, better, worse, seed=3)
+    assert 0 < result["low"] <= result["diff"] <= result["high"]
+    assert paired_difference(y_true, better, worse, seed=3) == result
+
+
+def test_paired_difference_invalid_policies():
+    y_true = [1, 1, 0, 0]
+    pred_a = [1, -1, 0, 1]
+    pred_b = [1, 1, None, 0]
+    negative = paired_difference(y_true, pred_a, pred_b)
+    exclude = paired_difference(y_true, pred_a, pred_b, invalid="exclude")
+    assert (negative["n"], exclude["n"]) == (4, 2)
+    assert negative["a"] == pytest.approx(0.5)  # tp 1, fp 1, fn 1
+    assert exclude["a"] == pytest.approx(2 / 3)  # tp 1, fp 1, fn 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"metric": "accuracy"}, "metric must be one of"),
+        ({"invalid": "positive"}, "invalid must be one of"),
+        ({"confidence": 1.5}, "confidence"),
+        ({"n_resamples": -1}, "n_resamples"),
+    ],
+)
+def test_paired_difference_rejects_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        paired_difference([1, 0], [1, 0], [1, 0], **kwargs)
+
+
+def test_paired_difference_rejects_length_mismatch():
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_difference([1, 0], [1, 0], [1])
