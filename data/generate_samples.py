@@ -39,8 +39,8 @@ def load_tasks():
     return module.TASKS
 
 
-def num(low, high, fmt="{}"):
-    return lambda rng: fmt.format(rng.randint(low, high))
+def num(low, high):
+    return lambda rng: str(rng.randint(low, high))
 
 
 def pair(items, fmt):
@@ -151,10 +151,11 @@ def typo(rng, text):
 
 
 def roughen_tweet(rng, text, tags):
-    if rng.random() < 0.2:
-        text = rng.choice(TWEET_OPENERS) + " " + text
-    if rng.random() < 0.2:
-        text += " " + rng.choice(TWEET_CLOSERS)
+    if "https://" not in text:  # news and ads get no chatty opener or closer
+        if rng.random() < 0.2:
+            text = rng.choice(TWEET_OPENERS) + " " + text
+        if rng.random() < 0.2:
+            text += " " + rng.choice(TWEET_CLOSERS)
     for word, short in TWEET_SLANG:
         if rng.random() < 0.35:
             text = re.sub(rf"\b{word}\b", short, text)
@@ -252,7 +253,7 @@ BREAST_CANCER = {
     "easy": GENERIC_TWEETS + [
         "pink is my favorite color and I will not apologize 💗",
         "my mammogram {when} took 5 minutes and everything came back normal. go get yours",
-        "the cancer is in my fantasy football lineup, {n} injured starters {meh}",
+        "the new cancer center downtown finally opened and now traffic on my street is a mess {meh}",
         "zodiac twitter says cancer season is here, brace yourselves",
     ],
     "negative_ambiguous": [
@@ -342,7 +343,7 @@ ADVERSE_PREGNANCY = {
         "term": num(38, 41),
         "gw": num(12, 30),
         "d": num(0, 6),
-        "lb": num(1, 4),
+        "lb": num(2, 4),
         "big": num(6, 9),
         "oz": num(0, 15),
         "small_oz": num(0, 7),
@@ -425,7 +426,7 @@ COVID = {
         "symptoms": pair(SYMPTOMS, "{} and {}"),
         "household": ["my husband", "my wife", "my roommate", "my son", "my daughter",
                       "my partner", "my mom (we live together)"],
-        "contact": ["my coworker", "a guy on my team", "my boss", "someone in my class",
+        "contact": ["my coworker", "a guy on my team", "my boss",
                     "my friend from the gym", "our neighbor"],
         "state": ["Texas", "Ohio", "the county", "Florida", "the state", "New York"],
         "n3": num(120, 9800),
@@ -552,7 +553,9 @@ NOTE_SLOTS = {
     "n": num(2, 9),
     "nth": num(4, 9),
     "pain": num(3, 10),
-    "site": ["lower back", "R knee", "LLQ", "epigastrium", "L shoulder", "chest wall"],
+    "high_pain": num(8, 10),
+    "low_pain": num(0, 3),
+    "site": ["lower back", "R knee", "LLQ", "epigastric", "L shoulder", "chest wall"],
     "allergy": ALLERGIES,
     "allergies": allergies,
     "adverse": ["cough", "hyperkalemia", "bradycardia", "AKI", "dizziness", "lower extremity edema",
@@ -567,7 +570,7 @@ NOTE_SLOTS = {
     "t": lambda rng: f"{rng.randint(972, 1012) / 10:.1f}",
     "hr": num(58, 118),
     "sbp": num(98, 178),
-    "dbp": num(56, 102),
+    "dbp": num(56, 92),
     "rr": num(12, 24),
     "spo2": num(89, 100),
     "cr": lambda rng: f"{rng.randint(6, 24) / 10:.1f}",
@@ -599,7 +602,7 @@ NOTE_ROUTINE = [
     "Pt reports sleeping well, appetite good.",
     "Drain output {n}0 mL over 24 hours, serosanguinous.",
     "Incentive spirometer encouraged, pt pulling {n}00 mL.",
-    "Pain well controlled, rates {pain}/10 at rest.",
+    "Pain well controlled, rates {low_pain}/10 at rest.",
     "Seen with attending; plan as below.",
     "Tele without events overnight.",
     "Lives alone, daughter checks in daily; home safety eval ordered.",
@@ -653,7 +656,7 @@ STIGMA = {
     "slots": {},
     "positive": [
         "Pt is non-compliant with {medname} and again presents with {pmh_one} exacerbation.",
-        "Patient claims to have {pain}/10 pain but was observed laughing on the phone.",
+        "Patient claims to have {high_pain}/10 pain but was observed laughing on the phone.",
         "Drug-seeking behavior noted; pt requesting IV dilaudid by name.",
         "Pt insists all medications are taken as prescribed, though A1c remains {a1c}.",
         "Patient belligerent with nursing staff overnight, yelling and cursing.",
@@ -673,7 +676,7 @@ STIGMA = {
         "Patient insists on being discharged and is combative when redirected.",
     ],
     "positive_ambiguous": [
-        "Pt rates pain {pain}/10 while sleeping comfortably on arrival.",
+        "Pt rates pain {high_pain}/10 while sleeping comfortably on arrival.",
         "Patient refused AM labs.",
         "Pt demanding food tray and early discharge.",
     ],
@@ -702,7 +705,7 @@ STIGMA = {
     ],
     "negative_ambiguous": [
         "Pt tearful and frustrated about length of stay; chaplain visit requested.",
-        "Pt states pain improved from {pain}/10 to 4/10 after oxycodone.",
+        "Pt states pain improved from {high_pain}/10 to 4/10 after oxycodone.",
         "Patient asking about discharge timing several times today; team updated pt.",
     ],
 }
@@ -794,14 +797,15 @@ def category_counts(positives):
 def generate(key, spec, positive_rate):
     """The rows (id, text, label) of one task's file, shuffled."""
     rng = random.Random(f"medassets-samples-{key}")
-    is_note = "tags" not in spec
+    is_note = "tags" not in spec  # tweets carry hashtags, notes do not
     slots = {**(NOTE_SLOTS if is_note else TWEET_SLOTS), **spec["slots"]}
     seen, rows = set(), []
     for category, label, count in category_counts(round(ROWS * positive_rate)):
-        made = 0
-        for _ in range(MAX_TRIES):
-            if made == count:
-                break
+        made = tries = 0
+        while made < count:
+            tries += 1
+            if tries > MAX_TRIES:
+                raise RuntimeError(f"{key}/{category}: too few distinct texts")
             template = rng.choice(spec[category])
             if is_note:
                 text = roughen_note(rng, fill(rng, note_template(rng, template), slots))
@@ -812,8 +816,6 @@ def generate(key, spec, positive_rate):
                 seen.add(text)
                 rows.append((text, label))
                 made += 1
-        else:
-            raise RuntimeError(f"{key}/{category}: too few distinct texts")
     rng.shuffle(rows)
     return [(f"{spec['prefix']}-{i:04d}", text, label) for i, (text, label) in enumerate(rows, 1)]
 

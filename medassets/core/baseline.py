@@ -8,6 +8,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from medassets.tasks import TASKS
+
 
 def fit_predict(train_texts, train_labels, test_texts, *, seed: int = 0) -> np.ndarray:
     """Predicted labels (0/1) for the test texts."""
@@ -20,3 +22,9 @@ def fit_predict(train_texts, train_labels, test_texts, *, seed: int = 0) -> np.n
     )
     model.fit(list(train_texts), labels)
     return model.predict(list(test_texts)).astype(int)
+
+
+def answer_phrase(task: str, label: int) -> str:
+    """The task's own answer for a label, so a baseline's predictions parse like any model's."""
+    spec = TASKS[task]
+    return spec.positive_phrase if label == 1 else spec.negative_phrases[0]
