@@ -1,6 +1,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 3000
 
 .PHONY: install run test ui clean
 
@@ -18,13 +19,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/python -m medassets.run
+	DAGSTER_HOME=$(CURDIR) $(BIN)/python -m medassets.run
 
 test: install
 	$(BIN)/python -m pytest
 
 ui: install
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 clean:
-	rm -rf $(VENV) .dagster_home .medassets_cache
+	rm -rf $(VENV) .dagster .medassets

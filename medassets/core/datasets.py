@@ -59,6 +59,17 @@ class LoadedDataset:
     dropped: list[DroppedRows]
 
 
+# YAML 1.1 (PyYAML) reads an unquoted yes/no/on/off/true/false key as a boolean, so
+# `labels: {yes: 1, no: 0}` arrives as {True: 1, False: 0}: accept each spelling it may have had.
+_YAML_BOOLEAN_NAMES = {True: ("true", "yes", "on"), False: ("false", "no", "off")}
+
+
+def _label_names(key) -> tuple[str, ...]:
+    if isinstance(key, bool):
+        return _YAML_BOOLEAN_NAMES[key]
+    return (str(key).strip().lower(),)
+
+
 def source_from_mapping(task: str, entry: dict, base: Path, where: str) -> DatasetSource:
     """A task's source from its config entry; relative paths are read from `base`."""
     known = {"path", "format", "columns", "labels", "drop_bad_rows", "preview"}
@@ -70,7 +81,9 @@ def source_from_mapping(task: str, entry: dict, base: Path, where: str) -> Datas
     columns = {c: c for c in COLUMNS} | dict(entry.get("columns") or {})
     if set(columns) != set(COLUMNS):
         raise DataError(f"{where}: task {task!r}: `columns` maps only {list(COLUMNS)}")
-    labels = {str(k).strip().lower(): v for k, v in (entry.get("labels") or DEFAULT_LABELS).items()}
+    labels = {
+        name: v for k, v in (entry.get("labels") or DEFAULT_LABELS).items() for name in _label_names(k)
+    }
     if set(labels.values()) != {0, 1}:
         raise DataError(f"{where}: task {task!r}: `labels` must map values to both 1 and 0")
     path = Path(entry["path"])
@@ -119,6 +132,14 @@ def _rows_text(rows: list[int]) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more} ({len(rows)} in all)"
 
 
+def _cell_text(value) -> str:
+    """A cell as text; an integral float is its integer (JSONL and Parquet read an integer
+    column holding a null as float, so a label 1 arrives as 1.0)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
 def load_dataset(source: DatasetSource) -> LoadedDataset:
     """Read, map and validate one dataset. Raises DataError unless `drop_bad_rows` is set."""
     raw = _read(source)
@@ -131,9 +152,9 @@ def load_dataset(source: DatasetSource) -> LoadedDataset:
         {field: raw[col] for field, col in source.columns.items()}
     ).reset_index(drop=True)
     row_numbers = pd.Series(range(1, len(frame) + 1))
-    ids = frame["id"].map(lambda v: "" if v is None or pd.isna(v) else str(v).strip())
+    ids = frame["id"].map(lambda v: "" if v is None or pd.isna(v) else _cell_text(v))
     texts = frame["text"].map(lambda v: "" if v is None or pd.isna(v) else str(v))
-    labels = frame["label"].map(lambda v: source.labels.get(str(v).strip().lower()))
+    labels = frame["label"].map(lambda v: source.labels.get(_cell_text(v).lower()))
 
     problems = [
         ("id", "empty id", ids == ""),
@@ -151,7 +172,7 @@ def load_dataset(source: DatasetSource) -> LoadedDataset:
         dropped.append(DroppedRows(problem, rows, ids[mask].tolist()))
         example = ""
         if field_name == "label":
-            example = f"; values seen: {sorted(set(frame['label'][mask].astype(str)))[:_SHOWN_ROWS]}"
+            example = f"; values seen: {sorted({str(v) for v in frame['label'][mask]})[:_SHOWN_ROWS]}"
         elif field_name == "id" and problem == "duplicate id":
             example = f"; ids: {sorted(set(ids[mask]))[:_SHOWN_ROWS]}"
         messages.append(f"field {field_name!r}: {problem} in {_rows_text(rows)}{example}")

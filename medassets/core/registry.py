@@ -74,6 +74,12 @@ def _build(cls, values: dict[str, Any], lines: dict[str, int], where: str, entry
         key = unknown[0]
         known = sorted(f.name for f in fields(cls))
         raise RegistryError(f"{where}:{lines.get(key, entry_line)}: unknown field {key!r}; known: {known}")
+    for f in fields(cls):  # a numeric field given as text would fail later, far from its line
+        value = values.get(f.name)
+        if f.name in values and type(f.default) in (int, float) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
+            raise RegistryError(f"{where}:{lines.get(f.name, entry_line)}: {f.name} must be a number, not {value!r}")
     try:
         return cls(**values)
     except TypeError as exc:
@@ -131,6 +137,9 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
         if name in specs:
             raise RegistryError(f"{where}:{line}: duplicate model name {name!r}")
         values = dict(entry)
+        for key in ("source", *_NESTED):
+            if values.get(key) is not None and not isinstance(values[key], dict):
+                raise RegistryError(f"{where}:{lines[key]}: `{key}` must be a mapping, not {values[key]!r}")
         for key, cls in _NESTED.items():
             if key in values:
                 nested = dict(values[key] or {})

@@ -3,12 +3,23 @@ and the paper's invalid-answer criterion on the parsed labels."""
 
 
 import pandas as pd
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    Config,
+    MetadataValue,
+    MultiToSingleDimensionPartitionMapping,
+    asset_check,
+)
 
 from medassets.core import quality
 from medassets.core.splitting import TEST_SHARE
 from medassets.defs.data import raw_dataset, split
-from medassets.defs.partitions import task_partitions
+from medassets.defs.evaluation import parsed_labels
+from medassets.defs.generation import predictions
+from medassets.defs.partitions import model_and_task, task_model_partitions, task_partitions
 from medassets.tasks import TASKS
 
 # A user's data may differ from the paper's: a positive rate this far from Table 1's is a warning.
@@ -50,3 +61,44 @@ def raw_dataset_positive_rate(context: AssetCheckExecutionContext, raw_dataset: 
 def split_is_stratified(context: AssetCheckExecutionContext, split: pd.DataFrame) -> AssetCheckResult:
     expectations = quality.split_expectations(split, TEST_SHARE, SPLIT_SHARE_TOLERANCE, SPLIT_RATE_TOLERANCE)
     return gx_result(quality.validate(quality.split_frame(split), "split", expectations))
+
+
+class InvalidAnswersConfig(Config):
+    limit: int = 10  # the paper tuned its prompts until fewer than 10 answers were invalid
+
+
+@asset_check(asset=parsed_labels, partitions_def=task_model_partitions,
+             description="The paper's criterion: fewer than 10 invalid answers (a warning; metrics still run).")
+def few_invalid_answers(context: AssetCheckExecutionContext, config: InvalidAnswersConfig, parsed_labels: pd.DataFrame) -> AssetCheckResult:
+    invalid = parsed_labels[parsed_labels["label"] == -1]
+    return AssetCheckResult(
+        passed=len(invalid) < config.limit,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "invalid": len(invalid),
+            "limit": config.limit,
+            "invalid_reasons": MetadataValue.json(invalid["invalid_reason"].value_counts().to_dict()),
+            # ids and reasons only: answers can quote a clinical note
+            "examples": MetadataValue.json(
+                [{"id": i, "reason": r} for i, r in zip(invalid["id"].head(5), invalid["invalid_reason"].head(5))]
+            ),
+        },
+    )
+
+
+@asset_check(asset=predictions, partitions_def=task_model_partitions,
+             additional_ins={"prompts": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task"))},
+             description="Great Expectations: one prediction per test prompt, unique ids, no missing text.")
+def predictions_are_complete(context: AssetCheckExecutionContext, predictions, prompts) -> AssetCheckResult:
+    keys = list(context.partition_keys)
+    predictions = predictions if isinstance(predictions, dict) else {keys[0]: predictions}
+    prompts = prompts if isinstance(prompts, dict) else {model_and_task(keys[0])[1]: prompts}
+    results = {
+        key: quality.validate(frame, "predictions", quality.predictions_expectations(len(prompts[model_and_task(key)[1]])))
+        for key, frame in predictions.items()
+    }
+    failures = [dict(failure, partition=key) for key, result in results.items() for failure in result.failures]
+    return gx_result(
+        quality.QualityResult(all(r.success for r in results.values()), sum(r.evaluated for r in results.values()), failures),
+        partitions=len(results),
+    )

@@ -11,6 +11,15 @@ import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, MultiPartitionsDefinition, OutputContext
 
 
+def stored_model_task_frames(base_dir: Path, asset_name: str, models: list[str]) -> dict[tuple[str, str], pd.DataFrame]:
+    """Every stored (model, task) partition of a per-(task, model) asset, for the given models."""
+    return {
+        (path.parent.name, path.stem): pd.read_parquet(path, engine="pyarrow")
+        for model in models
+        for path in sorted(Path(base_dir, asset_name, model).glob("*.parquet"))
+    }
+
+
 class ParquetIOManager(ConfigurableIOManager):
     base_dir: str
 
@@ -21,7 +30,7 @@ class ParquetIOManager(ConfigurableIOManager):
         partitions_def = context.asset_partitions_def
         if isinstance(partitions_def, MultiPartitionsDefinition):
             dimensions = partitions_def.get_partition_key_from_str(partition_key).keys_by_dimension
-            parts = [dimensions[name] for name in sorted(dimensions)]
+            parts = [dimensions[name] for name in sorted(dimensions)]  # model, then task
         else:
             parts = [partition_key]
         return folder.joinpath(*parts).with_suffix(".parquet")

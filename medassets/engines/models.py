@@ -83,7 +83,7 @@ def resolve_model(spec: ModelSpec, models_dir: Path) -> ResolvedModel:
         if spec.source["embedded"] != EMBEDDED_MODEL_NAME:
             raise ModelSourceError(f"unknown embedded model {spec.source['embedded']!r}; there is {EMBEDDED_MODEL_NAME!r}")
         prepared = prepare_embedded_model(models_dir / EMBEDDED_MODEL_NAME)
-        folder, revision = prepared.folder, "gguf-" + prepared.source_sha256[:16]
+        folder, revision = prepared.folder, prepared.revision
     elif kind == "path":
         folder = Path(spec.source["path"])
         revision = folder_fingerprint(folder)

@@ -1,0 +1,141 @@
+"""Evaluation assets: parsed labels and metrics per (task, model), and the comparison of all models."""
+
+import base64
+
+import pandas as pd
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, MultiToSingleDimensionPartitionMapping, asset
+
+from medassets import paths
+from medassets.core import comparison as comparison_logic
+from medassets.core import metrics as metrics_logic
+from medassets.core import parsing
+from medassets.core.metrics import binary_report
+from medassets.core.parsing import parse_answer
+from medassets.defs.generation import predictions
+from medassets.defs.io import stored_model_task_frames
+from medassets.defs.metadata import code_version, frame_metadata
+from medassets.defs.partitions import model_and_task, task_model_partitions
+
+_METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
+    f"{metric}{suffix}" for metric in metrics_logic.METRICS for suffix in ("", "_low", "_high")
+]
+
+
+class BootstrapConfig(Config):
+    n_resamples: int = 1000  # as in the paper; up to 100,000 is fast
+    confidence: float = 0.95
+    seed: int = 0
+    invalid: str = "negative"  # an invalid answer counts as not positive; or "exclude"
+
+
+@asset(
+    partitions_def=task_model_partitions,
+    ins={"prompts": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task"))},
+    group_name="evaluation",
+    kinds={"pandas", "parquet"},
+    code_version=code_version(parsing),
+    description="Each answer parsed to 1, 0 or invalid with the task's answer phrases, with the answer "
+    "text, the reasoning and, when invalid, why.",
+)
+def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
+    _, task = model_and_task(context.partition_key)
+    parsed = [
+        parse_answer(task, text, reasoning)
+        for text, reasoning in zip(predictions["text"], predictions["reasoning"].where(predictions["reasoning"].notna(), None))
+    ]
+    gold = prompts.set_index("id").loc[predictions["id"], "label"].to_numpy()
+    frame = pd.DataFrame(
+        {
+            "id": predictions["id"],
+            "gold": gold,
+            "label": [-1 if p.label is None else p.label for p in parsed],
+            "answer": [p.answer for p in parsed],
+            "reasoning": [p.reasoning for p in parsed],
+            "invalid_reason": [p.invalid_reason for p in parsed],
+        }
+    ).astype({"id": "string", "answer": "string", "reasoning": "string", "invalid_reason": "string"})
+    reasons = frame["invalid_reason"].value_counts().to_dict()
+    context.add_output_metadata(
+        frame_metadata(frame.drop(columns="gold"))
+        | {"invalid": int((frame["label"] == -1).sum()), "invalid_reasons": MetadataValue.json(reasons)}
+    )
+    return frame
+
+
+def report_row(report: dict) -> dict:
+    return {field: report[field] for field in _METRIC_FIELDS}
+
+
+@asset(
+    partitions_def=task_model_partitions,
+    group_name="evaluation",
+    kinds={"pandas", "parquet"},
+    code_version=code_version(metrics_logic),
+    description="Precision, recall and F1 of the positive class with 95% percentile bootstrap intervals, "
+    "the invalid count and the confusion matrix.",
+)
+def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labels: pd.DataFrame) -> pd.DataFrame:
+    model, task = model_and_task(context.partition_key)
+    report = binary_report(
+        parsed_labels["gold"], parsed_labels["label"], n_resamples=config.n_resamples,
+        confidence=config.confidence, seed=config.seed, invalid=config.invalid,
+    )
+    for note in report["notes"]:
+        context.log.warning(f"{model} on {task}: {note}")
+    confusion = pd.DataFrame(report["confusion"], index=["true 1", "true 0"], columns=["predicted 1", "predicted 0", "invalid"])
+    context.add_output_metadata(
+        {key: round(float(value), 4) for key, value in report_row(report).items()}
+        | {
+            "F1": comparison_logic.interval_cell(report["f1"], report["f1_low"], report["f1_high"]),
+            "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
+            "invalid_policy": report["invalid_policy"],
+            "n_resamples": report["n_resamples"],
+            "notes": MetadataValue.json(report["notes"]),
+        }
+    )
+    return pd.DataFrame([{"task": task, "model": model, **report_row(report), "invalid_policy": report["invalid_policy"]}])
+
+
+@asset(
+    deps=[metrics, parsed_labels],
+    group_name="evaluation",
+    kinds={"pandas", "parquet"},
+    code_version=code_version(comparison_logic, metrics_logic),
+    description="The paper's Table 3 for every registered model, with invalid counts, paired F1 "
+    "differences with intervals, and a forest plot. Written as CSV, Parquet and PNG.",
+)
+def comparison(context: AssetExecutionContext, config: BootstrapConfig) -> pd.DataFrame:
+    models = sorted(context.instance.get_dynamic_partitions("model"))
+    base = paths.assets_dir()
+    stored_metrics = stored_model_task_frames(base, "metrics", models)
+    if not stored_metrics:
+        raise RuntimeError("no metrics are materialized yet: materialize the metrics asset first")
+    all_metrics = pd.concat(stored_metrics.values(), ignore_index=True)
+    labels = pd.concat(
+        [frame.assign(model=model, task=task) for (model, task), frame in stored_model_task_frames(base, "parsed_labels", models).items()],
+        ignore_index=True,
+    )
+    table = comparison_logic.table3(all_metrics)
+    differences = comparison_logic.paired_f1_differences(
+        labels, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid
+    )
+    reports = paths.reports_dir()
+    reports.mkdir(parents=True, exist_ok=True)
+    table.to_csv(reports / "table3.csv", index=False)
+    table.to_parquet(reports / "table3.parquet", index=False)
+    differences.to_csv(reports / "f1_differences.csv", index=False)
+    differences.to_parquet(reports / "f1_differences.parquet", index=False)
+    plot = comparison_logic.forest_plot(all_metrics, reports / "f1_forest.png")
+    image = base64.b64encode(plot.read_bytes()).decode("ascii")
+    expected = len(models) * len(task_model_partitions.get_partitions_def_for_dimension("task").get_partition_keys())
+    context.add_output_metadata(
+        {
+            "table3": MetadataValue.md(table.to_markdown(index=False)),
+            "f1_differences": MetadataValue.md(comparison_logic.differences_table(differences).to_markdown(index=False)),
+            "forest_plot": MetadataValue.md(f"![F1 by task and model](data:image/png;base64,{image})"),
+            "forest_plot_file": MetadataValue.path(str(plot)),
+            "reports": MetadataValue.path(str(reports)),
+            "evaluated_partitions": f"{len(stored_metrics)} of {expected}",
+        }
+    )
+    return table

@@ -1,0 +1,70 @@
+"""`make run`: materialize every asset headless, for every registered model, and print Table 3.
+
+Runs go into the Dagster instance of DAGSTER_HOME, so the Dagster UI shows them afterwards.
+"""
+
+import os
+import sys
+import time
+
+import pandas as pd
+from dagster import DagsterInstance
+
+from medassets import paths
+from medassets.core.comparison import differences_table
+from medassets.core.registry import load_registry
+from medassets.definitions import defs
+from medassets.tasks import TASK_KEYS
+
+_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def _run(instance: DagsterInstance, job: str, label: str, **kwargs) -> None:
+    started = time.monotonic()
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, run_config=_QUIET, raise_on_error=False, **kwargs
+    )
+    if not result.success:
+        sys.exit(f"medassets: {label} failed (run {result.run_id}); see the log above or the Dagster UI")
+    print(f"medassets: {label}: done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def main() -> None:
+    if not os.environ.get("DAGSTER_HOME"):
+        sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
+    models = list(load_registry(paths.registry_path()))
+    with DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions("model"))
+        instance.add_dynamic_partitions("model", [m for m in models if m not in known])
+        for task in TASK_KEYS:
+            _run(instance, "prepare_data", f"data for {task}", partition_key=task)
+        for model in models:
+            _run(instance, "prepare_model", f"weights of {model}", partition_key=model)
+            # One run over the model's six tasks: the engine loads once for all their prompts.
+            _run(
+                instance, "generate", f"predictions of {model}",
+                tags={
+                    "dagster/asset_partition_range_start": f"{model}|{TASK_KEYS[0]}",
+                    "dagster/asset_partition_range_end": f"{model}|{TASK_KEYS[-1]}",
+                },
+            )
+            for task in TASK_KEYS:
+                _run(instance, "evaluate", f"evaluation of {model} on {task}", partition_key=f"{model}|{task}")
+        _run(instance, "compare", "comparison")
+
+    reports = paths.reports_dir()
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 50)
+    table = pd.read_csv(reports / "table3.csv", keep_default_na=False)
+    differences = pd.read_csv(reports / "f1_differences.csv")
+    print("\nTable 3: precision, recall and F1 with 95% bootstrap intervals, and invalid answers\n")
+    print(table.to_markdown(index=False))
+    print("\nPaired F1 differences (95% paired bootstrap intervals)\n")
+    print(differences_table(differences).to_markdown(index=False))
+    print(f"\nReports (CSV, Parquet, forest plot): {reports}")
+    print(f"Asset files: {paths.assets_dir()}")
+    print("Open the Dagster UI on these results with: make ui")
+
+
+if __name__ == "__main__":
+    main()

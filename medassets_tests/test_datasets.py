@@ -1,0 +1,249 @@
+"""Loading a task's dataset: formats, column and label mappings, and errors that name the
+file, the field and the rows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medassets.core.datasets import (
+    DataError,
+    DatasetSource,
+    load_dataset,
+    read_dataset_config,
+    source_from_mapping,
+)
+from medassets.tasks import TASK_KEYS
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+FORMATS = ("csv", "tsv", "jsonl", "parquet")
+NOTE_COLUMNS = {"id": "note_id", "text": "note_text", "label": "annotation"}
+YES_NO = {"yes": 1, "no": 0}
+
+
+def write(frame: pd.DataFrame, path: Path) -> Path:
+    fmt = path.suffix.lstrip(".")
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "tsv":
+        frame.to_csv(path, sep="\t", index=False)
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def note_frame(ids, texts, labels) -> pd.DataFrame:
+    return pd.DataFrame({"note_id": ids, "note_text": texts, "annotation": labels})
+
+
+def source(path: Path, labels=YES_NO, **entry) -> DatasetSource:
+    entry = {"path": str(path), "columns": NOTE_COLUMNS, "labels": labels, **entry}
+    return source_from_mapping("stigma_labeling", entry, path.parent, "test config")
+
+
+def load_error(src: DatasetSource) -> str:
+    with pytest.raises(DataError) as info:
+        load_dataset(src)
+    message = str(info.value)
+    assert str(src.path) in message
+    return message
+
+
+# --- clean files -------------------------------------------------------------------------
+
+IDS = ["n-3", "n-1", "007", "n-2", "n-10"]  # not sorted: row order must be kept
+TEXTS = [
+    "Pt is non-compliant with meds.",
+    'Says "fine", declines follow-up; plan: see PCP',
+    "Line one of the note.\nLine two, after a break.",
+    "  leading and trailing spaces kept  ",
+    "Résumé: café, naïve — unicode ✓",
+]
+LABELS = [1, 0, 0, 1, 1]
+LABEL_MAPPINGS = {  # config mapping, the file's values for LABELS
+    "yes-no": ({"yes": 1, "no": 0}, ["Yes", "no", "NO", " yes ", "YES"]),
+    "positive-negative": ({"Positive": 1, "NEGATIVE": 0}, ["positive", "Negative", "negative", "POSITIVE", "Positive"]),
+    "one-zero": ({1: 1, 0: 0}, [1, 0, 0, 1, 1]),
+    "default": (None, [1, 0, 0, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("mapping", LABEL_MAPPINGS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_clean_file_loads_unchanged(tmp_path, fmt, mapping):
+    labels, values = LABEL_MAPPINGS[mapping]
+    path = write(note_frame(IDS, TEXTS, values), tmp_path / f"notes.{fmt}")
+    loaded = load_dataset(source(path, labels=labels))
+    frame = loaded.frame
+    assert loaded.dropped == []
+    assert list(frame.columns) == ["id", "text", "label"]
+    assert frame["id"].tolist() == IDS
+    assert frame["text"].tolist() == TEXTS
+    assert frame["label"].tolist() == LABELS
+    assert all(isinstance(v, str) for v in frame["id"])
+    assert str(frame["label"].dtype) == "int64"
+
+
+@pytest.mark.parametrize("fmt", ("jsonl", "parquet"))
+def test_numeric_ids_become_strings(tmp_path, fmt):
+    path = write(pd.DataFrame({"id": [30, 10, 20], "text": ["a", "b", "c"], "label": [1, 0, 1]}), tmp_path / f"d.{fmt}")
+    frame = load_dataset(DatasetSource(path)).frame
+    assert frame["id"].tolist() == ["30", "10", "20"]
+    assert frame["label"].tolist() == [1, 0, 1]
+
+
+def test_yaml_config_with_unquoted_yes_no_labels(tmp_path):
+    # YAML 1.1 reads unquoted yes/no as booleans; datasets.yaml documents {yes: 1, no: 0}.
+    write(note_frame(["a", "b"], ["x", "y"], ["yes", "No"]), tmp_path / "notes.csv")
+    config = tmp_path / "datasets.yaml"
+    config.write_text(
+        "tasks:\n  stigma_labeling:\n    path: notes.csv\n"
+        "    columns: {id: note_id, text: note_text, label: annotation}\n"
+        "    labels: {yes: 1, no: 0}\n"
+    )
+    entry = read_dataset_config(config)["stigma_labeling"]
+    frame = load_dataset(source_from_mapping("stigma_labeling", entry, tmp_path, str(config))).frame
+    assert frame["label"].tolist() == [1, 0]
+
+
+def test_format_can_be_given_for_any_extension(tmp_path):
+    path = write(note_frame(["a", "b"], ["x", "y"], ["yes", "no"]), tmp_path / "export.csv")
+    path = path.rename(tmp_path / "export.txt")
+    assert load_dataset(source(path, format="csv")).frame["id"].tolist() == ["a", "b"]
+
+
+# --- file-level errors -------------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    message = load_error(source(tmp_path / "absent.csv"))
+    assert "not found" in message
+
+
+def test_unknown_extension(tmp_path):
+    path = tmp_path / "notes.xlsx"
+    path.write_bytes(b"PK\x03\x04 not really a workbook")
+    message = load_error(source(path))
+    assert "unknown format" in message and ".xlsx" in message
+
+
+@pytest.mark.parametrize("fmt", ("parquet", "jsonl"))
+def test_unreadable_file(tmp_path, fmt):
+    path = tmp_path / f"notes.{fmt}"
+    path.write_bytes(bytes(range(256)) * 8)
+    message = load_error(source(path))
+    assert f"cannot read as {fmt}" in message
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_missing_column_names_field_and_column(tmp_path, fmt):
+    frame = pd.DataFrame({"note_id": ["a"], "body": ["x"], "annotation": ["yes"]})
+    message = load_error(source(write(frame, tmp_path / f"notes.{fmt}")))
+    assert "'text' (column 'note_text')" in message
+    assert "body" in message  # the columns the file does have
+
+
+# --- row-level errors --------------------------------------------------------------------
+
+ROW_PROBLEMS = {  # name: (ids, texts, labels, field, rows text, extra text in message)
+    "empty text": (
+        ["a", "b", "c", "d", "e"], ["ok", "", "ok", " \t\n ", "ok"], ["yes"] * 5,
+        "'text'", "rows 2, 4 (2 in all)", "empty or whitespace-only text",
+    ),
+    "duplicate id": (
+        ["a", "b", "a", "c", "b"], ["t1", "t2", "t3", "t4", "t5"], ["no"] * 5,
+        "'id'", "rows 3, 5 (2 in all)", "ids: ['a', 'b']",
+    ),
+    "label outside mapping": (
+        ["a", "b", "c", "d"], ["t1", "t2", "t3", "t4"], ["yes", "maybe", "no", "unsure"],
+        "'label'", "rows 2, 4 (2 in all)", "values seen: ['maybe', 'unsure']",
+    ),
+    "empty id": (
+        ["a", "", "c"], ["t1", "t2", "t3"], ["yes", "no", "yes"],
+        "'id'", "row 2 (1 in all)", "empty id",
+    ),
+}
+
+
+@pytest.mark.parametrize("problem", ROW_PROBLEMS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bad_rows_error_names_file_field_and_rows(tmp_path, fmt, problem):
+    ids, texts, labels, field, rows, extra = ROW_PROBLEMS[problem]
+    message = load_error(source(write(note_frame(ids, texts, labels), tmp_path / f"notes.{fmt}")))
+    assert f"field {field}" in message
+    assert rows in message
+    assert extra in message
+
+
+def test_many_bad_rows_show_the_first_few_and_the_count(tmp_path):
+    labels = ["maybe"] * 8 + ["yes", "no"]
+    path = write(note_frame([f"id{i}" for i in range(10)], ["t"] * 10, labels), tmp_path / "notes.csv")
+    message = load_error(source(path))
+    assert "rows 1, 2, 3, 4, 5 and 3 more (8 in all)" in message
+
+
+@pytest.mark.parametrize("fmt", ("jsonl", "parquet"))
+def test_a_null_label_is_reported_on_its_row_only(tmp_path, fmt):
+    # A null in an integer column makes the column float (1.0, 0.0): only the null is bad.
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "text": ["x", "y", "z"], "label": [1, None, 0]})
+    message = load_error(DatasetSource(write(frame, tmp_path / f"d.{fmt}")))
+    assert "field 'label'" in message and "row 2 (1 in all)" in message
+
+
+# --- drop_bad_rows -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_drop_bad_rows_drops_exactly_the_bad_rows_and_reports_them(tmp_path, fmt):
+    ids = ["r1", "r2", "r3", "r4", "r5", "r1", "r7", "r8", "r9", "r10"]
+    texts = ["t1", "t2", "", "t4", "   ", "t6", "t7", "t8", "t9", "t10"]
+    labels = ["yes", "no", "yes", "No", "no", "yes", "YES", "maybe", "no", "yes"]
+    path = write(note_frame(ids, texts, labels), tmp_path / f"notes.{fmt}")
+    loaded = load_dataset(source(path, drop_bad_rows=True))
+    keep = [0, 1, 3, 6, 8, 9]
+    assert loaded.frame["id"].tolist() == [ids[i] for i in keep]
+    assert loaded.frame["text"].tolist() == [texts[i] for i in keep]
+    assert loaded.frame["label"].tolist() == [1, 0, 0, 1, 0, 1]
+    reported = {d.problem.split(" [")[0]: (d.rows, d.ids) for d in loaded.dropped}
+    assert reported == {
+        "empty or whitespace-only text": ([3, 5], ["r3", "r5"]),
+        "duplicate id": ([6], ["r1"]),
+        "label outside the mapping": ([8], ["r8"]),
+    }
+    assert sum(len(d.rows) for d in loaded.dropped) == 4
+
+
+def test_drop_bad_rows_on_a_clean_file_drops_nothing(tmp_path):
+    path = write(note_frame(IDS, TEXTS, ["yes", "no", "no", "yes", "yes"]), tmp_path / "notes.csv")
+    loaded = load_dataset(source(path, drop_bad_rows=True))
+    assert loaded.dropped == []
+    assert loaded.frame["id"].tolist() == IDS
+
+
+# --- the config file ---------------------------------------------------------------------
+
+def test_config_with_an_unknown_task(tmp_path):
+    config = tmp_path / "datasets.yaml"
+    config.write_text("tasks:\n  breast_cancer:\n    path: a.csv\n  brest_cancer:\n    path: b.csv\n")
+    with pytest.raises(DataError, match=re.escape(str(config)) + r".*brest_cancer"):
+        read_dataset_config(config)
+
+
+def test_config_entry_with_an_unknown_field(tmp_path):
+    with pytest.raises(DataError, match=r"where\.yaml: task 'breast_cancer'.*'colums'"):
+        source_from_mapping("breast_cancer", {"path": "a.csv", "colums": {}}, tmp_path, "where.yaml")
+
+
+def test_shipped_config_lists_every_task_and_each_file_loads():
+    config = DATA / "datasets.yaml"
+    entries = read_dataset_config(config)
+    assert sorted(entries) == sorted(TASK_KEYS)
+    for task, entry in entries.items():
+        src = source_from_mapping(task, entry, config.parent, str(config))
+        loaded = load_dataset(src)
+        assert loaded.dropped == [], task
+        assert len(loaded.frame) == 500, task
+        assert set(loaded.frame["label"]) == {0, 1}, task
