@@ -2,7 +2,6 @@
 
 from dagster import Definitions, define_asset_job
 
-from medassets import paths
 from medassets.defs import checks, data, evaluation, generation
 from medassets.defs.io import ParquetIOManager
 from medassets.defs.partitions import model_partitions, task_model_partitions, task_partitions
@@ -30,7 +29,7 @@ defs = Definitions(
     ],
     jobs=[prepare_data_job, prepare_model_job, generate_job, evaluate_job, compare_job],
     resources={
-        "io_manager": ParquetIOManager(base_dir=str(paths.assets_dir())),
+        "io_manager": ParquetIOManager(),
         "engines": GenerationEngines(),
     },
 )

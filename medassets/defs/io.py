@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, MultiPartitionsDefinition, OutputContext
 
+from medassets import paths
+
 
 def stored_model_task_frames(base_dir: Path, asset_name: str, models: list[str]) -> dict[tuple[str, str], pd.DataFrame]:
     """Every stored (model, task) partition of a per-(task, model) asset, for the given models."""
@@ -21,10 +23,11 @@ def stored_model_task_frames(base_dir: Path, asset_name: str, models: list[str])
 
 
 class ParquetIOManager(ConfigurableIOManager):
-    base_dir: str
+    # Empty: MEDASSETS_HOME's assets folder, read when a step runs (as the comparison asset does).
+    base_dir: str = ""
 
     def _path(self, context: InputContext | OutputContext, partition_key: str | None) -> Path:
-        folder = Path(self.base_dir, *context.asset_key.path)
+        folder = Path(self.base_dir or paths.assets_dir(), *context.asset_key.path)
         if partition_key is None:
             return folder.with_suffix(".parquet")
         partitions_def = context.asset_partitions_def
