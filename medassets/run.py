@@ -14,6 +14,8 @@ from medassets import paths
 from medassets.core.comparison import differences_table
 from medassets.core.registry import load_registry
 from medassets.definitions import defs
+from medassets.defs.automation import model_range_tags
+from medassets.defs.partitions import model_partitions
 from medassets.tasks import TASK_KEYS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -32,22 +34,18 @@ def _run(instance: DagsterInstance, job: str, label: str, **kwargs) -> None:
 def main() -> None:
     if not os.environ.get("DAGSTER_HOME"):
         sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
-    models = list(load_registry(paths.registry_path()))
+    registry = load_registry(paths.registry_path())
     with DagsterInstance.get() as instance:
-        known = set(instance.get_dynamic_partitions("model"))
-        instance.add_dynamic_partitions("model", [m for m in models if m not in known])
+        known = set(instance.get_dynamic_partitions(model_partitions.name))
+        instance.add_dynamic_partitions(model_partitions.name, [m for m in registry if m not in known])
         for task in TASK_KEYS:
             _run(instance, "prepare_data", f"data for {task}", partition_key=task)
-        for model in models:
-            _run(instance, "prepare_model", f"weights of {model}", partition_key=model)
+        if any(spec.source_kind == "embedded" for spec in registry.values()):
+            _run(instance, "prepare_embedded_model", "embedded model")
+        _run(instance, "observe_models", "model revisions")
+        for model in registry:
             # One run over the model's six tasks: the engine loads once for all their prompts.
-            _run(
-                instance, "generate", f"predictions of {model}",
-                tags={
-                    "dagster/asset_partition_range_start": f"{model}|{TASK_KEYS[0]}",
-                    "dagster/asset_partition_range_end": f"{model}|{TASK_KEYS[-1]}",
-                },
-            )
+            _run(instance, "generate", f"predictions of {model}", tags=model_range_tags(model))
             for task in TASK_KEYS:
                 _run(instance, "evaluate", f"evaluation of {model} on {task}", partition_key=f"{model}|{task}")
         _run(instance, "compare", "comparison")

@@ -14,6 +14,7 @@ import yaml
 
 BACKENDS = ("vllm", "openai", "baseline")
 SOURCE_KINDS = ("embedded", "path", "hub")
+FINGERPRINTS = ("quick", "content")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -52,6 +53,7 @@ class ModelSpec:
     reasoning: bool = False  # the model emits reasoning before its answer
     system_prompt: str | None = None
     chat_template: str | None = None  # a Jinja file overriding the model's own template
+    fingerprint: str = "quick"  # how a local folder's revision is taken: "quick" or "content"
     sampling: Sampling = field(default_factory=Sampling)
     server: OpenAIServer = field(default_factory=OpenAIServer)
 
@@ -60,7 +62,6 @@ class ModelSpec:
         return next((kind for kind in SOURCE_KINDS if kind in self.source), None)
 
 
-_TOP_FIELDS = {f.name for f in fields(ModelSpec)}
 _NESTED = {"sampling": Sampling, "server": OpenAIServer}
 
 
@@ -102,6 +103,8 @@ def _validate(spec: ModelSpec, where: str, line: int) -> None:
         fail("tensor_parallel_size, max_model_len and sampling.max_tokens must be positive")
     if not 0 < spec.gpu_memory_utilization <= 1:
         fail("gpu_memory_utilization must be in (0, 1]")
+    if spec.fingerprint not in FINGERPRINTS:
+        fail(f"fingerprint must be one of {FINGERPRINTS}, not {spec.fingerprint!r}")
 
 
 def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]:

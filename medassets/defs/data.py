@@ -10,7 +10,7 @@ from medassets import paths
 from medassets.core.datasets import DatasetSource, load_dataset, read_dataset_config, source_from_mapping
 from medassets.core.prompts import render_prompts, template_version
 from medassets.core.splitting import DEFAULT_SEED, TEST_SHARE, stratified_split
-from medassets.defs.metadata import frame_metadata
+from medassets.defs.metadata import DOMAIN_TAGS, frame_metadata
 from medassets.defs.partitions import task_partitions
 from medassets.tasks import TASK_KEYS
 
@@ -42,7 +42,8 @@ def dataset_source(task: str, overrides: DatasetConfig) -> DatasetSource:
 @asset(
     partitions_def=task_partitions,
     group_name="data",
-    kinds={"pandas", "parquet"},
+    kinds={"pandas", "parquet", "great_expectations"},
+    tags=DOMAIN_TAGS,
     description="A task's rows, read from the file that data/datasets.yaml (or run config) names, "
     "normalized to id, text, label.",
 )
@@ -67,7 +68,8 @@ def raw_dataset(context: AssetExecutionContext, config: DatasetConfig) -> pd.Dat
 @asset(
     partitions_def=task_partitions,
     group_name="data",
-    kinds={"pandas", "parquet"},
+    kinds={"pandas", "parquet", "great_expectations"},
+    tags=DOMAIN_TAGS,
     description="Stratified, seeded 80/20 train/test split; independent of the input's row order.",
 )
 def split(context: AssetExecutionContext, config: SplitConfig, raw_dataset: pd.DataFrame) -> pd.DataFrame:
@@ -88,6 +90,7 @@ def split(context: AssetExecutionContext, config: SplitConfig, raw_dataset: pd.D
     partitions_def=task_partitions,
     group_name="data",
     kinds={"pandas", "parquet"},
+    tags=DOMAIN_TAGS,
     code_version="+".join(template_version(task) for task in TASK_KEYS),
     description="The test rows rendered with the task's Table 2 prompt template, with a hash of each prompt.",
 )

