@@ -10,9 +10,9 @@ from medassets import paths
 from medassets.core.datasets import DatasetSource, load_dataset, read_dataset_config, source_from_mapping
 from medassets.core.prompts import render_prompts, template_version
 from medassets.core.splitting import DEFAULT_SEED, TEST_SHARE, stratified_split
-from medassets.defs.metadata import DOMAIN_TAGS, frame_metadata
+from medassets.defs.metadata import DOMAIN_TAGS, column_lineage, frame_metadata
 from medassets.defs.partitions import task_partitions
-from medassets.tasks import TASK_KEYS
+from medassets.tasks import TASK_KEYS, TASKS
 
 
 class DatasetConfig(Config):
@@ -55,6 +55,7 @@ def raw_dataset(context: AssetExecutionContext, config: DatasetConfig) -> pd.Dat
         "format": source.resolved_format(),
         "source_sha256": hashlib.sha256(source.path.read_bytes()).hexdigest()[:16],
         "dropped_rows": sum(len(d.rows) for d in loaded.dropped),
+        "domain": TASKS[context.partition_key].domain,
     }
     if loaded.dropped:
         metadata["dropped"] = MetadataValue.json(
@@ -97,5 +98,14 @@ def split(context: AssetExecutionContext, config: SplitConfig, raw_dataset: pd.D
 def prompts(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame:
     task = context.partition_key
     frame = render_prompts(task, split[split["part"] == "test"])
-    context.add_output_metadata(frame_metadata(frame) | {"template_version": template_version(task)})
+    context.add_output_metadata(
+        frame_metadata(frame)
+        | {
+            "template_version": template_version(task),
+            "domain": TASKS[task].domain,
+            "dagster/column_lineage": column_lineage(
+                {"id": {"split": ["id"]}, "label": {"split": ["label"]}, "prompt": {"split": ["text"]}, "prompt_hash": {"split": ["text"]}}
+            ),
+        }
+    )
     return frame

@@ -14,12 +14,15 @@ from medassets.core.parsing import parse_answer
 from medassets.defs.generation import predictions
 from medassets.defs.io import stored_model_task_frames
 from medassets.defs.conditions import reevaluate_when_changed
-from medassets.defs.metadata import DOMAIN_TAGS, code_version, frame_metadata
+from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage, frame_metadata, latest_metadata
 from medassets.defs.partitions import model_and_task, task_model_partitions
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
     f"{metric}{suffix}" for metric in metrics_logic.METRICS for suffix in ("", "_low", "_high")
 ]
+
+
+parsed_labels_code_version = code_version(parsing)
 
 
 class BootstrapConfig(Config):
@@ -36,7 +39,7 @@ class BootstrapConfig(Config):
     kinds={"pandas", "parquet"},
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
-    code_version=code_version(parsing),
+    code_version=parsed_labels_code_version,
     description="Each answer parsed to 1, 0 or invalid with the task's answer phrases, with the answer "
     "text, the reasoning and, when invalid, why.",
 )
@@ -60,7 +63,18 @@ def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, pro
     reasons = frame["invalid_reason"].value_counts().to_dict()
     context.add_output_metadata(
         frame_metadata(frame.drop(columns="gold"))
-        | {"invalid": int((frame["label"] == -1).sum()), "invalid_reasons": MetadataValue.json(reasons)}
+        | {
+            "invalid": int((frame["label"] == -1).sum()),
+            "invalid_reasons": MetadataValue.json(reasons),
+            "dagster/column_lineage": column_lineage({
+                "id": {"predictions": ["id"]},
+                "gold": {"prompts": ["label"]},
+                "label": {"predictions": ["text"]},
+                "answer": {"predictions": ["text"]},
+                "reasoning": {"predictions": ["text", "reasoning"]},
+                "invalid_reason": {"predictions": ["text"]},
+            }),
+        }
     )
     return frame
 
@@ -88,6 +102,13 @@ def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labe
     for note in report["notes"]:
         context.log.warning(f"{model} on {task}: {note}")
     confusion = pd.DataFrame(report["confusion"], index=["true 1", "true 0"], columns=["predicted 1", "predicted 0", "invalid"])
+    # What produced these numbers, to walk back from a metric in the UI.
+    produced_by = {
+        "model_revision": latest_metadata(context.instance, "predictions", context.partition_key).get("model_revision"),
+        "prompt_template_version": latest_metadata(context.instance, "prompts", task).get("template_version"),
+        "split_seed": latest_metadata(context.instance, "split", task).get("seed"),
+        "parser_version": parsed_labels_code_version,
+    }
     context.add_output_metadata(
         {key: round(float(value), 4) for key, value in report_row(report).items()}
         | {
@@ -96,6 +117,10 @@ def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labe
             "invalid_policy": report["invalid_policy"],
             "n_resamples": report["n_resamples"],
             "notes": MetadataValue.json(report["notes"]),
+            "produced_by": MetadataValue.json(produced_by),
+            "dagster/column_lineage": column_lineage(
+                {metric: {"parsed_labels": ["gold", "label"]} for metric in ("precision", "recall", "f1", "invalid")}
+            ),
         }
     )
     return pd.DataFrame([{"task": task, "model": model, **report_row(report), "invalid_policy": report["invalid_policy"]}])

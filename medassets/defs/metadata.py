@@ -7,9 +7,22 @@ from types import ModuleType
 from typing import Any
 
 import pandas as pd
-from dagster import MetadataValue, TableColumn, TableSchema
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    MetadataValue,
+    TableColumn,
+    TableColumnDep,
+    TableColumnLineage,
+    TableSchema,
+)
 
 PREVIEW_ROWS = 5
+
+# Asset tags: the task domains an asset's partitions cover (each partition's own domain is
+# in its materialization metadata).
+DOMAIN_TAGS = {"social_media": "", "clinical_notes": ""}
 
 
 def table_schema(frame: pd.DataFrame) -> TableSchema:
@@ -39,6 +52,23 @@ def code_version(*modules: ModuleType) -> str:
     source = "".join(inspect.getsource(module) for module in modules)
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
-# Asset tags: the task domains an asset's partitions cover (each partition's own domain is
-# in its materialization metadata).
-DOMAIN_TAGS = {"social_media": "", "clinical_notes": ""}
+
+def column_lineage(lineage: dict[str, dict[str, list[str]]]) -> TableColumnLineage:
+    """{column: {upstream asset: [its columns]}} as Dagster column lineage."""
+    return TableColumnLineage(
+        deps_by_column={
+            column: [TableColumnDep(AssetKey(asset), name) for asset, names in upstream.items() for name in names]
+            for column, upstream in lineage.items()
+        }
+    )
+
+
+def latest_metadata(instance: DagsterInstance, asset: str, partition: str) -> dict[str, Any]:
+    """The metadata of a partition's latest materialization, as plain values."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return {}
+    metadata = records[0].asset_materialization.metadata
+    return {key: getattr(value, "value", value) for key, value in metadata.items()}
