@@ -2,7 +2,6 @@
 
 from dagster import Definitions
 
-from medassets import paths
 from medassets.defs import automation, checks, data, evaluation, generation
 from medassets.defs.io import ParquetIOManager
 from medassets.defs.jobs import JOBS
@@ -22,7 +21,7 @@ defs = Definitions(
     sensors=[automation.reevaluation_sensor, automation.model_registry],
     schedules=[automation.weekly_reevaluation],
     resources={
-        "io_manager": ParquetIOManager(base_dir=str(paths.assets_dir())),
+        "io_manager": ParquetIOManager(),  # under MEDASSETS_HOME, read when a step runs
         "engines": GenerationEngines(),
     },
 )

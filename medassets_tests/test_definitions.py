@@ -31,8 +31,10 @@ SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_spec
 
 def test_definitions_are_loadable():
     Definitions.validate_loadable(defs)
-    assert set(SPECS) == PER_TASK | PER_TASK_AND_MODEL | {"model_weights", "comparison"}
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {"prepare_data", "prepare_model", "generate", "evaluate", "compare"}
+    assert set(SPECS) == PER_TASK | PER_TASK_AND_MODEL | {"embedded_model", "model_weights", "comparison"}
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {
+        "prepare_data", "prepare_embedded_model", "observe_models", "generate", "evaluate", "compare",
+    }
 
 
 def test_dagster_cli_validates_the_workspace(tmp_path):

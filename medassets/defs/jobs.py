@@ -3,17 +3,12 @@
 from dagster import define_asset_job
 
 from medassets.defs import data, evaluation, generation
-from medassets.defs.partitions import task_model_partitions, task_partitions
 
-prepare_data_job = define_asset_job(
-    "prepare_data", selection=[data.raw_dataset, data.split, data.prompts], partitions_def=task_partitions
-)
+prepare_data_job = define_asset_job("prepare_data", selection=[data.raw_dataset, data.split, data.prompts])
 prepare_embedded_model_job = define_asset_job("prepare_embedded_model", selection=[generation.embedded_model])
 observe_models_job = define_asset_job("observe_models", selection=[generation.model_weights])
-generate_job = define_asset_job("generate", selection=[generation.predictions], partitions_def=task_model_partitions)
-evaluate_job = define_asset_job(
-    "evaluate", selection=[evaluation.parsed_labels, evaluation.metrics], partitions_def=task_model_partitions
-)
+generate_job = define_asset_job("generate", selection=[generation.predictions])
+evaluate_job = define_asset_job("evaluate", selection=[evaluation.parsed_labels, evaluation.metrics])
 compare_job = define_asset_job("compare", selection=[evaluation.comparison])
 
 JOBS = [prepare_data_job, prepare_embedded_model_job, observe_models_job, generate_job, evaluate_job, compare_job]
