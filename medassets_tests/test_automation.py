@@ -127,6 +127,12 @@ def test_code_versions_follow_the_logic():
 
 def test_registry_sensor_adds_and_removes_model_partitions(two_local_models, tmp_path):
     with DagsterInstance.ephemeral() as instance:
+        # Before any prompts exist, new models get their partitions but no generation yet.
+        result = automation.model_registry(build_sensor_context(instance=instance))
+        assert sorted(result.dynamic_partitions_requests[0].partition_keys) == sorted(MODELS)
+        assert [r.job_name for r in result.run_requests] == ["observe_models"]
+
+        _report(instance, "prompts", TASK_KEYS)
         result = automation.model_registry(build_sensor_context(instance=instance))
         (add,) = result.dynamic_partitions_requests
         assert sorted(add.partition_keys) == sorted(MODELS)

@@ -15,6 +15,7 @@ MEDASSETS_REEVALUATION_CRON changes the schedule (default: Mondays at 03:00).
 import os
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
@@ -76,7 +77,12 @@ def model_registry(context: SensorEvaluationContext) -> SensorResult:
     if removed:
         requests.append(model_partitions.build_delete_request(removed))
         context.log.info(f"removed model partitions {removed}; their stored results stay readable")
-    runs = [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in added]
+    runs = []
     if added:  # so that automation sees the new models' revisions from now on
         runs.append(RunRequest(job_name=observe_models_job.name))
+        prepared = context.instance.get_materialized_partitions(AssetKey("prompts"))
+        if prepared >= set(TASK_KEYS):
+            runs += [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in added]
+        else:
+            context.log.info(f"added models {added}; their predictions wait for the prompts of every task (make run)")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests)
