@@ -45,78 +45,77 @@ def _report(instance, asset: str, partitions, **tags) -> None:
         instance.report_runless_asset_event(AssetMaterialization(asset_key=asset, partition=partition, tags=tags or None))
 
 
-def _everything_materialized(instance: DagsterInstance) -> list[str]:
-    """Every partition materialized once, as a finished evaluation would leave them."""
-    keys = [f"{model}|{task}" for model in MODELS for task in TASK_KEYS]
+ALL_KEYS = [f"{model}|{task}" for model in MODELS for task in TASK_KEYS]
+
+
+@pytest.fixture
+def settled(two_local_models):
+    """An instance as a finished evaluation leaves it: weights observed, every partition
+    materialized, and automation evaluated once (nothing to do). Yields it and the cursor."""
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", list(MODELS))
+        _observe(instance)
+        _everything_materialized(instance)
+        result = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert result.total_requested == 0
+        yield instance, result.cursor
+
+
+def _everything_materialized(instance: DagsterInstance) -> None:
     _report(instance, "embedded_model", [None])
     for asset in ("raw_dataset", "split", "prompts"):
         _report(instance, asset, TASK_KEYS)
     for asset in ("predictions", "parsed_labels", "metrics"):
-        _report(instance, asset, keys)
+        _report(instance, asset, ALL_KEYS)
     _report(instance, "comparison", [None])
-    return keys
 
 
 def _observe(instance) -> None:
     assert defs.resolve_job_def("observe_models").execute_in_process(instance=instance).success
 
 
-def test_a_new_revision_requests_exactly_that_models_partitions(two_local_models):
-    with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions("model", list(MODELS))
-        _observe(instance)
-        _everything_materialized(instance)
-        result = evaluate_automation_conditions(defs=defs, instance=instance)
-        assert result.total_requested == 0
+def test_a_new_revision_requests_exactly_that_models_partitions(settled, two_local_models):
+    instance, cursor = settled
+    # Same weights observed again: nothing to do.
+    _observe(instance)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.total_requested == 0
 
-        # Same weights observed again: nothing to do.
-        _observe(instance)
-        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
-        assert result.total_requested == 0
+    # model-a gets new weights.
+    (two_local_models / "model-a" / "config.json").write_text(json.dumps({"name": "model-a", "v": 2}))
+    _observe(instance)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    model_a = {f"model-a|{t}" for t in TASK_KEYS}
+    # Its predictions, and the evaluation after them, in the same request; nothing of model-b.
+    for asset in ("predictions", "parsed_labels", "metrics"):
+        assert result.get_requested_partitions(AssetKey(asset)) == model_a, asset
+    assert result.total_requested == 3 * len(TASK_KEYS)
 
-        # model-a gets new weights.
-        (two_local_models / "model-a" / "config.json").write_text(json.dumps({"name": "model-a", "v": 2}))
-        _observe(instance)
-        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
-        model_a = {f"model-a|{t}" for t in TASK_KEYS}
-        # Its predictions, and the evaluation after them, in the same request; nothing of model-b.
-        for asset in ("predictions", "parsed_labels", "metrics"):
-            assert result.get_requested_partitions(AssetKey(asset)) == model_a, asset
-        assert result.total_requested == 3 * len(TASK_KEYS)
-
-        # Once its metrics are updated, the comparison follows.
-        _report(instance, "metrics", sorted(model_a))
-        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
-        assert result.get_num_requested(AssetKey("comparison")) == 1
-        assert result.get_requested_partitions(AssetKey("predictions")) == set()
+    # Once its metrics are updated, the comparison follows.
+    _report(instance, "metrics", sorted(model_a))
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_num_requested(AssetKey("comparison")) == 1
+    assert result.get_requested_partitions(AssetKey("predictions")) == set()
 
 
-def test_new_prompts_rerun_that_task_for_every_model(two_local_models):
-    with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions("model", list(MODELS))
-        _observe(instance)
-        _everything_materialized(instance)
-        result = evaluate_automation_conditions(defs=defs, instance=instance)
-        _report(instance, "prompts", ["stigma_labeling"])
-        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
-        assert result.get_requested_partitions(AssetKey("predictions")) == {f"{m}|stigma_labeling" for m in MODELS}
-        assert result.get_requested_partitions(AssetKey("metrics")) == {f"{m}|stigma_labeling" for m in MODELS}
+def test_new_prompts_rerun_that_task_for_every_model(settled):
+    instance, cursor = settled
+    _report(instance, "prompts", ["stigma_labeling"])
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.get_requested_partitions(AssetKey("predictions")) == {f"{m}|stigma_labeling" for m in MODELS}
+    assert result.get_requested_partitions(AssetKey("metrics")) == {f"{m}|stigma_labeling" for m in MODELS}
 
 
-def test_a_code_change_marks_its_asset_for_reevaluation(two_local_models):
-    with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions("model", list(MODELS))
-        _observe(instance)
-        keys = _everything_materialized(instance)
-        result = evaluate_automation_conditions(defs=defs, instance=instance)
-        changed_parser = evaluation.parsed_labels.map_asset_specs(lambda spec: spec.replace_attributes(code_version="new-parser"))
-        changed = Definitions.merge(
-            Definitions(assets=[a for a in defs.assets if a is not evaluation.parsed_labels] + [changed_parser]),
-            Definitions(asset_checks=defs.asset_checks, resources=defs.resources, jobs=defs.jobs),
-        )
-        result = evaluate_automation_conditions(defs=changed, instance=instance, cursor=result.cursor)
-        assert result.get_requested_partitions(AssetKey("parsed_labels")) == set(keys)
-        assert result.get_requested_partitions(AssetKey("predictions")) == set()
+def test_a_code_change_marks_its_asset_for_reevaluation(settled):
+    instance, cursor = settled
+    changed_parser = evaluation.parsed_labels.map_asset_specs(lambda spec: spec.replace_attributes(code_version="new-parser"))
+    changed = Definitions.merge(
+        Definitions(assets=[a for a in defs.assets if a is not evaluation.parsed_labels] + [changed_parser]),
+        Definitions(asset_checks=defs.asset_checks, resources=defs.resources, jobs=defs.jobs),
+    )
+    result = evaluate_automation_conditions(defs=changed, instance=instance, cursor=cursor)
+    assert result.get_requested_partitions(AssetKey("parsed_labels")) == set(ALL_KEYS)
+    assert result.get_requested_partitions(AssetKey("predictions")) == set()
 
 
 def test_code_versions_follow_the_logic():

@@ -1,7 +1,6 @@
 """Asset checks: Great Expectations suites on the raw data, the split and the predictions,
 and the paper's invalid-answer criterion on the parsed labels."""
 
-
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,

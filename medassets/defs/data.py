@@ -1,6 +1,5 @@
 """Data assets per task: the raw dataset, its train/test split and the rendered test prompts."""
 
-
 import hashlib
 
 import pandas as pd

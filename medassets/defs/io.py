@@ -4,7 +4,6 @@ A step that covers several partitions (a single-run backfill) returns, and recei
 dict from partition key to DataFrame.
 """
 
-
 from pathlib import Path
 
 import pandas as pd

@@ -1,6 +1,5 @@
 """Metadata that every DataFrame asset records: rows, class balance, schema, and an opt-in preview."""
 
-
 import hashlib
 import inspect
 from types import ModuleType

@@ -1,6 +1,5 @@
 """Partitions: `task` is static (the six tasks), `model` is dynamic (the model registry)."""
 
-
 from dagster import DynamicPartitionsDefinition, MultiPartitionsDefinition, StaticPartitionsDefinition
 
 from medassets.tasks import TASK_KEYS
