@@ -289,3 +289,21 @@ def test_invalid_reasons_and_immutability():
 def test_normalize():
     text = "  **\u201cSelf  Reporting\u201d**\u2014 Caf\uff45 "
     assert normalize(text) == '"self-reporting"- cafe'
+
+
+def test_reasoning_model_without_closing_tag_never_answered():
+    """An R1 distill's output cut off mid-thought: the phrases in it are reasoning, not an answer."""
+    thinking = "Okay, the user says chemo starts Monday, so the tweet is self-reporting breast cancer? Let me check"
+    result = parse_answer("breast_cancer", thinking, reasoning_model=True)
+    assert (result.label, result.invalid_reason, result.answer) == (None, "truncated", "")
+    assert result.reasoning == thinking
+    # The same text from a model that does not reason is an answer.
+    assert parse_answer("breast_cancer", thinking).label == 1
+
+
+def test_reasoning_model_with_closing_tag_or_reasoning_field_answers():
+    text = "Chemo is treatment for cancer.</think>\n\nThe tweet is self-reporting breast cancer."
+    assert parse_answer("breast_cancer", text, reasoning_model=True).label == 1
+    separate = parse_answer("breast_cancer", "The tweet is not self-reporting breast cancer.", "Mentions a friend.", reasoning_model=True)
+    assert (separate.label, separate.reasoning) == (0, "Mentions a friend.")
+    assert parse_answer("breast_cancer", "", reasoning_model=True).invalid_reason == "empty"

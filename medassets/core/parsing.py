@@ -94,17 +94,26 @@ def _label(
     return (1 if has_positive else 0), None
 
 
-def parse_answer(task: str, text: str | None, reasoning: str | None = None) -> ParsedAnswer:
+def parse_answer(
+    task: str, text: str | None, reasoning: str | None = None, *, reasoning_model: bool = False
+) -> ParsedAnswer:
     """Parse one answer to `task`'s prompt.
 
     `reasoning` is reasoning a server returned in a separate field (vLLM's
     `reasoning_content`); when given it is the reasoning, and any think block in `text`
     is still cut off the answer.
+
+    `reasoning_model`: the model thinks before it answers, its opening tag in the prompt
+    (DeepSeek-R1 distills). Then text with no closing `</think>` is reasoning that never
+    reached an answer: invalid ("truncated"), whatever phrases it contains.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
     spec = TASKS[task]
-    found_reasoning, answer, truncated = _split_reasoning(text or "")
+    text = text or ""
+    if reasoning_model and reasoning is None and _CLOSE.search(text) is None and text.strip():
+        return ParsedAnswer(label=None, answer="", reasoning=_LEADING_OPEN.sub("", text).strip(), invalid_reason=TRUNCATED)
+    found_reasoning, answer, truncated = _split_reasoning(text)
     reasoning = found_reasoning if reasoning is None else (reasoning.strip() or None)
     if truncated:
         label, invalid_reason = None, TRUNCATED

@@ -11,7 +11,7 @@ from medassets.core import metrics as metrics_logic
 from medassets.core import parsing
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
-from medassets.defs.generation import predictions
+from medassets.defs.generation import registered_model
 from medassets.defs.io import stored_model_task_frames
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage, frame_metadata, latest_metadata
@@ -44,9 +44,10 @@ class BootstrapConfig(Config):
     "text, the reasoning and, when invalid, why.",
 )
 def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
-    _, task = model_and_task(context.partition_key)
+    model, task = model_and_task(context.partition_key)
+    reasoning_model = registered_model(model).reasoning
     parsed = [
-        parse_answer(task, text, reasoning)
+        parse_answer(task, text, reasoning, reasoning_model=reasoning_model)
         for text, reasoning in zip(predictions["text"], predictions["reasoning"].where(predictions["reasoning"].notna(), None))
     ]
     gold = prompts.set_index("id").loc[predictions["id"], "label"].to_numpy()
