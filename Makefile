@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 3000
 
-.PHONY: install run test ui clean
+.PHONY: install browser run test ui clean
 
 install: $(VENV)/.installed
 
@@ -21,7 +21,12 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	DAGSTER_HOME=$(CURDIR) $(BIN)/python -m medassets.run
 
-test: install
+# The browser test drives Debian's chromium (headless); installed once, as root or with sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
+
+test: install browser
 	$(BIN)/python -m pytest
 
 ui: install

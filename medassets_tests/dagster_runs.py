@@ -1,13 +1,15 @@
-"""Runs medassets' Dagster jobs in a process of their own, for the slow tests and the benchmark.
+"""Runs medassets' Dagster jobs in a process of its own, for the slow tests and the benchmark.
 
-    python medassets_tests/dagster_runs.py --instance DIR --out RESULT.json JOB:KEY [JOB:FIRST..LAST ...]
+    python medassets_tests/dagster_runs.py --instance DIR --out RESULT.json [--multiprocess] \
+        JOB | JOB:KEY | JOB:FIRST..LAST ...
 
-`generate` runs go through Dagster's default executor (a process per step, as in the UI); the
-data and weights jobs, in process (faster). Runs go one after the other, in a persistent instance in DIR. MEDASSETS_HOME, MEDASSETS_REGISTRY and
-MEDASSETS_DATASETS are read as medassets reads them; every registered model is added as a
-`model` partition first. RESULT.json holds, per run: success, the materialization metadata
-by asset and partition key, the log messages with their times, and the errors of failed steps.
-Not collected by pytest (no test_ prefix).
+The runs go one after the other into a persistent Dagster instance in DIR; they execute in
+this process, as `make run` executes them, or with --multiprocess in a process per step, as
+the UI executes them. MEDASSETS_HOME, MEDASSETS_REGISTRY and MEDASSETS_DATASETS are read as
+medassets reads them, and every registered model is added as a `model` partition first.
+RESULT.json holds, per run: success, the materialization metadata by asset and partition
+key, the log messages with their times, and the errors of failed steps.
+(No test_ prefix: pytest does not collect it.)
 """
 
 import argparse
@@ -24,24 +26,30 @@ def _job(name: str):
     return defs.resolve_job_def(name)
 
 
-# reconstructable() needs module-level functions: the step processes rebuild the job from them.
+# reconstructable() needs module-level functions: step processes rebuild the job from them.
 def prepare_data():
     return _job("prepare_data")
 
 
-def prepare_model():
-    return _job("prepare_model")
+def prepare_embedded_model():
+    return _job("prepare_embedded_model")
+
+
+def observe_models():
+    return _job("observe_models")
 
 
 def generate():
     return _job("generate")
 
 
-JOBS = {"prepare_data": prepare_data, "prepare_model": prepare_model, "generate": generate}
+JOBS = {job.__name__: job for job in (prepare_data, prepare_embedded_model, observe_models, generate)}
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
 def partition_tags(keys: str) -> dict[str, str]:
+    if not keys:
+        return {}
     if ".." in keys:
         first, last = keys.split("..")
         return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
@@ -74,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instance", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--multiprocess", action="store_true", help="a process per step, as in the UI")
     parser.add_argument("runs", nargs="+", help="JOB:KEY or JOB:FIRST..LAST")
     args = parser.parse_args()
 
@@ -87,9 +96,9 @@ def main() -> None:
         known = set(instance.get_dynamic_partitions("model"))
         instance.add_dynamic_partitions("model", [m for m in models if m not in known])
         for run in args.runs:
-            job, keys = run.split(":", 1)
+            job, _, keys = run.partition(":")
             started = time.time()
-            run_config = None if job == "generate" else IN_PROCESS
+            run_config = None if args.multiprocess else IN_PROCESS
             with execute_job(reconstructable(JOBS[job]), instance, run_config, partition_tags(keys)) as result:
                 report = run_report(instance, result.run_id, result.success)
             reports.append(report | {"job": job, "keys": keys, "started": started, "ended": time.time()})

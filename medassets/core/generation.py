@@ -85,8 +85,7 @@ def generate_cached(
             progress.update(generation.completion_tokens)
 
         engine.generate([conversations[i] for i in misses], on_done)
-        generated = [results[i] for i in misses]
-        stats.completion_tokens = sum(g.completion_tokens for g in generated)
+        stats.completion_tokens = progress.tokens
         stats.wall_s = time.monotonic() - generation_start
     else:
         stats.wall_s = time.monotonic() - start

@@ -1,0 +1,224 @@
+"""Benchmark of the predictions asset on the embedded model (vLLM on the CPU).
+
+    python medassets_tests/benchmarks/bench_predictions.py [--prompts N] [--max-tokens 48] [--rounds R]
+
+On the same prompts, the test prompts of the six sample tasks (all of them by default; with
+--prompts N, the first N/6 of each task: the prompts asset's files are cut after
+prepare_data), in one invocation:
+
+1. Generation throughput (completion tokens/s, engine start excluded) of the `generate` job,
+   one run over the model's six tasks with a fresh cache, against a bare `LLM.chat` call on
+   the same conversations with the same engine settings, SamplingParams and thread
+   environment; and their ratio (target >= 0.95). The job's figure comes from its metadata
+   (batch_generated_tokens / batch_wall_s): generation only, from the first request to the
+   last answer cached. With --rounds R, each side runs R times, alternating, and the medians
+   are compared: on a shared 2-core machine one round's ratio has been seen from 0.70 to 1.20.
+2. Wall time of a re-run served by the cache against the first run's (target < 5%).
+3. Peak memory of the step: the RSS of the process running the job and all its children
+   (vLLM's engine core and worker), summed, sampled every 0.5 s. Shared pages count once per
+   process, so this is an upper bound. The bare call's peak, measured alike, is beside it.
+
+Each run is a process of its own: the job through medassets_tests/dagster_runs.py, in
+process as `make run` runs it. The embedded model is converted first, outside the figures
+(or reused from MEDASSETS_TEST_MODELS_DIR). With all 600 sample prompts on 2 cores, one
+round takes about 7 minutes, each further round about 6 more.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = REPO / "medassets_tests" / "dagster_runs.py"
+MODEL = "smollm2-135m"
+TASKS = ["breast_cancer", "medication_regimen_change", "adverse_pregnancy_outcome",
+         "covid19_potential_case", "stigma_labeling", "medication_change_discussion"]
+ENGINE = {"dtype": "float32", "max_model_len": 2048, "enforce_eager": True, "gpu_memory_utilization": 0.3, "seed": 0}
+
+
+def bare_chat(folder: str, prompts_file: str, max_tokens: int, out: str) -> None:
+    """The reference: LLM.chat on the same conversations, in this (child) process."""
+    from vllm import LLM, SamplingParams
+
+    from medassets.core.generation import build_messages
+
+    conversations = [build_messages(prompt, None) for prompt in json.loads(Path(prompts_file).read_text())]
+    llm = LLM(model=folder, **ENGINE)
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=0, stop=None)
+    started = time.monotonic()
+    outputs = llm.chat(conversations, params, use_tqdm=False)
+    wall = time.monotonic() - started
+    tokens = sum(len(output.outputs[0].token_ids) for output in outputs)
+    Path(out).write_text(json.dumps({"wall_s": wall, "tokens": tokens, "texts": [o.outputs[0].text for o in outputs]}))
+    llm.llm_engine.engine_core.shutdown()
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.NoSuchProcess:
+        return 0
+
+
+class PeakRSS:
+    """The largest summed RSS of a process and its descendants, sampled every `every_s`."""
+
+    def __init__(self, pid: int, every_s: float = 0.5):
+        self.root, self.every_s, self.peak = psutil.Process(pid), every_s, 0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                if self.root.status() == psutil.STATUS_ZOMBIE:
+                    return
+                processes = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            self.peak = max(self.peak, sum(_rss(process) for process in processes))
+            time.sleep(self.every_s)
+
+    def stop(self) -> float:
+        self._thread.join()
+        return self.peak / 2**30
+
+
+def run_measured(command: list[str], env: dict, log: Path) -> tuple[float, float]:
+    """Runs a command to its end: (process wall s, peak RSS GiB of its tree)."""
+    started = time.monotonic()
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+        memory = PeakRSS(process.pid)
+        code = process.wait()
+    if code != 0:
+        sys.exit(f"{command[:3]} failed ({code}); its log: {log}")
+    return time.monotonic() - started, memory.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, help="this many prompts, N/6 per task (default: all test prompts)")
+    parser.add_argument("--max-tokens", type=int, default=48, help="as the registry's embedded model (48)")
+    parser.add_argument("--rounds", type=int, default=1, help="throughput rounds, job and bare call alternating; medians")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="bench-predictions-"))
+    models = Path(os.environ.get("MEDASSETS_TEST_MODELS_DIR") or root / "models")
+    models.mkdir(parents=True, exist_ok=True)
+    home = root / "home"
+    home.mkdir()
+    (home / "models").symlink_to(models.resolve(), target_is_directory=True)
+    registry = root / "models.yaml"
+    registry.write_text(yaml.safe_dump({"models": [{
+        "name": MODEL, "backend": "vllm", "source": {"embedded": "smollm2-135m-instruct"},
+        "sampling": {"max_tokens": args.max_tokens},
+    }]}))
+    cores = len(os.sched_getaffinity(0))
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MEDASSETS_")} | {
+        "MEDASSETS_HOME": str(home), "MEDASSETS_REGISTRY": str(registry),
+        "MEDASSETS_DATASETS": str(REPO / "data" / "datasets.yaml"), "HF_HUB_OFFLINE": "1",
+        # What VLLMEngine sets when they are unset; set here so that both sides run alike.
+        "OMP_NUM_THREADS": str(cores), "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}",
+    }
+
+    def jobs(name: str, *runs: str) -> tuple[list[dict], float, float]:
+        out = root / f"{name}.json"
+        command = [sys.executable, str(RUNNER), "--instance", str(root / "instance"), "--out", str(out), *runs]
+        wall, peak = run_measured(command, env, root / f"{name}.log")
+        reports = json.loads(out.read_text())
+        failed = [r for r in reports if not r["success"]]
+        if failed or len(reports) != len(runs):
+            sys.exit(f"{name}: a run failed: {failed[0]['errors'] if failed else 'see log'}; log: {root / name}.log")
+        return reports, wall, peak
+
+    print(f"medassets predictions benchmark; work folder {root}", flush=True)
+    jobs("prepare", *(f"prepare_data:{task}" for task in TASKS), "prepare_embedded_model")
+    prompts = []
+    for task in TASKS:
+        path = home / "assets" / "prompts" / f"{task}.parquet"
+        frame = pd.read_parquet(path)
+        if args.prompts:  # the subset: the first N/6 prompts of each task, in the asset's own file
+            frame = frame.head(round(args.prompts / len(TASKS)))
+            frame.to_parquet(path, index=False)
+        prompts += frame["prompt"].tolist()
+    prompts_file = root / "prompts.json"
+    prompts_file.write_text(json.dumps(prompts))
+    print(f"{len(prompts)} prompts over {len(TASKS)} tasks; max_tokens {args.max_tokens}, greedy; "
+          f"{cores} cores; engine {ENGINE}", flush=True)
+
+    generate = f"generate:{MODEL}|{TASKS[0]}..{MODEL}|{TASKS[-1]}"
+    key = f"{MODEL}|{TASKS[0]}"
+
+    def job_round(number: int) -> dict:
+        shutil.rmtree(home / "cache", ignore_errors=True)  # a fresh cache
+        load = os.getloadavg()[0]
+        (report,), wall, peak = jobs(f"generate-{number}", generate)
+        meta = report["materializations"]["predictions"][key]
+        assert meta["batch_prompts"] == meta["batch_cache_misses"] == len(prompts), meta
+        rate = meta["batch_generated_tokens"] / meta["batch_wall_s"]
+        return {"rate": rate, "tokens": meta["batch_generated_tokens"], "wall_s": meta["batch_wall_s"],
+                "report": report, "process_s": wall, "peak": peak, "load": load}
+
+    def bare_round(number: int) -> dict:
+        out = root / f"bare-{number}.json"
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); from bench_predictions import bare_chat; "
+                "bare_chat(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])")
+        folder = home / "models" / "smollm2-135m-instruct"
+        command = [sys.executable, "-c", code, str(Path(__file__).parent), str(folder), str(prompts_file), str(args.max_tokens), str(out)]
+        load = os.getloadavg()[0]
+        _, peak = run_measured(command, env, root / f"bare-{number}.log")
+        result = json.loads(out.read_text())
+        return result | {"rate": result["tokens"] / result["wall_s"], "peak": peak, "load": load}
+
+    job_rounds, bare_rounds, cached = [], [], None
+    for number in range(args.rounds):
+        if number % 2:  # alternate the order, so that a drift of the machine does not favour one side
+            bare_rounds.append(bare_round(number))
+            job_rounds.append(job_round(number))
+        else:
+            job_rounds.append(job_round(number))
+            if cached is None:
+                (report,), wall, _ = jobs("generate-cached", generate)
+                assert report["materializations"]["predictions"][key]["batch_cache_misses"] == 0
+                cached = {"report": report, "process_s": wall}
+            bare_rounds.append(bare_round(number))
+
+    texts = [t for task in TASKS for t in pd.read_parquet(home / "assets" / "predictions" / MODEL / f"{task}.parquet")["text"]]
+    same = sum(a == b for a, b in zip(texts, bare_rounds[-1]["texts"])) / len(texts)
+    job_rate = statistics.median(r["rate"] for r in job_rounds)
+    bare_rate = statistics.median(r["rate"] for r in bare_rounds)
+    first = job_rounds[0]
+    run_wall = first["report"]["ended"] - first["report"]["started"]
+    cached_wall = cached["report"]["ended"] - cached["report"]["started"]
+
+    print("\n1. Generation throughput (engine start excluded)")
+    for number, (job, bare) in enumerate(zip(job_rounds, bare_rounds)):
+        print(f"   round {number}: job {job['rate']:6.1f} tokens/s ({job['tokens']} in {job['wall_s']:.1f} s, load {job['load']:.1f}); "
+              f"bare {bare['rate']:6.1f} tokens/s ({bare['tokens']} in {bare['wall_s']:.1f} s, load {bare['load']:.1f})")
+    print(f"""   generate job (predictions asset)  {job_rate:8.1f} tokens/s{'  (median)' if args.rounds > 1 else ''}
+   bare LLM.chat                     {bare_rate:8.1f} tokens/s
+   ratio job / bare                  {job_rate / bare_rate:8.3f}   (target >= 0.95); identical answers: {same:.1%}
+2. Re-run served by the cache
+   first run   {run_wall:7.1f} s run, {first['process_s']:7.1f} s process (engine start and shutdown included)
+   cached run  {cached_wall:7.1f} s run, {cached['process_s']:7.1f} s process
+   cached / first  {cached_wall / run_wall:7.2%} runs   (target < 5%); {cached['process_s'] / first['process_s']:.2%} processes
+3. Peak memory, RSS summed over the process tree (sampled every 0.5 s)
+   generate job step  {max(r['peak'] for r in job_rounds):6.2f} GiB
+   bare LLM.chat      {max(r['peak'] for r in bare_rounds):6.2f} GiB""")
+
+
+if __name__ == "__main__":
+    main()

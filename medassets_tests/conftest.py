@@ -1,0 +1,178 @@
+"""Fixtures of the slow tests: the embedded model, prepared once per session, and workspaces
+whose Dagster jobs run in a child process (medassets_tests/dagster_runs.py).
+
+Each child runs in a session of its own, with a token in its environment that every process
+it starts inherits: that is how a test finds what a run left behind, and kills it.
+"""
+
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RUNNER = Path(__file__).with_name("dagster_runs.py")
+TOKEN_VARIABLE = "MEDASSETS_TEST_TOKEN"
+_numbers = itertools.count()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: starts a real vLLM engine or server (30-60 s each on 2 cores)")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """A models folder holding the converted embedded model (~30 s, once per session).
+    Set MEDASSETS_TEST_MODELS_DIR to keep it between sessions."""
+    configured = os.environ.get("MEDASSETS_TEST_MODELS_DIR")
+    folder = Path(configured) if configured else tmp_path_factory.mktemp("models")
+    folder.mkdir(parents=True, exist_ok=True)
+    # In a child process: torch and transformers stay out of the test process.
+    code = (
+        "import sys; from pathlib import Path; "
+        "from medassets.engines.embedded_model import EMBEDDED_MODEL_NAME, prepare_embedded_model; "
+        "prepare_embedded_model(Path(sys.argv[1]) / EMBEDDED_MODEL_NAME)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, cwd=REPO)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def offline_answers() -> dict[str, dict[str, str]]:
+    """The offline engine's greedy answers (max_tokens 16) by task and row id, kept by
+    test_engine_lifecycle.py for test_openai_backend.py to compare the server's with."""
+    return {}
+
+
+def processes_with_token(token: str) -> list[psutil.Process]:
+    """Live processes whose environment carries `token`."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and process.environ().get(TOKEN_VARIABLE) == token:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def child_pids() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+class JobProcess:
+    """dagster_runs.py running a list of runs in a session of its own."""
+
+    def __init__(self, workspace: "Workspace", runs: tuple[str, ...], multiprocess: bool):
+        self.token = uuid.uuid4().hex
+        number = next(_numbers)
+        self.result_file = workspace.root / f"runs-{number}.json"
+        self.log_file = workspace.root / f"runs-{number}.log"
+        command = [sys.executable, str(RUNNER), "--instance", str(workspace.root / "instance"), "--out", str(self.result_file)]
+        command += ["--multiprocess"] if multiprocess else []
+        self.children_before = child_pids()
+        with self.log_file.open("w") as log:
+            self.process = subprocess.Popen(
+                [*command, *runs], cwd=REPO, env=workspace.env() | {TOKEN_VARIABLE: self.token},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.exited_at: float | None = None
+
+    @property
+    def output(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> list[dict]:
+        """The run reports, once the process has exited; it must exit within `timeout` seconds."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"the runs did not end within {timeout} s; their log: {self.log_file}") from None
+        self.exited_at = time.time()
+        assert self.process.returncode == 0, f"dagster_runs.py failed:\n{self.output[-4000:]}"
+        return json.loads(self.result_file.read_text())
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group, as a crash or an OOM kill of the run would end it."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def leftovers(self, grace_s: float = 10.0) -> list[str]:
+        """Processes of the run still alive `grace_s` after it ended (then killed), and new
+        children of the test process."""
+        deadline = time.monotonic() + grace_s
+        while (alive := processes_with_token(self.token)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        found = []
+        for process in alive:
+            try:
+                found.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        return found + [f"{pid} (child of the test process)" for pid in child_pids() - self.children_before]
+
+
+class Workspace:
+    """A MEDASSETS_HOME, a model registry and a Dagster instance in a temporary folder."""
+
+    def __init__(self, root: Path, models_dir: Path, registry: str):
+        self.root = root
+        self.home = root / "home"
+        self.home.mkdir(parents=True)
+        (self.home / "models").symlink_to(models_dir, target_is_directory=True)
+        self.registry = root / "models.yaml"
+        self.registry.write_text(registry)
+        self.cache_file = self.home / "cache" / "responses.sqlite"  # paths.cache_path() under this home
+
+    def env(self) -> dict[str, str]:
+        inherited = {name: value for name, value in os.environ.items() if not name.startswith("MEDASSETS_")}
+        return inherited | {
+            "MEDASSETS_HOME": str(self.home),
+            "MEDASSETS_REGISTRY": str(self.registry),
+            "MEDASSETS_DATASETS": str(REPO / "data" / "datasets.yaml"),
+            "HF_HUB_OFFLINE": "1",
+        }
+
+    def cached_answers(self) -> dict[str, str]:
+        """The response cache's rows, key to stored generation (JSON), read as another process would."""
+        if not self.cache_file.exists():
+            return {}
+        db = sqlite3.connect(self.cache_file, timeout=30)
+        try:
+            return dict(db.execute("SELECT key, generation FROM responses"))
+        except sqlite3.OperationalError:  # created, its table not yet
+            return {}
+        finally:
+            db.close()
+
+    def asset_file(self, *parts: str) -> Path:
+        """ParquetIOManager's file: assets/<asset>/<model>/<task>.parquet or assets/<asset>/<task>.parquet."""
+        return self.home.joinpath("assets", *parts).with_suffix(".parquet")
+
+    def start(self, *runs: str, multiprocess: bool = False) -> JobProcess:
+        return JobProcess(self, runs, multiprocess)
+
+    def run(self, *runs: str, timeout: float = 900, multiprocess: bool = False) -> list[dict]:
+        """Runs that must all succeed; their reports."""
+        reports = self.start(*runs, multiprocess=multiprocess).wait(timeout)
+        for report in reports:
+            assert report["success"], f"{report['job']} {report['keys']} failed:\n" + "\n".join(report["errors"])
+        assert len(reports) == len(runs)
+        return reports
+
+
+@pytest.fixture(scope="module")
+def make_workspace(tmp_path_factory, models_dir):
+    """Workspace(registry text), in a new temporary folder."""
+    return lambda registry: Workspace(tmp_path_factory.mktemp("workspace"), models_dir, registry)

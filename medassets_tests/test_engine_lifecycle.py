@@ -1,0 +1,130 @@
+"""The `generate` job on a real vLLM engine, over a range of two tasks of the embedded model:
+a run killed midway, its resumption, and a re-run served by the response cache.
+
+Slow: the two runs that generate start vLLM (30-50 s each on 2 cores). The fixtures run in
+order, sharing one workspace: killed run -> resumed run -> cached re-run.
+"""
+
+import json
+import re
+import time
+from collections import Counter
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MODEL = "smollm2-135m"
+TASKS = ("breast_cancer", "medication_regimen_change")
+GENERATE_RANGE = f"generate:{MODEL}|{TASKS[0]}..{MODEL}|{TASKS[-1]}"
+REGISTRY = f"""
+models:
+  - name: {MODEL}
+    backend: vllm
+    source: {{embedded: smollm2-135m-instruct}}
+    sampling: {{max_tokens: 16}}
+"""
+ENGINE_START_LINE = "Initializing a V1 LLM engine"  # vLLM logs it once per engine
+
+
+@pytest.fixture(scope="module")
+def workspace(make_workspace):
+    workspace = make_workspace(REGISTRY)
+    workspace.run(*(f"prepare_data:{task}" for task in TASKS), "prepare_embedded_model", "observe_models")
+    return workspace
+
+
+def prompts(workspace, task: str) -> pd.DataFrame:
+    return pd.read_parquet(workspace.asset_file("prompts", task))
+
+
+def predictions(workspace, task: str) -> pd.DataFrame:
+    return pd.read_parquet(workspace.asset_file("predictions", MODEL, task))
+
+
+def predictions_metadata(report: dict) -> dict[str, dict]:
+    metadata = report["materializations"]["predictions"]
+    assert sorted(metadata) == sorted(f"{MODEL}|{task}" for task in TASKS)
+    return metadata
+
+
+@pytest.fixture(scope="module")
+def killed(workspace):
+    """A generate run executed as the UI executes it (a process per step), killed with its
+    whole process group (SIGKILL) once the engine has cached 5% of the answers."""
+    total = sum(len(prompts(workspace, task)) for task in TASKS)
+    job = workspace.start(GENERATE_RANGE, multiprocess=True)
+    deadline = time.monotonic() + 600
+    while len(workspace.cached_answers()) < total // 20:
+        assert job.process.poll() is None, f"the run ended before it cached an answer:\n{job.output[-3000:]}"
+        assert time.monotonic() < deadline, "no answer cached within 10 minutes"
+        time.sleep(0.05)
+    job.kill()
+    return SimpleNamespace(total=total, cached=workspace.cached_answers(), leftovers=job.leftovers())
+
+
+@pytest.fixture(scope="module")
+def resumed(workspace, killed, offline_answers):
+    """The same range run again, in process as `make run` runs it."""
+    job = workspace.start(GENERATE_RANGE)
+    (report,) = job.wait(timeout=900)
+    frames = {task: predictions(workspace, task) for task in TASKS}
+    offline_answers.update({task: dict(zip(frame["id"], frame["text"])) for task, frame in frames.items()})
+    return SimpleNamespace(job=job, report=report, leftovers=job.leftovers(), predictions=frames)
+
+
+def test_killed_run_leaves_no_process_and_keeps_the_answers_it_finished(killed):
+    assert 0 < len(killed.cached) < killed.total, "the kill was meant to land midway"
+    assert killed.leftovers == []
+
+
+def test_resumed_run_generates_only_the_missing_answers_with_one_engine(workspace, killed, resumed):
+    assert resumed.report["success"], resumed.report["errors"]
+    for metadata in predictions_metadata(resumed.report).values():
+        # One step for both tasks, one batch through one engine.
+        assert metadata["batch_tasks"] == 2
+        assert metadata["batch_prompts"] == killed.total
+        assert metadata["batch_cache_hits"] == len(killed.cached)
+        assert metadata["batch_cache_misses"] == killed.total - len(killed.cached)
+    assert resumed.job.output.count(ENGINE_START_LINE) == 1
+
+    # One answer per prompt, in the prompts' order.
+    for task in TASKS:
+        frame, expected = resumed.predictions[task], prompts(workspace, task)
+        assert frame["id"].tolist() == expected["id"].tolist()
+        assert frame["prompt_hash"].tolist() == expected["prompt_hash"].tolist()
+        assert frame["text"].notna().all()
+
+    # The answers cached before the kill were reused as they were, never regenerated.
+    rows = workspace.cached_answers()
+    assert len(rows) == killed.total
+    assert {key: rows[key] for key in killed.cached} == killed.cached
+    fields = ["text", "finish_reason", "prompt_tokens", "completion_tokens"]
+    produced = Counter(
+        row for frame in resumed.predictions.values() for row in frame[fields].itertuples(index=False, name=None)
+    )
+    kept = Counter(tuple(json.loads(value)[field] for field in fields) for value in killed.cached.values())
+    assert not kept - produced
+
+
+def test_resumed_run_ends_soon_after_the_last_answer_and_leaves_no_process(resumed):
+    finished = [log["time"] for log in resumed.report["logs"] if re.match(r"generated (\d+)/\1,", log["message"])]
+    assert finished, "no 'generated N/N' progress message"
+    assert resumed.job.exited_at - finished[-1] < 15
+    assert resumed.leftovers == []
+
+
+def test_rerun_is_served_by_the_cache_without_an_engine(workspace, killed, resumed):
+    job = workspace.start(GENERATE_RANGE)
+    (report,) = job.wait(timeout=300)
+    assert report["success"], report["errors"]
+    for metadata in predictions_metadata(report).values():
+        assert metadata["batch_cache_hits"] == killed.total
+        assert metadata["batch_cache_misses"] == 0
+        assert "vllm_version" not in metadata  # engine details are recorded only when one was opened
+    assert ENGINE_START_LINE not in job.output
+    for task in TASKS:
+        pd.testing.assert_frame_equal(predictions(workspace, task), resumed.predictions[task])
+    assert job.leftovers() == []
