@@ -18,10 +18,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support import TOKEN_VARIABLE, processes_with_token
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("dagster_runs.py")
-TOKEN_VARIABLE = "MEDASSETS_TEST_TOKEN"
 _numbers = itertools.count()
 
 
@@ -51,18 +51,6 @@ def offline_answers() -> dict[str, dict[str, str]]:
     """The offline engine's greedy answers (max_tokens 16) by task and row id, kept by
     test_engine_lifecycle.py for test_openai_backend.py to compare the server's with."""
     return {}
-
-
-def processes_with_token(token: str) -> list[psutil.Process]:
-    """Live processes whose environment carries `token`."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.status() != psutil.STATUS_ZOMBIE and process.environ().get(TOKEN_VARIABLE) == token:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return found
 
 
 def child_pids() -> set[int]:

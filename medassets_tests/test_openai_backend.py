@@ -4,7 +4,6 @@ embedded model on 127.0.0.1. Slow: the server takes about a minute to answer on 
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,13 @@ import pytest
 from medassets.core.registry import ModelSpec, OpenAIServer
 from medassets.engines.embedded_model import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
+from support import free_port
 
 pytestmark = pytest.mark.slow
 
 SERVED = "smollm2-135m"
 MODEL = "smollm2-135m-server"  # the registry entry, and the model partition key
 TASK = "breast_cancer"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ import pandas as pd
 import psutil
 import pytest
 from sklearn.metrics import f1_score
+from support import TOKEN_VARIABLE, free_port, processes_with_token
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = Path(__file__).with_name("screenshots")
@@ -57,18 +57,11 @@ MODEL, TASK = "tfidf-logreg", "breast_cancer"
 PARTITION = f"{MODEL}|{TASK}"  # Dagster orders the dimensions by name: model, then task
 # The pipeline's stages (README); the graph must also show any other asset of the location.
 STAGES = ["raw_dataset", "split", "prompts", "model_weights", "predictions", "parsed_labels", "metrics", "comparison"]
-TOKEN_VARIABLE = "MEDASSETS_UI_TEST_TOKEN"
 
 STARTUP_TIMEOUT_S = 180  # `dagster dev` on a busy 2-core machine
 RUN_TIMEOUT_MS = 240_000  # one evaluate or compare run, queued and launched by the daemon
 ACTION_TIMEOUT_MS = 60_000
 STOP_TIMEOUT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _prepare_workspace(home: Path, tasks: list[str]) -> dict[str, str]:
@@ -140,18 +133,6 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _processes_with_token(token: str) -> list[int]:
-    """Live processes whose environment carries the test's token (they may have left the group)."""
-    found = []
-    for process in psutil.process_iter(["pid", "status"]):
-        try:
-            if process.info["status"] != psutil.STATUS_ZOMBIE and process.environ().get(TOKEN_VARIABLE) == token:
-                found.append(process.info["pid"])
-        except psutil.Error:
-            continue
-    return found
-
-
 def _wait_until(condition, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -180,17 +161,17 @@ def _stop(server: subprocess.Popen, token: str) -> list[int]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
             _wait_until(lambda: not _group_members(pgid), 10)
-    for pid in _processes_with_token(token):  # one that left the group
+    for process in processes_with_token(token):  # one that left the group
         with contextlib.suppress(psutil.Error):
-            psutil.Process(pid).kill()
-    return sorted(set(_group_members(pgid)) | set(_processes_with_token(token)))
+            process.kill()
+    return sorted(set(_group_members(pgid)) | {process.pid for process in processes_with_token(token)})
 
 
 @contextlib.contextmanager
 def _dagster_dev(home: Path, env: dict[str, str], log: Path, leftovers: list[int]) -> Iterator[str]:
     """`dagster dev` on this code location, from `home`; yields the UI's base URL. On exit it is
     stopped and `leftovers` receives the pids of any of its processes still alive."""
-    port = _free_port()
+    port = free_port()
     token = uuid.uuid4().hex
     command = [
         str(Path(sys.executable).with_name("dagster")), "dev",
