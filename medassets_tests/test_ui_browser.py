@@ -288,20 +288,25 @@ def _click_until_gone(target, gone, attempts: int = 5) -> None:
     expect(gone).to_have_count(0)
 
 
-def _open_markdown(page, key: str):
-    """The dialog that a markdown metadata entry of the asset page opens ("[Show Markdown]")."""
-    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=key, exact=True))
-    row.get_by_text("[Show Markdown]").click()
-    dialog = page.get_by_role("dialog")
-    dialog.get_by_role("button", name="Close").wait_for()
-    return dialog
-
-
-def _close_dialog(page) -> None:
+@contextlib.contextmanager
+def _markdown(page, key: str):
+    """A markdown metadata entry of an asset page, rendered: inline in the metadata table, or,
+    when it is long, in the dialog that its "[Show Markdown]" opens (and that closes on exit)."""
     from playwright.sync_api import expect
 
-    page.get_by_role("dialog").get_by_role("button", name="Close").click()
-    expect(page.get_by_role("dialog")).to_have_count(0)
+    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=key, exact=True))
+    expect(row).to_be_visible()
+    show = row.get_by_text("[Show Markdown]")
+    if not show.count():
+        yield row
+        return
+    show.click()
+    dialog = page.get_by_role("dialog")
+    close = dialog.get_by_role("button", name="Close")
+    close.wait_for()
+    yield dialog
+    close.click()
+    expect(dialog).to_have_count(0)
 
 
 def _metadata_value(page, key: str) -> str:
@@ -379,16 +384,14 @@ def test_dagster_ui_end_to_end(tmp_path: Path) -> None:
             confirm.click()
         _wait_for_run(page, "compare")
         page.goto(f"{base}/assets/comparison")  # the navigation stays hidden since the graph
-        table3 = _open_markdown(page, "table3")
-        expect(table3.get_by_text(f1_with_interval, exact=True)).to_be_visible()
-        expect(table3.get_by_text("Breast cancer", exact=True)).to_be_visible()
-        _screenshot(table3, "comparison.png", tmp_path)
-        _close_dialog(page)
-        forest = _open_markdown(page, "forest_plot")
-        expect(forest.get_by_role("img", name="F1 by task and model")).to_be_visible()
-        page.wait_for_timeout(500)
-        _screenshot(forest, "forest-plot.png", tmp_path)
-        _close_dialog(page)
+        with _markdown(page, "table3") as table3:
+            expect(table3.get_by_text(f1_with_interval, exact=True)).to_be_visible()
+            expect(table3.get_by_text("Breast cancer", exact=True)).to_be_visible()
+            _screenshot(table3, "comparison.png", tmp_path)
+        with _markdown(page, "forest_plot") as forest:
+            expect(forest.get_by_role("img", name="F1 by task and model")).to_be_visible()
+            page.wait_for_timeout(500)
+            _screenshot(forest, "forest-plot.png", tmp_path)
 
         # The graph again, now with the runs' results, for the screenshot.
         _open_asset_graph(page, assets)
