@@ -3,7 +3,9 @@
     python medassets_tests/dagster_runs.py --instance DIR --out RESULT.json [--multiprocess] \
         JOB | JOB:KEY | JOB:FIRST..LAST ...
 
-The runs go one after the other into a persistent Dagster instance in DIR; they execute in
+The runs go one after the other into a persistent Dagster instance in DIR (configured by
+DIR/dagster.yaml if there is one, whose relative paths are read from the working
+directory); they execute in
 this process, as `make run` executes them, or with --multiprocess in a process per step, as
 the UI executes them. MEDASSETS_HOME, MEDASSETS_REGISTRY and MEDASSETS_DATASETS are read as
 medassets reads them, and every registered model is added as a `model` partition first.
@@ -43,7 +45,11 @@ def generate():
     return _job("generate")
 
 
-JOBS = {job.__name__: job for job in (prepare_data, prepare_embedded_model, observe_models, generate)}
+def evaluate():
+    return _job("evaluate")
+
+
+JOBS = {job.__name__: job for job in (prepare_data, prepare_embedded_model, observe_models, generate, evaluate)}
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
@@ -83,7 +89,7 @@ def main() -> None:
     parser.add_argument("--instance", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--multiprocess", action="store_true", help="a process per step, as in the UI")
-    parser.add_argument("runs", nargs="+", help="JOB:KEY or JOB:FIRST..LAST")
+    parser.add_argument("runs", nargs="+", help="JOB, JOB:KEY or JOB:FIRST..LAST")
     args = parser.parse_args()
 
     from medassets import paths
@@ -91,7 +97,7 @@ def main() -> None:
 
     args.instance.mkdir(parents=True, exist_ok=True)
     reports = []
-    with DagsterInstance.local_temp(str(args.instance)) as instance:
+    with DagsterInstance.from_config(str(args.instance)) as instance:
         models = list(load_registry(paths.registry_path()))
         known = set(instance.get_dynamic_partitions("model"))
         instance.add_dynamic_partitions("model", [m for m in models if m not in known])

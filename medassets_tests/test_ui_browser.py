@@ -3,7 +3,8 @@
 Starts `dagster dev` on a free port of 127.0.0.1 with a temporary DAGSTER_HOME (a copy of
 the repository's dagster.yaml, run from that folder so that its relative storage paths land
 there) and a registry holding only the supervised baseline, so that no LLM engine is needed.
-The upstream assets of one (task, model) partition are materialized from Python first; then,
+The upstream assets of one (task, model) partition are materialized first (by
+medassets_tests/dagster_runs.py, into the same instance); then,
 in Debian's Chromium driven by Playwright, the test:
 
 - opens the global asset lineage and checks that every asset of the code location is drawn;
@@ -25,6 +26,7 @@ Needs /usr/bin/chromium (`make browser`, which `make test` runs) and the `playwr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -43,7 +45,10 @@ import pytest
 from sklearn.metrics import f1_score
 from support import TOKEN_VARIABLE, free_port, processes_with_token
 
+from medassets.tasks import TASK_KEYS
+
 REPO = Path(__file__).resolve().parent.parent
+RUNNER = Path(__file__).with_name("dagster_runs.py")
 SCREENSHOTS = Path(__file__).with_name("screenshots")
 UPDATE_SCREENSHOTS = os.environ.get("MEDASSETS_UPDATE_SCREENSHOTS") == "1"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,42 +87,18 @@ def _prepare_workspace(home: Path, tasks: list[str]) -> dict[str, str]:
         # No sensor or schedule starts runs of its own beside the ones the test launches.
         "MEDASSETS_AUTOMATION": "off",
     }
-    previous = {name: os.environ.get(name) for name in env}
-    cwd = os.getcwd()
-    os.environ.update(env)
-    os.chdir(home)  # dagster.yaml's storage paths are relative to the working directory
-    try:
-        from dagster import DagsterInstance
-
-        from medassets.definitions import defs
-
-        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-        def run(job: str, partition: str) -> None:
-            result = defs.resolve_job_def(job).execute_in_process(
-                instance=instance, partition_key=partition, run_config=quiet, raise_on_error=False
-            )
-            assert result.success, f"preparing the workspace: {job} for {partition} failed"
-
-        with DagsterInstance.from_config(str(home)) as instance:
-            instance.add_dynamic_partitions("model", [MODEL])
-            job_names = {job.name for job in defs.resolve_all_job_defs()}
-            for task in tasks:
-                run("prepare_data", task)
-            if "observe_models" in job_names:  # model_weights observes the model's revision
-                run("observe_models", MODEL)
-            for task in tasks:
-                run("generate", f"{MODEL}|{task}")
-            for task in tasks:
-                if task != TASK:
-                    run("evaluate", f"{MODEL}|{task}")
-    finally:
-        os.chdir(cwd)
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    runs = [f"prepare_data:{task}" for task in tasks] + [f"observe_models:{MODEL}"]
+    runs += [f"generate:{MODEL}|{task}" for task in tasks]
+    runs += [f"evaluate:{MODEL}|{task}" for task in tasks if task != TASK]
+    out = home / "prepare-runs.json"
+    # From `home`: dagster.yaml's storage paths are relative to the working directory.
+    prepared = subprocess.run(
+        [sys.executable, str(RUNNER), "--instance", str(home), "--out", str(out), *runs],
+        cwd=home, env=os.environ | env, capture_output=True, text=True,
+    )
+    assert prepared.returncode == 0, f"preparing the workspace failed:\n{prepared.stdout[-3000:]}{prepared.stderr[-3000:]}"
+    failed = [report for report in json.loads(out.read_text()) if not report["success"]]
+    assert not failed, f"preparing the workspace: {failed[0]['job']} {failed[0]['keys']} failed:\n" + "\n".join(failed[0]["errors"])
     return env
 
 
@@ -328,8 +309,7 @@ def test_dagster_ui_end_to_end(tmp_path: Path) -> None:
 
     home = tmp_path / "home"
     home.mkdir()
-    tasks = list(defs.resolve_job_def("evaluate").partitions_def.get_partitions_def_for_dimension("task")
-                 .get_partition_keys()) if UPDATE_SCREENSHOTS else [TASK]
+    tasks = list(TASK_KEYS) if UPDATE_SCREENSHOTS else [TASK]
     env = _prepare_workspace(home, tasks)
 
     leftovers: list[int] = []
