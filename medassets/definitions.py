@@ -2,10 +2,13 @@
 
 from dagster import Definitions
 
+from medassets import paths
 from medassets.defs import automation, checks, data, evaluation, generation
-from medassets.defs.io import ParquetIOManager
+from medassets.defs.io import AssetStorage, ParquetIOManager
 from medassets.defs.jobs import JOBS
-from medassets.defs.resources import GenerationEngines
+
+storage = AssetStorage()  # MEDASSETS_HOME's assets folder, read when a step runs
+sensors, schedules = automation.automation(running=paths.automation_on(), cron=paths.reevaluation_cron())
 
 defs = Definitions(
     assets=[
@@ -18,10 +21,7 @@ defs = Definitions(
         checks.predictions_are_complete, checks.few_invalid_answers,
     ],
     jobs=JOBS,
-    sensors=[automation.reevaluation_sensor, automation.model_registry],
-    schedules=[automation.weekly_reevaluation],
-    resources={
-        "io_manager": ParquetIOManager(),  # under MEDASSETS_HOME, read when a step runs
-        "engines": GenerationEngines(),
-    },
+    sensors=sensors,
+    schedules=schedules,
+    resources={"io_manager": ParquetIOManager(storage=storage), "storage": storage},
 )

@@ -1,5 +1,19 @@
-"""Where medassets reads its configuration and keeps its state. Each can be moved by an
-environment variable; tests point them at temporary folders."""
+"""Every setting medassets reads from the environment, in one place. Each is read when it is
+needed (a step, a sensor tick, the definitions being built), never at import time of `defs/`.
+
+- MEDASSETS_HOME: the state folder: asset files, the response cache, prepared models and
+  reports (default: `.medassets/` in the repository, which git ignores).
+- MEDASSETS_REGISTRY: the model registry file (default: `data/models.yaml`).
+- MEDASSETS_DATASETS: the dataset config file (default: `data/datasets.yaml`).
+- MEDASSETS_AUTOMATION: `off` (or 0, false, no) starts the sensors and the schedule stopped
+  (default: on).
+- MEDASSETS_REEVALUATION_CRON: when the weekly re-evaluation observes the models (default:
+  Mondays at 03:00, `0 3 * * 1`).
+- MEDASSETS_OPENAI_BASE_URL: overrides every `openai` model's `server.base_url` (for example
+  to reach a server through a tunnel); unset by default.
+- The API key of an `openai` model is read from the variable its registry entry names
+  (`server.api_key_env`, default OPENAI_API_KEY).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +22,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_REEVALUATION_CRON = "0 3 * * 1"
 
 
 def _path(variable: str, default: Path) -> Path:
@@ -41,3 +56,21 @@ def models_dir() -> Path:
 
 def reports_dir() -> Path:
     return state_dir() / "reports"
+
+
+def automation_on() -> bool:
+    return os.environ.get("MEDASSETS_AUTOMATION", "on").lower() not in ("off", "0", "false", "no")
+
+
+def reevaluation_cron() -> str:
+    return os.environ.get("MEDASSETS_REEVALUATION_CRON") or DEFAULT_REEVALUATION_CRON
+
+
+def openai_base_url(configured: str) -> str:
+    """The registry's server URL, unless MEDASSETS_OPENAI_BASE_URL overrides it."""
+    return os.environ.get("MEDASSETS_OPENAI_BASE_URL") or configured
+
+
+def api_key(variable: str) -> str:
+    """The API key in the named variable; "EMPTY" (what vLLM's server accepts) when unset."""
+    return os.environ.get(variable, "EMPTY")

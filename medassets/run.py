@@ -12,18 +12,18 @@ from dagster import DagsterInstance
 
 from medassets import paths
 from medassets.core.comparison import differences_table
-from medassets.core.registry import load_registry
+from medassets.core.registry import EmbeddedSource, load_registry
 from medassets.definitions import defs
-from medassets.defs.automation import model_range_tags
-from medassets.defs.partitions import model_partitions
+from medassets.defs import jobs
+from medassets.defs.partitions import model_partitions, partition_key
 from medassets.tasks import TASK_KEYS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def _run(instance: DagsterInstance, job: str, label: str, **kwargs) -> None:
+def _run(instance: DagsterInstance, job, label: str, **kwargs) -> None:
     started = time.monotonic()
-    result = defs.resolve_job_def(job).execute_in_process(
+    result = defs.resolve_job_def(job.name).execute_in_process(
         instance=instance, run_config=_QUIET, raise_on_error=False, **kwargs
     )
     if not result.success:
@@ -39,16 +39,16 @@ def main() -> None:
         known = set(instance.get_dynamic_partitions(model_partitions.name))
         instance.add_dynamic_partitions(model_partitions.name, [m for m in registry if m not in known])
         for task in TASK_KEYS:
-            _run(instance, "prepare_data", f"data for {task}", partition_key=task)
-        if any(spec.source_kind == "embedded" for spec in registry.values()):
-            _run(instance, "prepare_embedded_model", "embedded model")
-        _run(instance, "observe_models", "model revisions")
-        for model in registry:
+            _run(instance, jobs.prepare_data_job, f"data for {task}", partition_key=task)
+        if any(isinstance(getattr(spec, "source", None), EmbeddedSource) for spec in registry.values()):
+            _run(instance, jobs.prepare_embedded_model_job, "embedded model")
+        _run(instance, jobs.observe_models_job, "model revisions")
+        for model, spec in registry.items():
             # One run over the model's six tasks: the engine loads once for all their prompts.
-            _run(instance, "generate", f"predictions of {model}", tags=model_range_tags(model))
+            _run(instance, jobs.generate_job, f"predictions of {model}", tags=jobs.generate_run_tags(spec))
             for task in TASK_KEYS:
-                _run(instance, "evaluate", f"evaluation of {model} on {task}", partition_key=f"{model}|{task}")
-        _run(instance, "compare", "comparison")
+                _run(instance, jobs.evaluate_job, f"evaluation of {model} on {task}", partition_key=partition_key(model, task))
+        _run(instance, jobs.compare_job, "comparison")
 
     reports = paths.reports_dir()
     pd.set_option("display.width", 250)

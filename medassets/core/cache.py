@@ -1,38 +1,17 @@
 """A durable, content-addressed cache of generated responses (SQLite).
 
-The key covers everything that can change an output: the model revision, the exact
-messages, the sampling parameters (seed included), the backend and the chat template.
-Each response is committed as soon as it is put, so a crash loses only what was in flight.
+Its keys come from `generation.cache_key`: everything that can change an answer. Each
+response is committed as soon as it is put, so a crash loses only what was in flight.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    reasoning: str | None
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-
-
-def cache_key(*, revision: str, messages: list[dict], sampling: dict[str, Any], backend: str, chat_template_hash: str) -> str:
-    payload = {
-        "revision": revision,
-        "messages": messages,
-        "sampling": sampling,
-        "backend": backend,
-        "chat_template": chat_template_hash,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+from medassets.core.generation import Generation
 
 
 class ResponseCache:

@@ -1,17 +1,75 @@
-"""Generating answers for a batch of prompts through a response cache, with progress.
+"""Predictions for a model's test prompts: one answer per prompt, through the response cache.
 
 Only cache misses go to the engine, all together; each finished answer is cached at once,
-so an interrupted run resumes where it stopped. The engine is opened only when needed.
+so an interrupted run resumes where it stopped. The engine is opened only when needed, and
+closed when its answers are in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from medassets.core.cache import Generation, ResponseCache, cache_key
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from medassets.core.registry import Sampling
+
+if TYPE_CHECKING:
+    from medassets.core.cache import ResponseCache
+
+Messages = list[dict[str, str]]
+PREDICTION_COLUMNS = ["id", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answer, as an engine returns it."""
+
+    text: str
+    reasoning: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+OnDone = Callable[[int, Generation], None]
+Report = Callable[[str], None]
+
+
+class Engine(Protocol):
+    """What every generation backend's engine offers."""
+
+    def describe(self) -> dict[str, Any]:
+        """Versions, device and settings that can change the output, for metadata."""
+
+    def generate(self, conversations: Sequence[Messages], on_done: OnDone) -> None:
+        """Generate one answer per conversation, calling on_done(index, generation) as each finishes."""
+
+    def close(self) -> None:
+        """Release the model and every process the engine started."""
+
+
+class AnswerSettings(BaseModel):
+    """Everything besides the messages that can change a generated answer. The cache key
+    dumps it whole, so a field added here (or to Sampling) can never be left out of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: str
+    revision: str
+    chat_template_hash: str
+    sampling: Sampling
+
+
+def cache_key(settings: AnswerSettings, messages: Messages) -> str:
+    payload = settings.model_dump(mode="json") | {"messages": messages}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -20,71 +78,103 @@ class GenerationStats:
     cache_hits: int = 0
     cache_misses: int = 0
     completion_tokens: int = 0
-    wall_s: float = 0.0
+    engine_start_s: float = 0.0
+    wall_s: float = 0.0  # generating, engine start excluded
     engine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens_per_s(self) -> float:
         return self.completion_tokens / self.wall_s if self.wall_s > 0 else 0.0
 
+    def metadata(self) -> dict[str, Any]:
+        return self.engine | {
+            "batch_prompts": self.total, "batch_cache_hits": self.cache_hits, "batch_cache_misses": self.cache_misses,
+            "batch_generated_tokens": self.completion_tokens, "engine_start_s": round(self.engine_start_s, 2),
+            "batch_wall_s": round(self.wall_s, 2), "batch_tokens_per_s": round(self.tokens_per_s, 1),
+        }
+
 
 class Progress:
-    """Reports done/total, tokens/s and ETA at most every `every_s` seconds."""
+    """Reports answers done, and the rate and ETA of the answers finished in the last
+    `window_s` seconds, at most every `every_s` seconds. A batching engine prefills every
+    prompt before the first answer finishes, so rates over the whole run would read near 0
+    at first; the first line says when the first answer came instead."""
 
-    def __init__(self, total: int, report: Callable[[str], None], every_s: float = 5.0):
-        self.total, self.report, self.every_s = total, report, every_s
+    def __init__(self, total: int, report: Report, every_s: float = 10.0, window_s: float = 60.0):
+        self.total, self.report, self.every_s, self.window_s = total, report, every_s, window_s
         self.done = self.tokens = 0
         self.start = self.last = time.monotonic()
+        self.recent: deque[tuple[float, int]] = deque()  # (time, tokens) of recent answers
 
-    def update(self, tokens: int) -> None:
+    def update(self, tokens: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         self.done += 1
         self.tokens += tokens
-        now = time.monotonic()
-        if now - self.last >= self.every_s or self.done == self.total:
+        self.recent.append((now, tokens))
+        while now - self.recent[0][0] > self.window_s:
+            self.recent.popleft()
+        if self.done == 1:
             self.last = now
+            self.report(f"generated 1/{self.total}: the first answer came {now - self.start:.1f} s after the prompts went in")
+        elif now - self.last >= self.every_s or self.done == self.total:
+            self.last = now
+            self.report(self._line(now))
+
+    def _line(self, now: float) -> str:
+        line = f"generated {self.done}/{self.total}"
+        span = self.recent[-1][0] - self.recent[0][0]
+        if self.done == self.total:
             elapsed = now - self.start
-            rate = self.done / elapsed if elapsed else 0.0
-            eta = (self.total - self.done) / rate if rate else float("inf")
-            self.report(
-                f"generated {self.done}/{self.total}, {self.tokens / elapsed:.1f} tokens/s, "
-                f"ETA {eta:.0f} s"
-            )
+            return f"{line} in {elapsed:.1f} s, {self.tokens / elapsed:.1f} tokens/s"
+        if len(self.recent) < 2 or span <= 0:
+            return line
+        answers_per_s = (len(self.recent) - 1) / span
+        tokens_per_s = sum(tokens for _, tokens in list(self.recent)[1:]) / span
+        eta = (self.total - self.done) / answers_per_s
+        return f"{line}, {answers_per_s:.1f} answers/s and {tokens_per_s:.1f} tokens/s lately, ETA {eta:.0f} s"
 
 
-def build_messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
+def build_messages(prompt: str, system_prompt: str | None) -> Messages:
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return system + [{"role": "user", "content": prompt}]
 
 
 def generate_cached(
-    conversations: Sequence[list[dict[str, str]]],
+    conversations: Sequence[Messages],
     *,
     cache: ResponseCache,
-    key_fields: dict[str, Any],
-    open_engine: Callable[[], Any],
-    report: Callable[[str], None],
+    settings: AnswerSettings,
+    open_engine: Callable[[], Engine],
+    report: Report,
 ) -> tuple[list[Generation], GenerationStats]:
-    """One generation per conversation; `key_fields` are cache_key's arguments but messages."""
+    """One generation per conversation, from the cache or the engine."""
     start = time.monotonic()
-    keys = [cache_key(messages=list(messages), **key_fields) for messages in conversations]
+    keys = [cache_key(settings, list(messages)) for messages in conversations]
     cached = cache.get_many(keys)
     results: list[Generation | None] = [cached.get(key) for key in keys]
     misses = [i for i, result in enumerate(results) if result is None]
     stats = GenerationStats(total=len(keys), cache_hits=len(keys) - len(misses), cache_misses=len(misses))
     report(f"{stats.cache_hits} of {stats.total} answers are cached; {len(misses)} to generate")
     if misses:
+        report(f"starting the {settings.backend} engine")
+        engine_start = time.monotonic()
         engine = open_engine()
-        stats.engine = engine.describe()
-        progress = Progress(len(misses), report)
-        generation_start = time.monotonic()
+        try:
+            stats.engine = engine.describe()
+            stats.engine_start_s = time.monotonic() - engine_start
+            report(f"engine started in {stats.engine_start_s:.1f} s; sending {len(misses)} prompts")
+            progress = Progress(len(misses), report)
+            generation_start = time.monotonic()
 
-        def on_done(miss_index: int, generation: Generation) -> None:
-            index = misses[miss_index]
-            cache.put(keys[index], generation)
-            results[index] = generation
-            progress.update(generation.completion_tokens)
+            def on_done(miss_index: int, generation: Generation) -> None:
+                index = misses[miss_index]
+                cache.put(keys[index], generation)
+                results[index] = generation
+                progress.update(generation.completion_tokens)
 
-        engine.generate([conversations[i] for i in misses], on_done)
+            engine.generate([conversations[i] for i in misses], on_done)
+        finally:
+            engine.close()
         stats.completion_tokens = progress.tokens
         stats.wall_s = time.monotonic() - generation_start
     else:
@@ -93,3 +183,42 @@ def generate_cached(
     if missing:
         raise RuntimeError(f"the engine returned no answer for {len(missing)} of {len(keys)} prompts")
     return results, stats
+
+
+def prediction_frames(prompts: Mapping[str, pd.DataFrame], generations: Sequence[Generation]) -> dict[str, pd.DataFrame]:
+    """Each task's predictions frame, from the generations of its prompts in task order."""
+    frames, offset = {}, 0
+    for task, rows in prompts.items():
+        answers = generations[offset : offset + len(rows)]
+        offset += len(rows)
+        frames[task] = pd.DataFrame(
+            {
+                "id": rows["id"].to_numpy(),
+                "prompt_hash": rows["prompt_hash"].to_numpy(),
+                "text": [g.text for g in answers],
+                "reasoning": [g.reasoning for g in answers],
+                "finish_reason": [g.finish_reason for g in answers],
+                "prompt_tokens": [g.prompt_tokens for g in answers],
+                "completion_tokens": [g.completion_tokens for g in answers],
+            },
+            columns=PREDICTION_COLUMNS,
+        ).astype({"id": "string", "text": "string"})
+    return frames
+
+
+def predict(
+    prompts: Mapping[str, pd.DataFrame],
+    *,
+    system_prompt: str | None,
+    settings: AnswerSettings,
+    cache: ResponseCache,
+    open_engine: Callable[[], Engine],
+    report: Report,
+) -> tuple[dict[str, pd.DataFrame], GenerationStats]:
+    """Every task's test prompts (`prompts`: task -> frame with id, prompt, prompt_hash) in
+    one batch, so the engine is opened once for all of them."""
+    conversations = [build_messages(prompt, system_prompt) for rows in prompts.values() for prompt in rows["prompt"]]
+    generations, stats = generate_cached(
+        conversations, cache=cache, settings=settings, open_engine=open_engine, report=report
+    )
+    return prediction_frames(prompts, generations), stats

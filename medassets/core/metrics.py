@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 INVALID_POLICIES = ("negative", "exclude")
+N_RESAMPLES = 1000  # the paper's
+CONFIDENCE = 0.95
 METRICS = ("precision", "recall", "f1")
 INVALID = -1  # code of an invalid prediction after normalization
 
@@ -24,8 +26,8 @@ def binary_report(
     y_true,
     y_pred,
     *,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
+    n_resamples: int = N_RESAMPLES,
+    confidence: float = CONFIDENCE,
     seed: int = 0,
     invalid: str = "negative",
 ) -> dict:
@@ -95,8 +97,8 @@ def paired_difference(
     pred_b,
     *,
     metric: str = "f1",
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
+    n_resamples: int = N_RESAMPLES,
+    confidence: float = CONFIDENCE,
     seed: int = 0,
     invalid: str = "negative",
 ) -> dict:

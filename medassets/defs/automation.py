@@ -8,11 +8,9 @@
   (its stored results stay on disk).
 - The weekly schedule observes every model's weights; automation re-runs what changed.
 
-Set MEDASSETS_AUTOMATION=off to start the sensors and the schedule stopped;
-MEDASSETS_REEVALUATION_CRON changes the schedule (default: Mondays at 03:00).
+Whether they start running and the schedule's cron are settings (`paths.py`), passed in
+when the definitions are built.
 """
-
-import os
 
 from dagster import (
     AssetKey,
@@ -22,6 +20,7 @@ from dagster import (
     DefaultSensorStatus,
     RunRequest,
     ScheduleDefinition,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     sensor,
@@ -29,45 +28,15 @@ from dagster import (
 
 from medassets import paths
 from medassets.core.registry import load_registry
-from medassets.defs.jobs import generate_job, observe_models_job
+from medassets.defs.jobs import generate_job, generate_run_tags, observe_models_job
 from medassets.defs.partitions import model_partitions
 from medassets.tasks import TASK_KEYS
 
-DEFAULT_CRON = "0 3 * * 1"
 
-
-def automation_on() -> bool:
-    return os.environ.get("MEDASSETS_AUTOMATION", "on").lower() not in ("off", "0", "false", "no")
-
-
-def model_range_tags(model: str) -> dict[str, str]:
-    """Run tags for one run over a model's six tasks: one engine load for all of them."""
-    return {
-        "dagster/asset_partition_range_start": f"{model}|{TASK_KEYS[0]}",
-        "dagster/asset_partition_range_end": f"{model}|{TASK_KEYS[-1]}",
-    }
-
-
-
-_status = DefaultSensorStatus.RUNNING if automation_on() else DefaultSensorStatus.STOPPED
-
-reevaluation_sensor = AutomationConditionSensorDefinition(
-    "reevaluation", target=AssetSelection.all(), default_status=_status
-)
-
-weekly_reevaluation = ScheduleDefinition(
-    name="weekly_reevaluation",
-    job=observe_models_job,
-    cron_schedule=os.environ.get("MEDASSETS_REEVALUATION_CRON", DEFAULT_CRON),
-    default_status=DefaultScheduleStatus.RUNNING if automation_on() else DefaultScheduleStatus.STOPPED,
-    description="Observes every model's weights; automation then re-runs what a new revision affects.",
-)
-
-
-@sensor(jobs=[generate_job, observe_models_job], minimum_interval_seconds=60, default_status=_status,
-        description="Keeps the model partitions in step with the model registry file.")
 def model_registry(context: SensorEvaluationContext) -> SensorResult:
-    registered = list(load_registry(paths.registry_path()))
+    """Keeps the model partitions in step with the model registry file."""
+    models = load_registry(paths.registry_path())
+    registered = list(models)
     current = set(context.instance.get_dynamic_partitions(model_partitions.name))
     added = [name for name in registered if name not in current]
     removed = sorted(current - set(registered))
@@ -82,7 +51,25 @@ def model_registry(context: SensorEvaluationContext) -> SensorResult:
         runs.append(RunRequest(job_name=observe_models_job.name))
         prepared = context.instance.get_materialized_partitions(AssetKey("prompts"))
         if prepared >= set(TASK_KEYS):
-            runs += [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in added]
+            runs += [RunRequest(job_name=generate_job.name, tags=generate_run_tags(models[name])) for name in added]
         else:
             context.log.info(f"added models {added}; their predictions wait for the prompts of every task (make run)")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests)
+
+
+def automation(*, running: bool, cron: str) -> tuple[list[SensorDefinition], list[ScheduleDefinition]]:
+    """The sensors and the schedule, started running or stopped."""
+    sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
+    reevaluation = AutomationConditionSensorDefinition("reevaluation", target=AssetSelection.all(), default_status=sensor_status)
+    registry = sensor(
+        jobs=[generate_job, observe_models_job], minimum_interval_seconds=60, default_status=sensor_status,
+        description="Keeps the model partitions in step with the model registry file.",
+    )(model_registry)
+    weekly = ScheduleDefinition(
+        name="weekly_reevaluation",
+        job=observe_models_job,
+        cron_schedule=cron,
+        default_status=DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED,
+        description="Observes every model's weights; automation then re-runs what a new revision affects.",
+    )
+    return [reevaluation, registry], [weekly]

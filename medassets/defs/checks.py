@@ -13,11 +13,14 @@ from dagster import (
     asset_check,
 )
 
+from pydantic import Field
+
 from medassets.core import quality
 from medassets.core.splitting import TEST_SHARE
 from medassets.defs.data import raw_dataset, split
 from medassets.defs.evaluation import parsed_labels
 from medassets.defs.generation import predictions
+from medassets.defs.io import frames_by_partition
 from medassets.defs.partitions import model_and_task, task_model_partitions, task_partitions
 from medassets.tasks import TASKS
 
@@ -63,7 +66,10 @@ def split_is_stratified(context: AssetCheckExecutionContext, split: pd.DataFrame
 
 
 class InvalidAnswersConfig(Config):
-    limit: int = 10  # the paper tuned its prompts until fewer than 10 answers were invalid
+    limit: int = Field(
+        10, gt=0, description="The check passes with fewer invalid answers than this; default 10, the paper's "
+        "criterion (it tuned its prompts until fewer than 10 answers were invalid).",
+    )
 
 
 @asset_check(asset=parsed_labels, partitions_def=task_model_partitions,
@@ -90,8 +96,8 @@ def few_invalid_answers(context: AssetCheckExecutionContext, config: InvalidAnsw
              description="Great Expectations: one prediction per test prompt, unique ids, no missing text.")
 def predictions_are_complete(context: AssetCheckExecutionContext, predictions, prompts) -> AssetCheckResult:
     keys = list(context.partition_keys)
-    predictions = predictions if isinstance(predictions, dict) else {keys[0]: predictions}
-    prompts = prompts if isinstance(prompts, dict) else {model_and_task(keys[0])[1]: prompts}
+    predictions = frames_by_partition(predictions, keys)
+    prompts = frames_by_partition(prompts, sorted({model_and_task(key)[1] for key in keys}))
     results = {
         key: quality.validate(frame, "predictions", quality.predictions_expectations(len(prompts[model_and_task(key)[1]])))
         for key, frame in predictions.items()

@@ -4,6 +4,7 @@ import hashlib
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from pydantic import Field
 
 from medassets import paths
 from medassets.core.datasets import DatasetSource, load_dataset, read_dataset_config, source_from_mapping
@@ -15,19 +16,19 @@ from medassets.tasks import TASK_KEYS, TASKS
 
 
 class DatasetConfig(Config):
-    """Overrides of the task's entry in data/datasets.yaml, for one run."""
+    """Overrides of the task's entry in data/datasets.yaml, for one run; unset fields keep the entry's."""
 
-    path: str | None = None
-    format: str | None = None
-    columns: dict[str, str] | None = None
-    labels: dict[str, int] | None = None
-    drop_bad_rows: bool | None = None
-    preview: bool | None = None
+    path: str | None = Field(None, description="The data file (CSV, TSV, JSONL or Parquet); relative paths are read from the dataset config's folder.")
+    format: str | None = Field(None, description="csv, tsv, jsonl or parquet; default: from the file's extension.")
+    columns: dict[str, str] | None = Field(None, description="Which of your columns hold id, text and label; default: id, text, label.")
+    labels: dict[str, int] | None = Field(None, description="Your label values and what they mean, e.g. {yes: 1, no: 0}; default {1: 1, 0: 0}.")
+    drop_bad_rows: bool | None = Field(None, description="Drop bad rows and record them in metadata (true), or stop with an error naming them (false, the default).")
+    preview: bool | None = Field(None, description="Show a few rows in the UI; default false. Never for clinical notes unless your data use agreement allows it.")
 
 
 class SplitConfig(Config):
-    seed: int = DEFAULT_SEED
-    test_share: float = TEST_SHARE
+    seed: int = Field(DEFAULT_SEED, description=f"Seed of the stratified split; default {DEFAULT_SEED}.")
+    test_share: float = Field(TEST_SHARE, gt=0, lt=1, description="Share of the rows held out for testing; default 0.2.")
 
 
 def dataset_source(task: str, overrides: DatasetConfig) -> DatasetSource:

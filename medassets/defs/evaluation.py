@@ -1,9 +1,11 @@
 """Evaluation assets: parsed labels and metrics per (task, model), and the comparison of all models."""
 
 import base64
+from typing import Literal
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, MultiToSingleDimensionPartitionMapping, asset
+from pydantic import Field
 
 from medassets import paths
 from medassets.core import comparison as comparison_logic
@@ -11,11 +13,12 @@ from medassets.core import metrics as metrics_logic
 from medassets.core import parsing
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
-from medassets.defs.generation import registered_model
-from medassets.defs.io import stored_model_task_frames
+from medassets.core.registry import registered_model
 from medassets.defs.conditions import reevaluate_when_changed
+from medassets.defs.io import AssetStorage
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage, frame_metadata, latest_metadata
-from medassets.defs.partitions import model_and_task, task_model_partitions
+from medassets.defs.partitions import model_and_task, model_partitions, task_model_partitions
+from medassets.tasks import TASK_KEYS
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
     f"{metric}{suffix}" for metric in metrics_logic.METRICS for suffix in ("", "_low", "_high")
@@ -26,10 +29,16 @@ parsed_labels_code_version = code_version(parsing)
 
 
 class BootstrapConfig(Config):
-    n_resamples: int = 1000  # as in the paper; up to 100,000 is fast
-    confidence: float = 0.95
-    seed: int = 0
-    invalid: str = "negative"  # an invalid answer counts as not positive; or "exclude"
+    """How the confidence intervals are drawn and invalid answers scored."""
+
+    n_resamples: int = Field(
+        metrics_logic.N_RESAMPLES, gt=0, description="Bootstrap resamples per interval; 1,000 as in the paper (100,000 is fast)."
+    )
+    confidence: float = Field(metrics_logic.CONFIDENCE, gt=0, lt=1, description="Confidence level of the intervals; default 0.95.")
+    seed: int = Field(0, description="Seed of the resampling, so intervals are reproducible; default 0.")
+    invalid: Literal["negative", "exclude"] = Field(
+        "negative", description="An invalid answer counts as a negative prediction (`negative`, the default) or is left out (`exclude`)."
+    )
 
 
 @asset(
@@ -45,7 +54,7 @@ class BootstrapConfig(Config):
 )
 def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     model, task = model_and_task(context.partition_key)
-    reasoning_model = registered_model(model).reasoning
+    reasoning_model = registered_model(model, paths.registry_path()).reasoning
     parsed = [
         parse_answer(task, text, reasoning, reasoning_model=reasoning_model)
         for text, reasoning in zip(predictions["text"], predictions["reasoning"].where(predictions["reasoning"].notna(), None))
@@ -137,15 +146,14 @@ def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labe
     description="The paper's Table 3 for every registered model, with invalid counts, paired F1 "
     "differences with intervals, and a forest plot. Written as CSV, Parquet and PNG.",
 )
-def comparison(context: AssetExecutionContext, config: BootstrapConfig) -> pd.DataFrame:
-    models = sorted(context.instance.get_dynamic_partitions("model"))
-    base = paths.assets_dir()
-    stored_metrics = stored_model_task_frames(base, "metrics", models)
+def comparison(context: AssetExecutionContext, config: BootstrapConfig, storage: AssetStorage) -> pd.DataFrame:
+    models = sorted(context.instance.get_dynamic_partitions(model_partitions.name))
+    stored_metrics = storage.read_model_task_frames("metrics", models)
     if not stored_metrics:
         raise RuntimeError("no metrics are materialized yet: materialize the metrics asset first")
     all_metrics = pd.concat(stored_metrics.values(), ignore_index=True)
     labels = pd.concat(
-        [frame.assign(model=model, task=task) for (model, task), frame in stored_model_task_frames(base, "parsed_labels", models).items()],
+        [frame.assign(model=model, task=task) for (model, task), frame in storage.read_model_task_frames("parsed_labels", models).items()],
         ignore_index=True,
     )
     table = comparison_logic.table3(all_metrics)
@@ -160,7 +168,7 @@ def comparison(context: AssetExecutionContext, config: BootstrapConfig) -> pd.Da
     differences.to_parquet(reports / "f1_differences.parquet", index=False)
     plot = comparison_logic.forest_plot(all_metrics, reports / "f1_forest.png")
     image = base64.b64encode(plot.read_bytes()).decode("ascii")
-    expected = len(models) * len(task_model_partitions.get_partitions_def_for_dimension("task").get_partition_keys())
+    expected = len(models) * len(TASK_KEYS)
     context.add_output_metadata(
         {
             "table3": MetadataValue.md(table.to_markdown(index=False)),

@@ -1,19 +1,18 @@
-"""Generation backends behind one interface (`Engine`), and the way to open one."""
+"""Backends, one file each, found by the registry entry's `backend`. Adding one is a file
+with a `Backend` subclass, its entry type in `core/registry.py`, and a line below."""
 
 from __future__ import annotations
 
-from medassets.core.registry import ModelSpec
-from medassets.engines.base import Engine
-from medassets.engines.models import ResolvedModel
+from medassets.engines.base import Backend, Predictions
+from medassets.engines.baseline import BaselineBackend
+from medassets.engines.openai_server import OpenAIBackend
+from medassets.engines.vllm_offline import VLLMBackend
+
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (VLLMBackend(), OpenAIBackend(), BaselineBackend())}
 
 
-def open_engine(spec: ModelSpec, model: ResolvedModel) -> Engine:
-    if spec.backend == "vllm":
-        from medassets.engines.vllm_offline import VLLMEngine
+def backend_for(spec) -> Backend:
+    return BACKENDS[spec.backend]
 
-        return VLLMEngine(spec, model.folder, model.chat_template)
-    if spec.backend == "openai":
-        from medassets.engines.openai_server import OpenAIServerEngine
 
-        return OpenAIServerEngine(spec, model.chat_template)
-    raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} does not generate text")
+__all__ = ["BACKENDS", "Backend", "Predictions", "backend_for"]

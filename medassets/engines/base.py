@@ -1,24 +1,79 @@
-"""The one small interface every generation backend implements."""
+"""What the pipeline needs of a backend: the revision of a model's weights, the GPUs it
+needs, the settings that describe it, and its predictions for a batch of test prompts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
-from medassets.core.cache import Generation
+import pandas as pd
 
-Messages = list[dict[str, str]]
-OnDone = Callable[[int, Generation], None]
+from medassets.core.cache import ResponseCache
+from medassets.core.generation import AnswerSettings, Engine, Report, predict
+from medassets.weights.sources import ChatTemplate, chat_template
 
 
-class Engine(Protocol):
-    backend: str
+@dataclass(frozen=True)
+class Predictions:
+    frames: dict[str, pd.DataFrame]  # by task, with generation.PREDICTION_COLUMNS
+    metadata: dict[str, Any]  # shared by the model's partitions in this batch
 
-    def describe(self) -> dict[str, Any]:
-        """Versions, device and settings that can change the output, for metadata."""
 
-    def generate(self, conversations: Sequence[Messages], on_done: OnDone) -> None:
-        """Generate one answer per conversation, calling on_done(index, generation) as each finishes."""
+class Backend(ABC):
+    name: ClassVar[str]  # the registry's `backend` value
 
-    def close(self) -> None:
-        """Release the model and every process the engine started."""
+    @abstractmethod
+    def revision(self, spec) -> str:
+        """What identifies the model's answers, known without loading it."""
+
+    def gpus(self, spec) -> int:
+        """GPUs a run generating for this model needs."""
+        return 0
+
+    def describe(self, spec) -> dict[str, Any]:
+        """The model's settings that matter to a reader of its predictions' metadata."""
+        return {}
+
+    @abstractmethod
+    def predict(
+        self, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
+        models_dir: Path, cache_path: Path, report: Report,
+    ) -> Predictions:
+        """Predictions for each task's test prompts (`splits` hold the train rows)."""
+
+
+class GeneratingBackend(Backend):
+    """A backend whose engine generates text: answers go through the response cache."""
+
+    @abstractmethod
+    def weights_folder(self, spec, models_dir: Path) -> Path | None:
+        """The local folder of the weights, when the engine reads one."""
+
+    @abstractmethod
+    def open_engine(self, spec, folder: Path | None, template: ChatTemplate) -> Engine:
+        """A running engine; the caller closes it."""
+
+    def predict(self, spec, prompts, splits, *, models_dir, cache_path, report) -> Predictions:
+        folder = self.weights_folder(spec, models_dir)
+        template = chat_template(spec.chat_template, folder)
+        settings = AnswerSettings(
+            backend=self.name, revision=self.revision(spec), chat_template_hash=template.hash, sampling=spec.sampling
+        )
+        cache = ResponseCache(cache_path)
+        try:
+            frames, stats = predict(
+                prompts, system_prompt=spec.system_prompt, settings=settings, cache=cache,
+                open_engine=lambda: self.open_engine(spec, folder, template), report=report,
+            )
+        finally:
+            cache.close()
+        if stats.cache_misses == 0:
+            report(f"{spec.name}: every answer came from the cache; nothing was generated")
+        metadata = self.describe(spec) | stats.metadata() | {
+            "model_revision": settings.revision, "backend": self.name, "batch_tasks": len(prompts),
+            "sampling": spec.sampling.model_dump(mode="json"), "chat_template_hash": template.hash,
+        }
+        return Predictions(frames, metadata)

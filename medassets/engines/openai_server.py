@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from medassets.core.cache import Generation
-from medassets.core.registry import ModelSpec
-from medassets.engines.base import Messages, OnDone
+from medassets import paths
+from medassets.core.generation import Generation, Messages, OnDone
+from medassets.core.registry import HubSource, OpenAIModel
+from medassets.engines.base import GeneratingBackend
+from medassets.weights.folders import ModelSourceError
+from medassets.weights.sources import ChatTemplate, source_revision
 
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -23,15 +26,37 @@ class ServerError(RuntimeError):
     """The server cannot serve this model."""
 
 
-class OpenAIServerEngine:
-    backend = "openai"
+class OpenAIBackend(GeneratingBackend):
+    name = "openai"
 
-    def __init__(self, spec: ModelSpec, chat_template: str | None):
+    def revision(self, spec: OpenAIModel) -> str:
+        """The served weights' revision when the registry names them, else the served name."""
+        if spec.source is None:
+            return f"served-{spec.server.served_model or spec.name}"
+        try:
+            return source_revision(spec.source, spec.fingerprint)
+        except ModelSourceError:
+            if isinstance(spec.source, HubSource):  # served elsewhere: as the registry states it
+                return "hub-" + spec.source.revision
+            raise
+
+    def describe(self, spec: OpenAIModel) -> dict[str, Any]:
+        return {"base_url": paths.openai_base_url(spec.server.base_url), "served_model": spec.server.served_model or spec.name}
+
+    def weights_folder(self, spec: OpenAIModel, models_dir: Path) -> None:
+        return None  # the server holds them
+
+    def open_engine(self, spec: OpenAIModel, folder: None, template: ChatTemplate) -> OpenAIServerEngine:
+        return OpenAIServerEngine(spec, template.text)
+
+
+class OpenAIServerEngine:
+    def __init__(self, spec: OpenAIModel, chat_template: str | None):
         server = spec.server
         self.spec = spec
         self.model = server.served_model or spec.name
-        self.base_url = os.environ.get("MEDASSETS_OPENAI_BASE_URL", server.base_url).rstrip("/")
-        api_key = os.environ.get(server.api_key_env, "EMPTY")
+        self.base_url = paths.openai_base_url(server.base_url).rstrip("/")
+        api_key = paths.api_key(server.api_key_env)
         self.chat_template = chat_template
         self.client = httpx.Client(
             base_url=self.base_url,
@@ -66,7 +91,7 @@ class OpenAIServerEngine:
             raise ServerError(f"the server at {self.base_url} does not serve {self.model!r}; it serves {served}")
 
     def describe(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "served_model": self.model, "device": "server"}
+        return {"device": "server"}
 
     def _complete(self, messages: Messages) -> Generation:
         sampling = self.spec.sampling

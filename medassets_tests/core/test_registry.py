@@ -7,9 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from medassets.core.registry import ModelSpec, RegistryError, Sampling, load_registry, parse_registry
+from medassets.core.registry import (
+    BaselineModel,
+    EmbeddedSource,
+    HubSource,
+    OpenAIModel,
+    RegistryError,
+    Sampling,
+    VLLMModel,
+    load_registry,
+    parse_registry,
+    registered_model,
+)
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 WHERE = "models-under-test.yaml"
 
 GOOD = """\
@@ -39,17 +50,17 @@ def test_shipped_registry_loads():
     models = load_registry(DATA / "models.yaml")
     assert set(models) == {"smollm2-135m", "tfidf-logreg"}
     small = models["smollm2-135m"]
-    assert small.backend == "vllm"
-    assert small.source == {"embedded": "smollm2-135m-instruct"}
-    assert small.source_kind == "embedded"
+    assert isinstance(small, VLLMModel) and small.backend == "vllm"
+    assert small.source == EmbeddedSource(embedded="smollm2-135m-instruct")
     assert small.sampling.max_tokens == 48
     assert (small.dtype, small.gpu_memory_utilization) == ("float32", 0.3)
     assert (small.sampling.temperature, small.sampling.seed) == (0.0, 0)
-    assert models["tfidf-logreg"].backend == "baseline"
+    assert isinstance(models["tfidf-logreg"], BaselineModel)
 
 
 def test_defaults_fit_the_embedded_model_on_a_cpu():
-    spec = ModelSpec(name="x")
+    spec = parse_registry("models:\n  - name: x\n    source: {embedded: smollm2-135m-instruct}\n")["x"]
+    assert isinstance(spec, VLLMModel)  # vllm is the default backend
     assert spec.dtype == "float32"
     assert spec.gpu_memory_utilization == 0.3
     assert spec.tensor_parallel_size == 1
@@ -60,6 +71,7 @@ def test_defaults_fit_the_embedded_model_on_a_cpu():
 def test_a_valid_registry_parses_nested_settings():
     models = parse_registry(GOOD, WHERE)
     assert list(models) == ["small", "served"]
+    assert isinstance(models["served"], OpenAIModel)
     assert models["served"].server.base_url == "http://localhost:9000/v1"
     assert models["served"].sampling.temperature == 0.0
     assert parse_registry("", WHERE) == {}
@@ -113,43 +125,59 @@ def test_missing_or_invalid_name(entry):
 
 
 @pytest.mark.parametrize(
-    "entry, complaint",
+    "entry, needle, complaint",
     [
-        ("  - name: m\n    backend: tgi\n", "backend must be one of"),
-        ("  - name: m\n    backend: vllm\n", "a vllm model needs a source"),
-        ("  - name: m\n    source: {hub: org/name}\n", "a hub source needs a revision"),
-        ("  - name: m\n    source: {embedded: x}\n    gpu_memory_utilization: 1.5\n", "gpu_memory_utilization"),
-        ("  - name: m\n    source: {embedded: x, rev: abc}\n", "source takes one of"),
+        ("  - name: m\n    backend: tgi\n", "- name: m", "backend must be one of vllm, openai or baseline (given: 'tgi')"),
+        ("  - name: m\n    backend: vllm\n", "- name: m", "`source` is required"),
+        ("  - name: m\n    source: {hub: org/name}\n", "source:", "`source.revision` is required"),
+        ("  - name: m\n    source: {embedded: x}\n    gpu_memory_utilization: 1.5\n", "gpu_memory", "`gpu_memory_utilization`: Input should be less than or equal to 1"),
+        ("  - name: m\n    source: {embedded: x, rev: abc}\n", "source:", "unknown field 'rev'"),
+        ("  - name: m\n    source: org/name\n", "source:", "source takes one of embedded, path or hub"),
+        ("  - name: m\n    backend: baseline\n    sampling: {seed: 1}\n", "sampling", "unknown field 'sampling'; known: ['backend', 'name', 'seed']"),
+        ("  - name: m\n    backend: openai\n    sampling: 5\n", "sampling: 5", "`sampling`: Input should be"),
+        ("  - name: m\n    source: {path: /w}\n    max_model_len: big\n", "max_model_len", "`max_model_len`: Input should be a valid integer"),
+        ("  - name: m\n    source: {path: /w}\n    max_model_len: '12'\n", "max_model_len", "`max_model_len`: Input should be a valid integer"),
+        ("  - name: m\n    source: {path: /w}\n    sampling:\n      temperature: hot\n", "temperature", "`sampling.temperature`: Input should be a valid number"),
+        ("  - name: m\n    source: {path: /w}\n    sampling:\n      max_tokens: 0\n", "max_tokens", "`sampling.max_tokens`: Input should be greater than 0"),
+        ("  - name: m\n    source: {path: /w}\n    fingerprint: full\n", "fingerprint", "`fingerprint`: Input should be 'quick' or 'content'"),
+        ("  - name: m\n    backend: openai\n    server: {max_concurrency: 0}\n", "server", "`server.max_concurrency`: Input should be greater than 0"),
     ],
-    ids=["bad-backend", "vllm-without-source", "hub-without-revision", "gpu-share-above-1", "unknown-source-key"],
+    ids=["bad-backend", "vllm-without-source", "hub-without-revision", "gpu-share-above-1", "unknown-source-key",
+         "source-as-text", "sampling-on-baseline", "sampling-as-number", "text-length", "quoted-number",
+         "text-temperature", "no-tokens", "bad-fingerprint", "no-concurrency"],
 )
-def test_invalid_entry_names_the_entry_line(entry, complaint):
+def test_invalid_entry_names_the_line_and_the_field(entry, needle, complaint):
     text = GOOD + entry
     message = registry_error(text)
-    assert message.startswith(f"{WHERE}:{line_of(text, '- name: m')}: model 'm':")
-    assert complaint in message
+    assert message.startswith(f"{WHERE}:{line_of(text, needle, occurrence=text.count(needle))}: model 'm':"), message
+    assert complaint in message, message
 
 
 def test_a_hub_source_with_a_revision_is_valid():
     spec = parse_registry("models:\n  - name: m\n    source: {hub: org/name, revision: abc123}\n", WHERE)["m"]
-    assert spec.source_kind == "hub" and spec.source["revision"] == "abc123"
+    assert spec.source == HubSource(hub="org/name", revision="abc123")
 
 
-@pytest.mark.parametrize(
-    "entry, needle, complaint",
-    [
-        ("  - name: m\n    source: org/name\n", "source: org/name", "`source` must be a mapping"),
-        ("  - name: m\n    backend: baseline\n    sampling: 5\n", "sampling: 5", "`sampling` must be a mapping"),
-        ("  - name: m\n    backend: baseline\n    max_model_len: big\n", "max_model_len", "must be a number"),
-        ("  - name: m\n    backend: baseline\n    sampling:\n      temperature: hot\n", "temperature", "must be a number"),
-    ],
-    ids=["source-as-text", "sampling-as-number", "text-length", "text-temperature"],
-)
-def test_wrongly_typed_values_name_their_line(entry, needle, complaint):
-    text = GOOD + entry
-    message = registry_error(text)
-    assert message.startswith(f"{WHERE}:{line_of(text, needle)}:")
-    assert complaint in message
+def test_registered_model_finds_an_entry_or_names_the_registry(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text(GOOD)
+    assert registered_model("served", path).server.base_url == "http://localhost:9000/v1"
+    with pytest.raises(RegistryError, match=re.escape(f"{path}: no model named 'absent'; registered: ['served', 'small']")):
+        registered_model("absent", path)
+
+
+def test_every_field_is_described():
+    """Users read the options where they are defined (and in the Dagster UI)."""
+    from pydantic import BaseModel
+
+    def described(model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            assert field.description or name == "backend", f"{model.__name__}.{name}"
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                described(field.annotation)
+
+    for model in (VLLMModel, OpenAIModel, BaselineModel, EmbeddedSource, HubSource):
+        described(model)
 
 
 def test_invalid_yaml():

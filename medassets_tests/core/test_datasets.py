@@ -18,7 +18,7 @@ from medassets.core.datasets import (
 )
 from medassets.tasks import TASK_KEYS
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 NOTE_COLUMNS = {"id": "note_id", "text": "note_text", "label": "annotation"}
 YES_NO = {"yes": 1, "no": 0}

@@ -16,6 +16,7 @@ from dagster import (
     evaluate_automation_conditions,
 )
 
+from medassets import paths
 from medassets.defs import automation, evaluation
 from medassets.definitions import defs
 from medassets.tasks import TASK_KEYS
@@ -136,7 +137,12 @@ def test_registry_sensor_adds_and_removes_model_partitions(two_local_models, tmp
         (add,) = result.dynamic_partitions_requests
         assert sorted(add.partition_keys) == sorted(MODELS)
         generate = [r for r in result.run_requests if r.job_name == "generate"]
-        assert [r.tags for r in generate] == [automation.model_range_tags(m) for m in MODELS]
+        assert len(generate) == len(MODELS)
+        for request, model in zip(generate, MODELS):  # one run over the model's six tasks, on one GPU
+            assert request.tags["dagster/asset_partition_range_start"] == f"{model}|{TASK_KEYS[0]}"
+            assert request.tags["dagster/asset_partition_range_end"] == f"{model}|{TASK_KEYS[-1]}"
+            limits = json.loads(request.tags["dagster-k8s/config"])["container_config"]["resources"]["limits"]
+            assert limits == {"nvidia.com/gpu": 1}
         assert any(r.job_name == "observe_models" for r in result.run_requests)
 
         instance.add_dynamic_partitions("model", list(MODELS))
@@ -153,9 +159,9 @@ def test_registry_sensor_adds_and_removes_model_partitions(two_local_models, tmp
 
 
 def test_schedule_observes_every_models_weights():
-    schedule = automation.weekly_reevaluation
+    (schedule,) = defs.schedules
     assert schedule.job_name == "observe_models"
-    assert schedule.cron_schedule == automation.DEFAULT_CRON
+    assert schedule.cron_schedule == paths.DEFAULT_REEVALUATION_CRON
     (request,) = schedule.evaluate_tick(build_schedule_context()).run_requests
     assert request.job_name in (None, "observe_models")
 
@@ -176,7 +182,7 @@ def test_automation_is_on_by_default_and_can_be_turned_off(monkeypatch):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDASSETS_")}
     on = _statuses(env)
     assert on["reevaluation"] == on["model_registry"] == "RUNNING"
-    assert on["weekly_reevaluation"] == ["RUNNING", automation.DEFAULT_CRON]
+    assert on["weekly_reevaluation"] == ["RUNNING", paths.DEFAULT_REEVALUATION_CRON]
     off = _statuses(env | {"MEDASSETS_AUTOMATION": "off", "MEDASSETS_REEVALUATION_CRON": "0 6 * * *"})
     assert off["reevaluation"] == off["model_registry"] == "STOPPED"
     assert off["weekly_reevaluation"] == ["STOPPED", "0 6 * * *"]

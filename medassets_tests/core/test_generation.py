@@ -1,0 +1,192 @@
+"""Generation through the response cache, without a model: what the key covers, which
+prompts reach the engine, how progress reads, and the frames predict() shapes.
+(The real engines: medassets_tests/engines/.)"""
+
+import pandas as pd
+import pytest
+
+from medassets.core.cache import ResponseCache
+from medassets.core.generation import (
+    PREDICTION_COLUMNS,
+    AnswerSettings,
+    Generation,
+    Progress,
+    cache_key,
+    generate_cached,
+    predict,
+)
+from medassets.core.registry import Sampling
+
+MESSAGES = [{"role": "user", "content": "Is this tweet self-reporting breast cancer?"}]
+SETTINGS = AnswerSettings(backend="vllm", revision="gguf-0123", chat_template_hash="model-default", sampling=Sampling())
+
+
+def key(messages=MESSAGES, **changes) -> str:
+    return cache_key(SETTINGS.model_copy(update=changes), messages)
+
+
+def answer(text: str, tokens: int = 3) -> Generation:
+    return Generation(text=text, reasoning=None, finish_reason="stop", prompt_tokens=20, completion_tokens=tokens)
+
+
+def test_cache_key_is_deterministic():
+    assert key() == key()
+    assert key(sampling=Sampling(max_tokens=64)) == key()
+
+
+CHANGES = {
+    "revision": {"revision": "gguf-4567"},
+    "backend": {"backend": "openai"},
+    "chat template": {"chat_template_hash": "a1b2c3d4e5f60718"},
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_cache_key_changes_with_everything_that_can_change_the_answer(change):
+    assert key(**change) != key()
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "Is this tweet self-reporting breast cancer ?"}],
+        [{"role": "system", "content": "Answer in one sentence."}, *MESSAGES],
+    ],
+    ids=["message text", "system prompt"],
+)
+def test_cache_key_changes_with_the_messages(messages):
+    assert key(messages) != key()
+
+
+def test_cache_key_covers_every_sampling_field():
+    """The key dumps the sampling settings whole: each field, changed, changes it."""
+    changed = {"temperature": 0.7, "top_p": 0.5, "max_tokens": 9, "seed": 3, "stop": ("x",)}
+    assert set(changed) == set(Sampling.model_fields)
+    for name, value in changed.items():
+        assert key(sampling=Sampling(**{name: value})) != key(), name
+
+
+class FakeEngine:
+    """Answers each conversation with its prompt upper-cased, finishing in reverse order as a
+    batching engine may; `drop` lists the prompts it never answers."""
+
+    def __init__(self, drop: tuple[str, ...] = ()):
+        self.drop = drop
+        self.batches: list[list[str]] = []
+        self.closed = False
+
+    def describe(self) -> dict:
+        return {"device": "fake"}
+
+    def generate(self, conversations, on_done) -> None:
+        prompts = [conversation[-1]["content"] for conversation in conversations]
+        self.batches.append(prompts)
+        for index in reversed(range(len(prompts))):
+            if prompts[index] not in self.drop:
+                on_done(index, answer(prompts[index].upper(), tokens=len(prompts[index])))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def generate(cache, prompts, engine):
+    """generate_cached over single-message conversations; also what was opened and reported."""
+    opened, reports = [], []
+
+    def open_engine():
+        opened.append(engine)
+        return engine
+
+    conversations = [[{"role": "user", "content": prompt}] for prompt in prompts]
+    results, stats = generate_cached(
+        conversations, cache=cache, settings=SETTINGS, open_engine=open_engine, report=reports.append
+    )
+    return results, stats, opened, reports
+
+
+def test_only_misses_go_to_the_engine(tmp_path):
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    generate(cache, ["one", "two"], FakeEngine())
+
+    engine = FakeEngine()
+    results, stats, opened, reports = generate(cache, ["two", "three", "one", "four"], engine)
+    assert opened == [engine] and engine.batches == [["three", "four"]]
+    assert [r.text for r in results] == ["TWO", "THREE", "ONE", "FOUR"]  # in the input's order
+    assert (stats.total, stats.cache_hits, stats.cache_misses) == (4, 2, 2)
+    assert stats.completion_tokens == len("three") + len("four")  # generated tokens only
+    assert stats.engine == {"device": "fake"}
+    assert engine.closed
+    assert reports[0] == "2 of 4 answers are cached; 2 to generate"
+    assert reports[1] == "starting the vllm engine"
+    assert reports[2].startswith("engine started in ")
+    assert reports[-1].startswith("generated 2/2 in ")
+
+
+def test_engine_is_not_opened_when_every_answer_is_cached(tmp_path):
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    generate(cache, ["one", "two"], FakeEngine())
+    results, stats, opened, reports = generate(cache, ["two", "one"], FakeEngine())
+    assert opened == []
+    assert [r.text for r in results] == ["TWO", "ONE"]
+    assert (stats.cache_hits, stats.cache_misses, stats.completion_tokens, stats.engine) == (2, 0, 0, {})
+    assert reports == ["2 of 2 answers are cached; 0 to generate"]
+
+
+def test_an_answer_the_engine_drops_is_an_error_and_the_others_stay_cached(tmp_path):
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    dropping = FakeEngine(drop=("two",))
+    with pytest.raises(RuntimeError, match="no answer for 1 of 3 prompts"):
+        generate(cache, ["one", "two", "three"], dropping)
+    assert dropping.closed
+    engine = FakeEngine()
+    results, stats, _, _ = generate(cache, ["one", "two", "three"], engine)
+    assert engine.batches == [["two"]]
+    assert [r.text for r in results] == ["ONE", "TWO", "THREE"]
+
+
+def test_the_engine_is_closed_when_generation_fails(tmp_path):
+    class FailingEngine(FakeEngine):
+        def generate(self, conversations, on_done) -> None:
+            raise RuntimeError("out of memory")
+
+    engine = FailingEngine()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        generate(ResponseCache(tmp_path / "responses.sqlite"), ["one"], engine)
+    assert engine.closed
+
+
+def test_progress_reads_true_from_the_first_line():
+    """A batching engine prefills every prompt first: 40 s pass before the first answer, then
+    answers come at 2 per second. The first line says when the first answer came; later
+    lines give the recent rate and an ETA from it, not from the run's start."""
+    lines = []
+    progress = Progress(total=100, report=lines.append, every_s=10.0, window_s=20.0)
+    start = progress.start
+    progress.update(5, now=start + 40.0)
+    assert lines == ["generated 1/100: the first answer came 40.0 s after the prompts went in"]
+    for n in range(1, 60):
+        progress.update(5, now=start + 40.0 + n * 0.5)
+    assert len(lines) == 3  # every 10 s
+    assert lines[-1] == "generated 41/100, 2.0 answers/s and 10.0 tokens/s lately, ETA 30 s"
+    for n in range(60, 100):
+        progress.update(5, now=start + 40.0 + n * 0.5)
+    assert lines[-1] == f"generated 100/100 in {40.0 + 99 * 0.5:.1f} s, {500 / (40.0 + 99 * 0.5):.1f} tokens/s"
+
+
+def test_predict_shapes_one_frame_per_task_in_prompt_order(tmp_path):
+    prompts = {
+        "breast_cancer": pd.DataFrame({"id": ["a", "b"], "prompt": ["one", "two"], "prompt_hash": ["h1", "h2"]}),
+        "stigma_labeling": pd.DataFrame({"id": ["c"], "prompt": ["three"], "prompt_hash": ["h3"]}),
+    }
+    engine = FakeEngine()
+    frames, stats = predict(
+        prompts, system_prompt="Be brief.", settings=SETTINGS, cache=ResponseCache(tmp_path / "responses.sqlite"),
+        open_engine=lambda: engine, report=lambda line: None,
+    )
+    assert engine.batches == [["one", "two", "three"]]  # every task's prompts in one batch
+    assert list(frames) == ["breast_cancer", "stigma_labeling"]
+    for task, frame in frames.items():
+        assert list(frame.columns) == PREDICTION_COLUMNS
+        assert list(frame["id"]) == list(prompts[task]["id"])
+        assert list(frame["text"]) == [p.upper() for p in prompts[task]["prompt"]]
+    assert (stats.total, stats.cache_misses) == (3, 3)
