@@ -13,6 +13,11 @@ needed (a step, a sensor tick, the definitions being built), never at import tim
   to reach a server through a tunnel); unset by default.
 - The API key of an `openai` model is read from the variable its registry entry names
   (`server.api_key_env`, default OPENAI_API_KEY).
+- DAGSTER_HOME: Dagster's instance folder; `make run` requires it (the Makefile sets it).
+
+Set for libraries when unset, never read as settings: OMP_NUM_THREADS and
+VLLM_CPU_OMP_THREADS_BIND (vLLM on a CPU uses every core), HF_HUB_OFFLINE=1 (nothing is
+downloaded at run time) by the vLLM engine; GX_ANALYTICS_ENABLED=false by `core/quality.py`.
 """
 
 from __future__ import annotations
@@ -74,3 +79,7 @@ def openai_base_url(configured: str) -> str:
 def api_key(variable: str) -> str:
     """The API key in the named variable; "EMPTY" (what vLLM's server accepts) when unset."""
     return os.environ.get(variable, "EMPTY")
+
+
+def dagster_home() -> str | None:
+    return os.environ.get("DAGSTER_HOME") or None

@@ -3,7 +3,6 @@
 Runs go into the Dagster instance of DAGSTER_HOME, so the Dagster UI shows them afterwards.
 """
 
-import os
 import sys
 import time
 
@@ -32,7 +31,7 @@ def _run(instance: DagsterInstance, job, label: str, **kwargs) -> None:
 
 
 def main() -> None:
-    if not os.environ.get("DAGSTER_HOME"):
+    if not paths.dagster_home():
         sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
     registry = load_registry(paths.registry_path())
     with DagsterInstance.get() as instance:

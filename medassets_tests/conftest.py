@@ -39,18 +39,11 @@ def models_dir(tmp_path_factory) -> Path:
     # In a child process: torch and transformers stay out of the test process.
     code = (
         "import sys; from pathlib import Path; "
-        "from medassets.engines.embedded_model import EMBEDDED_MODEL_NAME, prepare_embedded_model; "
+        "from medassets.weights.embedded import EMBEDDED_MODEL_NAME, prepare_embedded_model; "
         "prepare_embedded_model(Path(sys.argv[1]) / EMBEDDED_MODEL_NAME)"
     )
     subprocess.run([sys.executable, "-c", code, str(folder)], check=True, cwd=REPO)
     return folder
-
-
-@pytest.fixture(scope="session")
-def offline_answers() -> dict[str, dict[str, str]]:
-    """The offline engine's greedy answers (max_tokens 16) by task and row id, kept by
-    test_engine_lifecycle.py for test_openai_backend.py to compare the server's with."""
-    return {}
 
 
 def child_pids() -> set[int]:

@@ -13,15 +13,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from medassets.core.registry import Sampling
-
-if TYPE_CHECKING:
-    from medassets.core.cache import ResponseCache
 
 Messages = list[dict[str, str]]
 PREDICTION_COLUMNS = ["id", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens"]
@@ -53,6 +50,14 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release the model and every process the engine started."""
+
+
+class Cache(Protocol):
+    """Where answers are kept by key (`cache.ResponseCache`)."""
+
+    def get_many(self, keys: list[str]) -> dict[str, Generation]: ...
+
+    def put(self, key: str, generation: Generation) -> None: ...
 
 
 class AnswerSettings(BaseModel):
@@ -142,7 +147,7 @@ def build_messages(prompt: str, system_prompt: str | None) -> Messages:
 def generate_cached(
     conversations: Sequence[Messages],
     *,
-    cache: ResponseCache,
+    cache: Cache,
     settings: AnswerSettings,
     open_engine: Callable[[], Engine],
     report: Report,
@@ -211,7 +216,7 @@ def predict(
     *,
     system_prompt: str | None,
     settings: AnswerSettings,
-    cache: ResponseCache,
+    cache: Cache,
     open_engine: Callable[[], Engine],
     report: Report,
 ) -> tuple[dict[str, pd.DataFrame], GenerationStats]:

@@ -52,23 +52,21 @@ class HubSource(_Settings):
     revision: str = Field(min_length=1, description="The commit hash, branch or tag in the local cache.")
 
 
+SOURCE_TYPES: dict[str, type[_Settings]] = {"embedded": EmbeddedSource, "path": PathSource, "hub": HubSource}
+
+
+def _tagged_union(types: dict[str, type[_Settings]], choose, error_type: str, error: str):
+    """A union of `types` whose member `choose(value)` names (a discriminated union)."""
+    members = tuple(Annotated[cls, Tag(tag)] for tag, cls in types.items())
+    return Annotated[Union[members], Discriminator(choose, custom_error_type=error_type, custom_error_message=error)]
+
+
 def _source_kind(value: Any) -> str | None:
-    keys = set(value) if isinstance(value, dict) else {k for k in ("embedded", "path", "hub") if hasattr(value, k)}
-    return next((kind for kind in ("embedded", "path", "hub") if kind in keys), None)
+    present = set(value) if isinstance(value, dict) else {kind for kind in SOURCE_TYPES if hasattr(value, kind)}
+    return next((kind for kind in SOURCE_TYPES if kind in present), None)
 
 
-Source = Annotated[
-    Union[
-        Annotated[EmbeddedSource, Tag("embedded")],
-        Annotated[PathSource, Tag("path")],
-        Annotated[HubSource, Tag("hub")],
-    ],
-    Discriminator(
-        _source_kind,
-        custom_error_type="source_kind",
-        custom_error_message="source takes one of embedded, path or hub (with revision)",
-    ),
-]
+Source = _tagged_union(SOURCE_TYPES, _source_kind, "source_kind", "source takes one of embedded, path or hub (with revision)")
 
 
 class OpenAIServer(_Settings):
@@ -133,19 +131,8 @@ def _backend(value: Any) -> str:
     return value.get("backend", "vllm") if isinstance(value, dict) else value.backend
 
 
-ModelSpec = Annotated[
-    Union[
-        Annotated[VLLMModel, Tag("vllm")],
-        Annotated[OpenAIModel, Tag("openai")],
-        Annotated[BaselineModel, Tag("baseline")],
-    ],
-    Discriminator(
-        _backend,
-        custom_error_type="backend",
-        custom_error_message="backend must be one of vllm, openai or baseline",
-    ),
-]
 ENTRY_TYPES: dict[str, type[_Model]] = {"vllm": VLLMModel, "openai": OpenAIModel, "baseline": BaselineModel}
+ModelSpec = _tagged_union(ENTRY_TYPES, _backend, "backend", "backend must be one of vllm, openai or baseline")
 _ADAPTER: TypeAdapter[ModelSpec] = TypeAdapter(ModelSpec)
 
 

@@ -1,4 +1,4 @@
-"""Dagster definitions: partitions, assets, checks, resources and IO."""
+"""Dagster definitions: partitions, assets, checks, jobs, automation and asset storage."""
 
 import warnings
 

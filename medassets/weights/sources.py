@@ -6,12 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medassets.core.prompts import text_hash
-from medassets.core.registry import EmbeddedSource, HubSource, PathSource
+from medassets.core.registry import EmbeddedSource, HubSource, PathSource, Source
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME, embedded_revision, prepare_embedded_model
 from medassets.weights.folders import ModelSourceError, folder_content_hash, folder_fingerprint, model_chat_template
-
-Source = EmbeddedSource | PathSource | HubSource
-
 
 @dataclass(frozen=True)
 class ChatTemplate:

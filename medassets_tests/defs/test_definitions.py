@@ -21,7 +21,7 @@ from dagster import (
 
 from medassets.core.registry import parse_registry
 from medassets.definitions import defs
-from medassets.defs import generation
+from medassets.defs import checks, generation
 from medassets.defs.jobs import generate_run_tags
 from medassets.tasks import TASK_KEYS
 
@@ -126,3 +126,22 @@ def test_instance_turns_telemetry_off_and_limits_pools_to_one():
     # storage stays in the folder git ignores
     assert instance["storage"]["sqlite"]["base_dir"].startswith(".dagster")
     assert ".dagster/" in (ROOT / ".gitignore").read_text().split()
+
+
+@pytest.mark.parametrize("node", ["raw_dataset", "split", "metrics", "comparison", "few_invalid_answers"])
+def test_the_launchpad_describes_every_config_field(node):
+    """Pydantic field descriptions are what the launchpad shows beside each run config field."""
+    definition = checks.few_invalid_answers.node_def if node == "few_invalid_answers" else defs.get_assets_def(node).op
+    fields = definition.config_schema.as_field().config_type.fields
+    assert fields
+    for name, field in fields.items():
+        assert field.description and len(field.description) > 15, f"{node}.{name}"
+
+
+def test_an_unknown_invalid_policy_is_refused_by_the_config_itself():
+    from dagster import DagsterInvalidConfigError
+
+    with pytest.raises(DagsterInvalidConfigError, match="invalid"):
+        defs.resolve_job_def("compare").execute_in_process(
+            run_config={"ops": {"comparison": {"config": {"invalid": "positive"}}}}
+        )
