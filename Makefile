@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 3000
 
-.PHONY: install browser run test ui clean
+.PHONY: install browser postgres run test ui clean
 
 install: $(VENV)/.installed
 
@@ -26,7 +26,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 
-test: install browser
+# The Postgres tests start Debian's PostgreSQL server themselves; installed once, as Chromium.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql; }
+
+test: install browser postgres
 	$(BIN)/python -m pytest
 
 ui: install

@@ -3,6 +3,14 @@ needed (a step, a sensor tick, the definitions being built), never at import tim
 
 - MEDASSETS_HOME: the state folder: asset files, the response cache, prepared models and
   reports (default: `.medassets/` in the repository, which git ignores).
+- MEDASSETS_STORAGE_URL: where asset files and reports go, as an fsspec URL (`s3://bucket/prefix`,
+  `gs://bucket/prefix`, `file:///shared/medassets`, or a plain folder); default: MEDASSETS_HOME.
+  Object stores take their credentials and endpoint from their own standard variables
+  (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL).
+- MEDASSETS_POSTGRES_URL: a PostgreSQL URL (`postgresql://user@host:5432/db`, the password
+  from PGPASSWORD or ~/.pgpass, never in a file of the project). With it, the response cache
+  is a table of that database, and `deploy/dagster.yaml` keeps Dagster's runs and events
+  there; default: unset (SQLite files under MEDASSETS_HOME).
 - MEDASSETS_REGISTRY: the model registry file (default: `data/models.yaml`).
 - MEDASSETS_DATASETS: the dataset config file (default: `data/datasets.yaml`).
 - MEDASSETS_AUTOMATION: `off` (or 0, false, no) starts the sensors and the schedule stopped
@@ -51,16 +59,20 @@ def assets_dir() -> Path:
     return state_dir() / "assets"
 
 
+def storage_url() -> str:
+    return os.environ.get("MEDASSETS_STORAGE_URL") or str(state_dir())
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("MEDASSETS_POSTGRES_URL") or None
+
+
 def cache_path() -> Path:
     return state_dir() / "cache" / "responses.sqlite"
 
 
 def models_dir() -> Path:
     return state_dir() / "models"
-
-
-def reports_dir() -> Path:
-    return state_dir() / "reports"
 
 
 def automation_on() -> bool:

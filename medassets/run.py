@@ -3,6 +3,7 @@
 Runs go into the Dagster instance of DAGSTER_HOME, so the Dagster UI shows them afterwards.
 """
 
+import io
 import sys
 import time
 
@@ -14,6 +15,7 @@ from medassets.core.comparison import differences_table
 from medassets.core.registry import EmbeddedSource, load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
+from medassets.defs.io import AssetStorage
 from medassets.defs.partitions import model_partitions, partition_key
 from medassets.tasks import TASK_KEYS
 
@@ -49,17 +51,17 @@ def main() -> None:
                 _run(instance, jobs.evaluate_job, f"evaluation of {model} on {task}", partition_key=partition_key(model, task))
         _run(instance, jobs.compare_job, "comparison")
 
-    reports = paths.reports_dir()
+    storage = AssetStorage()
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 50)
-    table = pd.read_csv(reports / "table3.csv", keep_default_na=False)
-    differences = pd.read_csv(reports / "f1_differences.csv")
+    table = pd.read_csv(io.BytesIO(storage.read_bytes("reports/table3.csv")), keep_default_na=False)
+    differences = pd.read_csv(io.BytesIO(storage.read_bytes("reports/f1_differences.csv")))
     print("\nTable 3: precision, recall and F1 with 95% bootstrap intervals, and invalid answers\n")
     print(table.to_markdown(index=False))
     print("\nPaired F1 differences (95% paired bootstrap intervals)\n")
     print(differences_table(differences).to_markdown(index=False))
-    print(f"\nReports (CSV, Parquet, forest plot): {reports}")
-    print(f"Asset files: {paths.assets_dir()}")
+    print(f"\nReports (CSV, Parquet, forest plot): {storage.url('reports')}")
+    print(f"Asset files: {storage.url('assets')}")
     print("Open the Dagster UI on these results with: make ui")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import TOKEN_VARIABLE, processes_with_token
+from support import TOKEN_VARIABLE, postgres_server, processes_with_token
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("dagster_runs.py")
@@ -44,6 +44,13 @@ def models_dir(tmp_path_factory) -> Path:
     )
     subprocess.run([sys.executable, "-c", code, str(folder)], check=True, cwd=REPO)
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The URL of a database on a PostgreSQL server of this test session (support.postgres_server)."""
+    with postgres_server() as url:
+        yield url
 
 
 def child_pids() -> set[int]:
@@ -104,11 +111,30 @@ class JobProcess:
         return found + [f"{pid} (child of the test process)" for pid in child_pids() - self.children_before]
 
 
-class Workspace:
-    """A MEDASSETS_HOME, a model registry and a Dagster instance in a temporary folder."""
+def small_datasets(folder: Path, positives: int = 10, negatives: int = 20) -> Path:
+    """A dataset config whose tasks hold the first rows of each class of the samples: few
+    prompts to generate, and a test share and positive rate the split check accepts."""
+    import pandas as pd
 
-    def __init__(self, root: Path, models_dir: Path, registry: str):
+    entries = {}
+    for sample in sorted((REPO / "data" / "samples").glob("*.csv")):
+        rows = pd.read_csv(sample, dtype={"label": int})
+        small = pd.concat([rows[rows["label"] == 1].head(positives), rows[rows["label"] == 0].head(negatives)])
+        small.to_csv(folder / sample.name, index=False)
+        entries[sample.stem] = {"path": sample.name}
+    config = folder / "datasets.yaml"
+    config.write_text(json.dumps({"tasks": entries}))  # JSON is YAML
+    return config
+
+
+class Workspace:
+    """A MEDASSETS_HOME, a model registry and a Dagster instance in a temporary folder, with
+    the sample datasets or those of `datasets` (a config file), and more environment in `extra_env`."""
+
+    def __init__(self, root: Path, models_dir: Path, registry: str, datasets: Path | None = None, extra_env: dict | None = None):
         self.root = root
+        self.datasets = datasets or REPO / "data" / "datasets.yaml"
+        self.extra_env = extra_env or {}
         self.home = root / "home"
         self.home.mkdir(parents=True)
         (self.home / "models").symlink_to(models_dir, target_is_directory=True)
@@ -121,9 +147,9 @@ class Workspace:
         return inherited | {
             "MEDASSETS_HOME": str(self.home),
             "MEDASSETS_REGISTRY": str(self.registry),
-            "MEDASSETS_DATASETS": str(REPO / "data" / "datasets.yaml"),
+            "MEDASSETS_DATASETS": str(self.datasets),
             "HF_HUB_OFFLINE": "1",
-        }
+        } | self.extra_env
 
     def cached_answers(self) -> dict[str, str]:
         """The response cache's rows, key to stored generation (JSON), read as another process would."""
@@ -155,5 +181,5 @@ class Workspace:
 
 @pytest.fixture(scope="module")
 def make_workspace(tmp_path_factory, models_dir):
-    """Workspace(registry text), in a new temporary folder."""
-    return lambda registry: Workspace(tmp_path_factory.mktemp("workspace"), models_dir, registry)
+    """Workspace(registry text, ...), in a new temporary folder."""
+    return lambda registry, **options: Workspace(tmp_path_factory.mktemp("workspace"), models_dir, registry, **options)

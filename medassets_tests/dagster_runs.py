@@ -49,7 +49,11 @@ def evaluate():
     return _job("evaluate")
 
 
-JOBS = {job.__name__: job for job in (prepare_data, prepare_embedded_model, observe_models, generate, evaluate)}
+def compare():
+    return _job("compare")
+
+
+JOBS = {job.__name__: job for job in (prepare_data, prepare_embedded_model, observe_models, generate, evaluate, compare)}
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 

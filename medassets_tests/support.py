@@ -1,8 +1,16 @@
-"""What the tests that start processes share: a free port, and finding the processes a test
-started by a token in their environment (every process inherits it, even one that left its
-process group). (No test_ prefix: pytest does not collect it.)"""
+"""What the tests and benchmarks that start processes share: a free port, a PostgreSQL server,
+and finding the processes a test started by a token in their environment (every process
+inherits it, even one that left its process group). (No test_ prefix: pytest does not collect it.)"""
 
+import contextlib
+import glob
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 
@@ -25,3 +33,49 @@ def processes_with_token(token: str) -> list[psutil.Process]:
         except psutil.Error:
             pass
     return found
+
+
+def _postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is missing: `make postgres` installs Debian's postgresql")
+    return found[-1]
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    """initdb refuses to run as root: as root, run the server as the package's `postgres` user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """Debian's PostgreSQL server, started with initdb and pg_ctl in a temporary folder on a
+    free port of 127.0.0.1, with a database `medassets`: its URL. Stopped, checked gone, and
+    removed at the end."""
+    import psycopg2
+
+    folder = Path(tempfile.mkdtemp(prefix="medassets-postgres-"))
+    data = folder / "data"
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    port = free_port()
+    server_pid = None
+    try:
+        subprocess.run(_as_postgres_user([_postgres_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "medassets"]),
+                       check=True, capture_output=True)
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        subprocess.run(_as_postgres_user([_postgres_bin("pg_ctl"), "-D", str(data), "-o", options,
+                                          "-l", str(folder / "server.log"), "-w", "start"]), check=True, capture_output=True)
+        server_pid = int((data / "postmaster.pid").read_text().split()[0])
+        admin = psycopg2.connect(f"postgresql://medassets@127.0.0.1:{port}/postgres")
+        admin.autocommit = True
+        admin.cursor().execute("CREATE DATABASE medassets")
+        admin.close()
+        yield f"postgresql://medassets@127.0.0.1:{port}/medassets"
+    finally:
+        if server_pid is not None:
+            subprocess.run(_as_postgres_user([_postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                           capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    if server_pid is not None and psutil.pid_exists(server_pid) and psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE:
+        raise RuntimeError(f"the PostgreSQL server {server_pid} is still running after pg_ctl stop")

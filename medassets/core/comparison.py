@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import itertools
-from pathlib import Path
 
 import pandas as pd
 
@@ -81,8 +81,8 @@ def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def forest_plot(metrics: pd.DataFrame, path: Path) -> Path:
-    """F1 with its interval per task and model, saved as PNG."""
+def forest_plot(metrics: pd.DataFrame) -> bytes:
+    """F1 with its interval per task and model, as a PNG image."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +110,7 @@ def forest_plot(metrics: pd.DataFrame, path: Path) -> Path:
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(models), 3), fontsize="small", frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110)
     plt.close(fig)
-    return path
+    return image.getvalue()

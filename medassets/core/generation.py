@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -53,11 +54,13 @@ class Engine(Protocol):
 
 
 class Cache(Protocol):
-    """Where answers are kept by key (`cache.ResponseCache`)."""
+    """Where answers are kept by key (`cache.ResponseCache`, `cache.PostgresResponseCache`)."""
 
     def get_many(self, keys: list[str]) -> dict[str, Generation]: ...
 
     def put(self, key: str, generation: Generation) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class AnswerSettings(BaseModel):
@@ -139,6 +142,24 @@ class Progress:
         return f"{line}, {answers_per_s:.1f} answers/s and {tokens_per_s:.1f} tokens/s lately, ETA {eta:.0f} s"
 
 
+_closing: list[threading.Thread] = []  # engines shutting down in the background
+
+
+def _close_in_background(engine: Engine) -> None:
+    """Shuts an engine down while the run goes on with its outputs and checks (vLLM waits
+    seconds for its processes to exit). The interpreter waits for it before exiting, and the
+    next engine waits for it before starting."""
+    thread = threading.Thread(target=engine.close, name="medassets-engine-close")
+    thread.start()
+    _closing.append(thread)
+
+
+def wait_for_closing_engines() -> None:
+    """Returns once every engine closed in the background has shut down."""
+    while _closing:
+        _closing.pop().join()
+
+
 def build_messages(prompt: str, system_prompt: str | None) -> Messages:
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return system + [{"role": "user", "content": prompt}]
@@ -161,6 +182,7 @@ def generate_cached(
     stats = GenerationStats(total=len(keys), cache_hits=len(keys) - len(misses), cache_misses=len(misses))
     report(f"{stats.cache_hits} of {stats.total} answers are cached; {len(misses)} to generate")
     if misses:
+        wait_for_closing_engines()  # one engine at a time
         report(f"starting the {settings.backend} engine")
         engine_start = time.monotonic()
         engine = open_engine()
@@ -178,8 +200,10 @@ def generate_cached(
                 progress.update(generation.completion_tokens)
 
             engine.generate([conversations[i] for i in misses], on_done)
-        finally:
+        except BaseException:
             engine.close()
+            raise
+        _close_in_background(engine)
         stats.completion_tokens = progress.tokens
         stats.wall_s = time.monotonic() - generation_start
     else:

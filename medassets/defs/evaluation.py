@@ -160,22 +160,20 @@ def comparison(context: AssetExecutionContext, config: BootstrapConfig, storage:
     differences = comparison_logic.paired_f1_differences(
         labels, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid
     )
-    reports = paths.reports_dir()
-    reports.mkdir(parents=True, exist_ok=True)
-    table.to_csv(reports / "table3.csv", index=False)
-    table.to_parquet(reports / "table3.parquet", index=False)
-    differences.to_csv(reports / "f1_differences.csv", index=False)
-    differences.to_parquet(reports / "f1_differences.parquet", index=False)
-    plot = comparison_logic.forest_plot(all_metrics, reports / "f1_forest.png")
-    image = base64.b64encode(plot.read_bytes()).decode("ascii")
+    for name, frame in (("table3", table), ("f1_differences", differences)):
+        storage.write_bytes(f"reports/{name}.csv", frame.to_csv(index=False).encode("utf-8"))
+        storage.write_bytes(f"reports/{name}.parquet", frame.to_parquet(index=False))
+    plot = comparison_logic.forest_plot(all_metrics)
+    plot_url = storage.write_bytes("reports/f1_forest.png", plot)
+    image = base64.b64encode(plot).decode("ascii")
     expected = len(models) * len(TASK_KEYS)
     context.add_output_metadata(
         {
             "table3": MetadataValue.md(table.to_markdown(index=False)),
             "f1_differences": MetadataValue.md(comparison_logic.differences_table(differences).to_markdown(index=False)),
             "forest_plot": MetadataValue.md(f"![F1 by task and model](data:image/png;base64,{image})"),
-            "forest_plot_file": MetadataValue.path(str(plot)),
-            "reports": MetadataValue.path(str(reports)),
+            "forest_plot_file": MetadataValue.path(plot_url),
+            "reports": MetadataValue.path(storage.url("reports")),
             "evaluated_partitions": f"{len(stored_metrics)} of {expected}",
         }
     )

@@ -16,6 +16,7 @@ from dagster import (
 )
 
 from medassets import paths
+from medassets.core.cache import open_response_cache
 from medassets.core.registry import load_registry, registered_model
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import frames_by_partition
@@ -92,7 +93,8 @@ def predictions(context: AssetExecutionContext, prompts, split):
         spec = registered_model(model, paths.registry_path())
         batch = backend_for(spec).predict(
             spec, {task: prompts[task] for task in tasks}, split,
-            models_dir=paths.models_dir(), cache_path=paths.cache_path(), report=context.log.info,
+            models_dir=paths.models_dir(), report=context.log.info,
+            open_cache=lambda: open_response_cache(paths.postgres_url(), paths.cache_path()),
         )
         for task, frame in batch.frames.items():
             key = partition_key(model, task)

@@ -1,44 +1,117 @@
 """Asset storage: Parquet through pyarrow, one file per partition, at
-<base>/<asset>/<model>/<task>.parquet (or <base>/<asset>/<task>.parquet).
+<root>/assets/<asset>/<model>/<task>.parquet (or <root>/assets/<asset>/<task>.parquet), and the
+comparison's reports at <root>/reports/. The root is any fsspec URL: a local folder by default,
+`s3://bucket/prefix` or `gs://...` for a team whose runs execute on machines that share no disk.
 
-`AssetStorage` is the one place that knows where asset files live: the IO manager writes and
-reads through it, and so does any asset that reads other assets' partitions itself (the
-comparison). A step that covers several partitions (a single-run backfill) returns, and
-receives, a dict from partition key to DataFrame.
+`AssetStorage` is the one place that knows where files live: the IO manager writes and reads
+through it, and so does any asset that reads other assets' partitions itself (the comparison).
+A step that covers several partitions (a single-run backfill) returns, and receives, a dict
+from partition key to DataFrame: one IO manager serves both.
 """
 
-from collections.abc import Sequence
-from pathlib import Path
+from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+
+import fsspec
 import pandas as pd
-from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, MultiPartitionsDefinition, OutputContext
+from dagster import ConfigurableIOManager, ConfigurableResource, InitResourceContext, InputContext, MultiPartitionsDefinition, OutputContext
+from fsspec.implementations.local import LocalFileSystem
 from pydantic import Field
 
 from medassets import paths
 
 
-class AssetStorage(ConfigurableResource):
-    base_dir: str = Field("", description="Folder of the asset files; empty: MEDASSETS_HOME's assets folder, read when a step runs.")
+class StorageError(RuntimeError):
+    """Asset storage that cannot be used as configured."""
 
-    def path(self, asset: str, parts: Sequence[str]) -> Path:
-        folder = Path(self.base_dir or paths.assets_dir(), asset)
-        return folder.joinpath(*parts).with_suffix(".parquet") if parts else folder.with_suffix(".parquet")
+
+class AssetStorage(ConfigurableResource):
+    root_url: str = Field(
+        "", description="fsspec URL of the folder holding assets/ and reports/ (a local folder, s3://bucket/prefix, "
+        "gs://...); empty: MEDASSETS_STORAGE_URL, else MEDASSETS_HOME, read when a step runs.",
+    )
+
+    def _root(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        url = self.root_url or paths.storage_url()
+        fs, root = fsspec.core.url_to_fs(url)
+        return fs, root.rstrip("/")
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Fails, naming the setting and what to do, unless the root can be written."""
+        url = self.root_url or paths.storage_url()
+        setting = "AssetStorage.root_url" if self.root_url else "MEDASSETS_STORAGE_URL"
+        fs, root = self._root()
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(root, exist_ok=True)
+            return
+        bucket = root.split("/")[0]
+        try:
+            fs.ls(bucket)
+        except FileNotFoundError:
+            raise StorageError(
+                f"{setting}={url}: the bucket {bucket!r} does not exist: create it, or point the setting at one that does."
+            ) from None
+        except Exception as exc:  # each filesystem raises its own errors for credentials and networks
+            raise StorageError(
+                f"{setting}={url}: cannot reach the asset storage ({type(exc).__name__}: {exc}). Check the URL and "
+                "the object store's credentials and endpoint (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                "AWS_ENDPOINT_URL)."
+            ) from exc
+
+    def url(self, *parts: str) -> str:
+        fs, root = self._root()
+        return fs.unstrip_protocol("/".join([root, *parts])) if not isinstance(fs, LocalFileSystem) else "/".join([root, *parts])
+
+    def _asset_path(self, asset: str, parts: Sequence[str]) -> str:
+        return "/".join(["assets", asset, *parts]) + ".parquet" if parts else f"assets/{asset}.parquet"
+
+    def path(self, asset: str, parts: Sequence[str]) -> str:
+        """Where an asset partition's file is (a local path, or a URL)."""
+        return self.url(self._asset_path(asset, parts))
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        """Writes a file under the root whole or not at all (a local file is renamed into place)."""
+        fs, root = self._root()
+        path = f"{root}/{relative}"
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if isinstance(fs, LocalFileSystem):
+            staging = f"{path}.partial-{uuid.uuid4().hex}"
+            fs.pipe_file(staging, data)
+            fs.mv(staging, path)
+        else:  # an object store's put is atomic
+            fs.pipe_file(path, data)
+        return self.url(relative)
+
+    def read_bytes(self, relative: str) -> bytes:
+        fs, root = self._root()
+        return fs.cat_file(f"{root}/{relative}")
 
     def write(self, asset: str, parts: Sequence[str], frame: pd.DataFrame) -> None:
-        path = self.path(asset, parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(path, engine="pyarrow", index=False)
+        self.write_bytes(self._asset_path(asset, parts), frame.to_parquet(engine="pyarrow", index=False))
 
     def read(self, asset: str, parts: Sequence[str]) -> pd.DataFrame:
-        return pd.read_parquet(self.path(asset, parts), engine="pyarrow")
+        fs, root = self._root()
+        with fs.open(f"{root}/{self._asset_path(asset, parts)}", "rb") as handle:
+            return pd.read_parquet(handle, engine="pyarrow")
+
+    def exists(self, asset: str, parts: Sequence[str]) -> bool:
+        fs, root = self._root()
+        return fs.isfile(f"{root}/{self._asset_path(asset, parts)}")
 
     def read_model_task_frames(self, asset: str, models: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:
         """Every stored (model, task) partition of a per-(task, model) asset, for the given models."""
-        return {
-            (model, path.stem): pd.read_parquet(path, engine="pyarrow")
-            for model in models
-            for path in sorted(self.path(asset, [model]).with_suffix("").glob("*.parquet"))
-        }
+        fs, root = self._root()
+        found = {}
+        for model in models:
+            for path in sorted(fs.glob(f"{root}/assets/{asset}/{model}/*.parquet")):
+                task = path.rsplit("/", 1)[1].removesuffix(".parquet")
+                found[(model, task)] = self.read(asset, [model, task])
+        return found
 
 
 def frames_by_partition(loaded: pd.DataFrame | dict[str, pd.DataFrame], keys: Sequence[str]) -> dict[str, pd.DataFrame]:

@@ -11,7 +11,8 @@ from medassets.engines import backend_for
 prepare_data_job = define_asset_job("prepare_data", selection=[data.raw_dataset, data.split, data.prompts])
 prepare_embedded_model_job = define_asset_job("prepare_embedded_model", selection=[generation.embedded_model])
 observe_models_job = define_asset_job("observe_models", selection=[generation.model_weights])
-generate_job = define_asset_job("generate", selection=[generation.predictions])
+# The team instance (deploy/dagster.yaml) limits concurrent runs by this tag.
+generate_job = define_asset_job("generate", selection=[generation.predictions], tags={"medassets/stage": "generate"})
 evaluate_job = define_asset_job("evaluate", selection=[evaluation.parsed_labels, evaluation.metrics])
 compare_job = define_asset_job("compare", selection=[evaluation.comparison])
 

@@ -4,15 +4,14 @@ needs, the settings that describe it, and its predictions for a batch of test pr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from medassets.core.cache import ResponseCache
-from medassets.core.generation import AnswerSettings, Engine, Report, predict
+from medassets.core.generation import AnswerSettings, Cache, Engine, Report, predict
 from medassets.weights.sources import ChatTemplate, chat_template
 
 
@@ -40,7 +39,7 @@ class Backend(ABC):
     @abstractmethod
     def predict(
         self, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
-        models_dir: Path, cache_path: Path, report: Report,
+        models_dir: Path, open_cache: Callable[[], Cache], report: Report,
     ) -> Predictions:
         """Predictions for each task's test prompts (`splits` hold the train rows)."""
 
@@ -56,13 +55,13 @@ class GeneratingBackend(Backend):
     def open_engine(self, spec, folder: Path | None, template: ChatTemplate) -> Engine:
         """A running engine; the caller closes it."""
 
-    def predict(self, spec, prompts, splits, *, models_dir, cache_path, report) -> Predictions:
+    def predict(self, spec, prompts, splits, *, models_dir, open_cache, report) -> Predictions:
         folder = self.weights_folder(spec, models_dir)
         template = chat_template(spec.chat_template, folder)
         settings = AnswerSettings(
             backend=self.name, revision=self.revision(spec), chat_template_hash=template.hash, sampling=spec.sampling
         )
-        cache = ResponseCache(cache_path)
+        cache = open_cache()
         try:
             frames, stats = predict(
                 prompts, system_prompt=spec.system_prompt, settings=settings, cache=cache,

@@ -21,7 +21,7 @@ class BaselineBackend(Backend):
     def describe(self, spec) -> dict:
         return {"seed": spec.seed}
 
-    def predict(self, spec, prompts, splits, *, models_dir, cache_path, report) -> Predictions:
+    def predict(self, spec, prompts, splits, *, models_dir, open_cache, report) -> Predictions:
         started = time.monotonic()
         generations = []
         for task, test in prompts.items():

@@ -14,6 +14,7 @@ from medassets.core.generation import (
     cache_key,
     generate_cached,
     predict,
+    wait_for_closing_engines,
 )
 from medassets.core.registry import Sampling
 
@@ -110,6 +111,7 @@ def test_only_misses_go_to_the_engine(tmp_path):
 
     engine = FakeEngine()
     results, stats, opened, reports = generate(cache, ["two", "three", "one", "four"], engine)
+    wait_for_closing_engines()
     assert opened == [engine] and engine.batches == [["three", "four"]]
     assert [r.text for r in results] == ["TWO", "THREE", "ONE", "FOUR"]  # in the input's order
     assert (stats.total, stats.cache_hits, stats.cache_misses) == (4, 2, 2)
@@ -137,6 +139,7 @@ def test_an_answer_the_engine_drops_is_an_error_and_the_others_stay_cached(tmp_p
     dropping = FakeEngine(drop=("two",))
     with pytest.raises(RuntimeError, match="no answer for 1 of 3 prompts"):
         generate(cache, ["one", "two", "three"], dropping)
+    wait_for_closing_engines()
     assert dropping.closed
     engine = FakeEngine()
     results, stats, _, _ = generate(cache, ["one", "two", "three"], engine)
@@ -190,3 +193,30 @@ def test_predict_shapes_one_frame_per_task_in_prompt_order(tmp_path):
         assert list(frame["id"]) == list(prompts[task]["id"])
         assert list(frame["text"]) == [p.upper() for p in prompts[task]["prompt"]]
     assert (stats.total, stats.cache_misses) == (3, 3)
+
+
+def test_an_engine_closes_in_the_background_and_the_next_waits_for_it(tmp_path):
+    """vLLM takes seconds to shut down: the run goes on meanwhile, but two engines never overlap."""
+    import threading
+
+    events = []
+    release = threading.Event()
+
+    class SlowToClose(FakeEngine):
+        def close(self) -> None:
+            release.wait(10)
+            events.append("closed")
+
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    first = SlowToClose()
+    generate(cache, ["one"], first)
+    events.append("first run returned")
+
+    def open_second():
+        events.append("second opened")
+        return FakeEngine()
+
+    threading.Timer(0.2, release.set).start()
+    generate_cached([[{"role": "user", "content": "two"}]], cache=cache, settings=SETTINGS, open_engine=open_second, report=lambda line: None)
+    wait_for_closing_engines()
+    assert events == ["first run returned", "closed", "second opened"]

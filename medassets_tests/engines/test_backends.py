@@ -57,10 +57,9 @@ def test_the_baseline_predicts_every_test_prompt_in_the_tasks_own_words(tmp_path
     model = spec("backend: baseline")
     backend = backend_for(model)
     assert not isinstance(backend, GeneratingBackend)  # no engine, no cache
-    batch = backend.predict(model, {task: prompts}, {task: split}, models_dir=tmp_path, cache_path=tmp_path / "c", report=print)
+    batch = backend.predict(model, {task: prompts}, {task: split}, models_dir=tmp_path, open_cache=None, report=print)
     frame = batch.frames[task]
     assert list(frame["id"]) == list(prompts["id"])
     labels = [parse_answer(task, text).label for text in frame["text"]]
     assert set(labels) == {0, 1}  # every answer parses, both classes predicted
     assert batch.metadata["model_revision"] == "tfidf-logreg-v1" and batch.metadata["backend"] == "baseline"
-    assert not (tmp_path / "c").exists()

@@ -1,0 +1,184 @@
+"""The two headline re-evaluation flows, with Dagster's own daemon (`dagster-daemon run`) as
+the only actor, on a temporary instance and a small dataset (a few rows per task):
+
+1. a model appended to the registry file gets its partition, one generation run over its six
+   tasks, then parsed labels, metrics and an updated comparison that includes it;
+2. a changed revision of a registered `path:` model (its weights touched), followed by the
+   `observe_models` job, re-runs exactly that model's six predictions in one run, then what
+   depends on them, and no other model's partitions.
+
+Every wait is bounded and names what did not happen; the daemon and everything it started
+are stopped and checked gone.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import REPO, small_datasets
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+from support import TOKEN_VARIABLE, processes_with_token
+
+from medassets.defs.partitions import model_range_tags, partition_key
+from medassets.tasks import TASK_KEYS
+from medassets.weights.embedded import EMBEDDED_MODEL_NAME
+
+pytestmark = pytest.mark.slow
+
+BASELINE, LOCAL, ADDED = "tfidf-logreg", "local-smollm", "tfidf-logreg-added"
+INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+WAIT_S = 420
+
+
+def _registry(weights: Path) -> str:
+    return f"""models:
+  - name: {BASELINE}
+    backend: baseline
+  - name: {LOCAL}
+    source: {{path: {weights}}}
+    sampling: {{max_tokens: 8}}
+"""
+
+
+class Daemon:
+    """`dagster-daemon run` on the workspace's instance, in a session of its own."""
+
+    def __init__(self, workspace):
+        self.token = uuid.uuid4().hex
+        self.log_file = workspace.root / "daemon.log"
+        env = workspace.env() | {TOKEN_VARIABLE: self.token, "DAGSTER_HOME": str(workspace.root / "instance"),
+                                 "MEDASSETS_REEVALUATION_CRON": "0 3 1 1 *"}  # the schedule stays out of the way
+        daemon = Path(sys.executable).with_name("dagster-daemon")
+        with self.log_file.open("w") as log:
+            self.process = subprocess.Popen([str(daemon), "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO, env=env,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log_tail(self) -> str:
+        return self.log_file.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> list[str]:
+        """Stops the daemon's process group, then returns what of its processes is left (and kills it)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        deadline = time.monotonic() + 15
+        while (left := processes_with_token(self.token)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for process in left:
+            process.kill()
+        return [f"{p.pid}" for p in left]
+
+
+def wait_for(what: str, condition, daemon: Daemon, timeout: float = WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert daemon.process.poll() is None, f"the daemon exited while waiting for {what}:\n{daemon.log_tail()}"
+        value = condition()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"within {timeout} s: {what} did not happen. Daemon log:\n{daemon.log_tail()}")
+
+
+def materialized_after(instance, asset: str, since: float) -> dict[str, list[str]]:
+    """{partition: [run ids]} of the asset's materializations after `since` (a timestamp)."""
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset), after_timestamp=since), limit=1000).records
+    found: dict[str, list[str]] = {}
+    for record in records:
+        found.setdefault(record.asset_materialization.partition, []).append(record.run_id)
+    return found
+
+
+def failed_runs(instance) -> list[str]:
+    return [f"{run.job_name} {run.run_id}" for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))]
+
+
+@pytest.fixture(scope="module")
+def evaluated(make_workspace, models_dir, tmp_path_factory):
+    """Both models evaluated on the small dataset, and compared, by in-process runs."""
+    weights = tmp_path_factory.mktemp("local-weights")
+    for path in (models_dir / EMBEDDED_MODEL_NAME).iterdir():  # a folder of its own, with the embedded model's files
+        (weights / path.name).symlink_to(path)
+    datasets = small_datasets(tmp_path_factory.mktemp("small-data"), positives=5, negatives=10)
+    workspace = make_workspace(_registry(weights), datasets=datasets)
+    (workspace.root / "instance").mkdir()
+    (workspace.root / "instance" / "dagster.yaml").write_text(INSTANCE_CONFIG)
+    runs = [f"prepare_data:{task}" for task in TASK_KEYS] + ["observe_models"]
+    for model in (BASELINE, LOCAL):
+        tags = model_range_tags(model)
+        runs.append(f"generate:{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}")
+    runs += [f"evaluate:{partition_key(model, task)}" for model in (BASELINE, LOCAL) for task in TASK_KEYS] + ["compare"]
+    workspace.run(*runs, timeout=600)
+    return workspace, weights
+
+
+@pytest.fixture(scope="module")
+def daemon(evaluated):
+    workspace, _ = evaluated
+    running = Daemon(workspace)
+    with DagsterInstance.from_config(str(workspace.root / "instance")) as instance:
+        # Automation's first tick only records where it starts from; the flows begin after it.
+        for sensor in ("reevaluation", "model_registry"):
+            wait_for(f"a first tick of the {sensor} sensor", lambda: _ticks(instance, sensor), running, timeout=120)
+    yield running
+    left = running.stop()
+    assert left == [], f"processes of the daemon left running: {left}"
+
+
+def _ticks(instance, sensor: str) -> list:
+    state = next((state for state in instance.all_instigator_state() if state.name == sensor), None)
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)) if state else []
+
+
+def test_an_appended_model_is_generated_evaluated_and_compared(evaluated, daemon):
+    workspace, _ = evaluated
+    edited = time.time()
+    with workspace.registry.open("a") as registry:
+        registry.write(f"  - name: {ADDED}\n    backend: baseline\n    seed: 1\n")
+    with DagsterInstance.from_config(str(workspace.root / "instance")) as instance:
+        wait_for(f"a `model` partition for {ADDED}", lambda: ADDED in instance.get_dynamic_partitions("model"), daemon)
+        keys = {partition_key(ADDED, task) for task in TASK_KEYS}
+        predicted = wait_for(f"predictions of {ADDED} on its six tasks",
+                             lambda: keys <= set(materialized_after(instance, "predictions", edited)) and materialized_after(instance, "predictions", edited),
+                             daemon)
+        assert len({run for key in keys for run in predicted[key]}) == 1, "the six tasks were not generated in one run"
+        wait_for(f"parsed labels and metrics of {ADDED} on its six tasks",
+                 lambda: keys <= set(materialized_after(instance, "metrics", edited)), daemon)
+        records = wait_for(
+            f"a comparison that includes {ADDED}",
+            lambda: [r for r in instance.fetch_materializations(AssetKey("comparison"), limit=5).records
+                     if r.timestamp > edited and f"F1 {ADDED}" in r.asset_materialization.metadata["table3"].value],
+            daemon,
+        )
+        assert "not evaluated" not in records[0].asset_materialization.metadata["table3"].value
+        assert failed_runs(instance) == []
+
+
+def test_a_new_revision_reruns_exactly_that_models_partitions(evaluated, daemon):
+    workspace, weights = evaluated
+    touched = time.time()
+    weight_file = next(weights.glob("*.safetensors"))
+    os.utime(weight_file, (touched, touched))  # a new revision of the local-smollm weights
+    workspace.run("observe_models")
+    with DagsterInstance.from_config(str(workspace.root / "instance")) as instance:
+        keys = {partition_key(LOCAL, task) for task in TASK_KEYS}
+        predicted = wait_for(f"new predictions of {LOCAL} on its six tasks",
+                             lambda: keys <= set(materialized_after(instance, "predictions", touched)) and materialized_after(instance, "predictions", touched),
+                             daemon)
+        assert len({run for key in keys for run in predicted[key]}) == 1, "the six tasks were not re-generated in one run"
+        wait_for(f"new metrics of {LOCAL} on its six tasks", lambda: keys <= set(materialized_after(instance, "metrics", touched)), daemon)
+        wait_for("an updated comparison", lambda: materialized_after(instance, "comparison", touched), daemon)
+        time.sleep(35)  # one more automation tick: nothing else may follow
+        for asset in ("predictions", "parsed_labels", "metrics"):
+            others = set(materialized_after(instance, asset, touched)) - keys
+            assert others == set(), f"{asset} re-ran for other models: {sorted(others)}"
+        assert failed_runs(instance) == []
