@@ -85,7 +85,7 @@ class PostgresResponseCache(_SQLCache):
     )
 
     def __init__(self, url: str):
-        import psycopg2
+        import psycopg2  # dagster-postgres's driver
 
         try:
             self._db = psycopg2.connect(url, connect_timeout=10)

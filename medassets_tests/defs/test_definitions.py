@@ -4,6 +4,7 @@ the gpu pool, and the workspace and instance files."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -145,3 +146,18 @@ def test_an_unknown_invalid_policy_is_refused_by_the_config_itself():
         defs.resolve_job_def("compare").execute_in_process(
             run_config={"ops": {"comparison": {"config": {"invalid": "positive"}}}}
         )
+
+
+def test_the_team_instance_keeps_everything_in_postgres_from_a_variable(tmp_path, monkeypatch):
+    """deploy/dagster.yaml validates as Dagster reads it; the URL comes from the environment."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["storage"]["postgres"]["postgres_url"] == {"env": "MEDASSETS_POSTGRES_URL"}
+    assert not re.search(r"postgres(ql)?://[^@\s]*:[^@\s]*@", (ROOT / "deploy" / "dagster.yaml").read_text())  # no password
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["concurrency"]["runs"]["tag_concurrency_limits"] == [{"key": "medassets/stage", "value": "generate", "limit": 1}]
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+    assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
+    assert defs.resolve_job_def("generate").tags["medassets/stage"] == "generate"

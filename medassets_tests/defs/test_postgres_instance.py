@@ -46,6 +46,7 @@ def team(make_workspace, postgres_url, tmp_path_factory):
     runs += ["compare"]
     reports = workspace.run(*runs, timeout=900)
     database = psycopg2.connect(postgres_url)
+    database.autocommit = True
     yield workspace, reports, database
     database.close()
 
