@@ -92,7 +92,7 @@ class PostgresResponseCache(_SQLCache):
         except psycopg2.Error as exc:
             raise CacheError(
                 f"cannot connect to the PostgreSQL database {_shown(url)} (MEDASSETS_POSTGRES_URL): "
-                f"{str(exc).strip()}. Check that the server runs and the URL's host, port, database and "
+                f"{' '.join(str(exc).split())} Check that the server runs and the URL's host, port, database and "
                 "user; the password comes from PGPASSWORD or ~/.pgpass."
             ) from exc
         self._db.autocommit = True  # each answer is committed as it is put

@@ -1,0 +1,41 @@
+"""`python -m medassets.check`: this machine's settings (paths.py), checked before a deployment
+starts Dagster on it: the model registry and the dataset config load, the response cache
+opens (PostgreSQL when MEDASSETS_POSTGRES_URL is set), and the asset storage can be written.
+Prints one line per check; exits 1 if any failed, each failure naming its setting."""
+
+import sys
+
+from medassets import paths
+from medassets.core.cache import open_response_cache
+from medassets.core.datasets import read_dataset_config
+from medassets.core.registry import load_registry
+from medassets.defs.io import AssetStorage
+
+
+def _cache() -> None:
+    open_response_cache(paths.postgres_url(), paths.cache_path()).close()
+
+
+CHECKS = {
+    "model registry (MEDASSETS_REGISTRY)": lambda: load_registry(paths.registry_path()),
+    "dataset config (MEDASSETS_DATASETS)": lambda: read_dataset_config(paths.datasets_path()),
+    "response cache (MEDASSETS_POSTGRES_URL, else MEDASSETS_HOME)": _cache,
+    "asset storage (MEDASSETS_STORAGE_URL, else MEDASSETS_HOME)": lambda: AssetStorage().check(),
+}
+
+
+def main() -> int:
+    failed = 0
+    for name, check in CHECKS.items():
+        try:
+            check()
+        except Exception as exc:  # every failure is reported, then the exit code says so
+            failed += 1
+            print(f"FAILED {name}: {exc}")
+        else:
+            print(f"ok     {name}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""`python -m medassets.check`: each setting checked, and a bad one named with what to do."""
+
+import os
+import subprocess
+import sys
+
+
+def _check(**env) -> subprocess.CompletedProcess:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("MEDASSETS_")}
+    return subprocess.run([sys.executable, "-m", "medassets.check"], env=clean | env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_defaults_pass(tmp_path):
+    result = _check(MEDASSETS_HOME=str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok ") == 4
+
+
+def test_an_unreachable_postgres_url_is_named_without_its_password(tmp_path):
+    result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_POSTGRES_URL="postgresql://team:secret@127.0.0.1:1/medassets")
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("FAILED"))
+    assert "response cache" in line and "postgresql://team:***@127.0.0.1:1/medassets (MEDASSETS_POSTGRES_URL)" in line
+    assert "secret" not in result.stdout + result.stderr
+    assert "PGPASSWORD" in line
+
+
+def test_a_broken_registry_is_named(tmp_path):
+    registry = tmp_path / "models.yaml"
+    registry.write_text("models:\n  - name: m\n    backend: tgi\n")
+    result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_REGISTRY=str(registry))
+    assert result.returncode == 1
+    assert f"FAILED model registry (MEDASSETS_REGISTRY): {registry}:2: model 'm': backend must be one of" in result.stdout
