@@ -11,7 +11,6 @@ import pytest
 from conftest import REPO, small_datasets
 
 from medassets.core.cache import CacheError, open_response_cache
-from medassets.core.generation import Generation
 from medassets.defs.partitions import model_range_tags, partition_key
 from medassets.tasks import TASK_KEYS
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
@@ -98,7 +97,6 @@ def test_an_unreachable_postgres_url_names_the_setting():
 WRITER = """
 import sys
 from medassets.core.cache import open_response_cache
-from medassets.core.generation import Generation
 cache = open_response_cache(sys.argv[1], None)
 for i in range(300):
     cache.put(f"{sys.argv[2]}-{i}", Generation(f"answer {i}", None, "stop", 1, 1))
