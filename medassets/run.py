@@ -16,7 +16,7 @@ from medassets.core.registry import EmbeddedSource, load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
 from medassets.defs.io import AssetStorage
-from medassets.defs.partitions import model_partitions, partition_key
+from medassets.defs.partitions import model_partitions, model_range_tags, partition_key
 from medassets.tasks import TASK_KEYS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -44,9 +44,9 @@ def main() -> None:
         if any(isinstance(getattr(spec, "source", None), EmbeddedSource) for spec in registry.values()):
             _run(instance, jobs.prepare_embedded_model_job, "embedded model")
         _run(instance, jobs.observe_models_job, "model revisions")
-        for model, spec in registry.items():
+        for model in registry:
             # One run over the model's six tasks: the engine loads once for all their prompts.
-            _run(instance, jobs.generate_job, f"predictions of {model}", tags=jobs.generate_run_tags(spec))
+            _run(instance, jobs.generate_job, f"predictions of {model}", tags=model_range_tags(model))
             for task in TASK_KEYS:
                 _run(instance, jobs.evaluate_job, f"evaluation of {model} on {task}", partition_key=partition_key(model, task))
         _run(instance, jobs.compare_job, "comparison")

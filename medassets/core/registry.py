@@ -80,8 +80,21 @@ class OpenAIServer(_Settings):
     max_retries: int = Field(4, ge=0, description="Retries of a request after a connection error, 429 or 5xx; default 4.")
 
 
+class Placement(_Settings):
+    """Where on a Kubernetes cluster a run for this model goes, beside the GPUs it needs."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the run's pod requires, e.g. {gpu: h100}; default none."
+    )
+    tolerations: tuple[dict[str, str], ...] = Field(
+        (), strict=False, description="Kubernetes tolerations of the run's pod, e.g. [{key: nvidia.com/gpu, "
+        "operator: Exists, effect: NoSchedule}]; default none.",
+    )
+
+
 class _Model(_Settings):
     name: str = Field(description="The model's partition key: letters, digits, '.', '_' or '-', at most 63 characters.")
+    kubernetes: Placement = Field(default_factory=Placement, description="Node selector and tolerations of its runs on Kubernetes.")
 
 
 class _GeneratingModel(_Model):

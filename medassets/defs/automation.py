@@ -28,15 +28,14 @@ from dagster import (
 
 from medassets import paths
 from medassets.core.registry import load_registry
-from medassets.defs.jobs import generate_job, generate_run_tags, observe_models_job
-from medassets.defs.partitions import model_partitions
+from medassets.defs.jobs import generate_job, observe_models_job
+from medassets.defs.partitions import model_partitions, model_range_tags
 from medassets.tasks import TASK_KEYS
 
 
 def model_registry(context: SensorEvaluationContext) -> SensorResult:
     """Keeps the model partitions in step with the model registry file."""
-    models = load_registry(paths.registry_path())
-    registered = list(models)
+    registered = list(load_registry(paths.registry_path()))
     current = set(context.instance.get_dynamic_partitions(model_partitions.name))
     added = [name for name in registered if name not in current]
     removed = sorted(current - set(registered))
@@ -51,7 +50,7 @@ def model_registry(context: SensorEvaluationContext) -> SensorResult:
         runs.append(RunRequest(job_name=observe_models_job.name))
         prepared = context.instance.get_materialized_partitions(AssetKey("prompts"))
         if prepared >= set(TASK_KEYS):
-            runs += [RunRequest(job_name=generate_job.name, tags=generate_run_tags(models[name])) for name in added]
+            runs += [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in added]
         else:
             context.log.info(f"added models {added}; their predictions wait for the prompts of every task (make run)")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests)

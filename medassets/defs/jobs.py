@@ -1,12 +1,8 @@
 """Jobs: the stages of the pipeline, for launching from the UI, a sensor or `make run`."""
 
-import json
-
 from dagster import define_asset_job
 
 from medassets.defs import data, evaluation, generation
-from medassets.defs.partitions import model_range_tags
-from medassets.engines import backend_for
 
 prepare_data_job = define_asset_job("prepare_data", selection=[data.raw_dataset, data.split, data.prompts])
 prepare_embedded_model_job = define_asset_job("prepare_embedded_model", selection=[generation.embedded_model])
@@ -18,12 +14,3 @@ compare_job = define_asset_job("compare", selection=[evaluation.comparison])
 
 JOBS = [prepare_data_job, prepare_embedded_model_job, observe_models_job, generate_job, evaluate_job, compare_job]
 
-
-def generate_run_tags(spec) -> dict[str, str]:
-    """Tags of one generate run over a model's six tasks: the partition range, and the GPUs
-    the model needs, as `K8sRunLauncher` reads them from run tags."""
-    tags = model_range_tags(spec.name)
-    gpus = backend_for(spec).gpus(spec)
-    if gpus:
-        tags["dagster-k8s/config"] = json.dumps({"container_config": {"resources": {"limits": {"nvidia.com/gpu": gpus}}}})
-    return tags

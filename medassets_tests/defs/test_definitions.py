@@ -3,7 +3,6 @@ the gpu pool, and the workspace and instance files."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -20,10 +19,8 @@ from dagster import (
     StaticPartitionsDefinition,
 )
 
-from medassets.core.registry import parse_registry
 from medassets.definitions import defs
 from medassets.defs import checks, generation
-from medassets.defs.jobs import generate_run_tags
 from medassets.tasks import TASK_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,28 +72,6 @@ def test_predictions_run_in_the_gpu_pool_as_one_run():
     assert predictions.op.pool == "gpu"
     assert predictions.backfill_policy == BackfillPolicy.single_run()
     assert predictions.backfill_policy != BackfillPolicy.multi_run(1)
-
-
-@pytest.mark.parametrize(
-    "entry, gpus",
-    [
-        ("name: m\n    backend: vllm\n    source: {hub: org/name, revision: abc}\n    tensor_parallel_size: 4", 4),
-        ("name: m\n    source: {embedded: smollm2-135m-instruct}", 1),
-        ("name: m\n    backend: openai", None),
-        ("name: m\n    backend: baseline", None),
-    ],
-    ids=["70b-on-4-gpus", "embedded", "openai", "baseline"],
-)
-def test_a_generate_run_asks_for_the_gpus_its_model_needs(entry, gpus):
-    spec = parse_registry(f"models:\n  - {entry}\n")["m"]
-    tags = generate_run_tags(spec)
-    assert tags["dagster/asset_partition_range_start"] == f"m|{TASK_KEYS[0]}"
-    assert tags["dagster/asset_partition_range_end"] == f"m|{TASK_KEYS[-1]}"
-    if gpus is None:
-        assert "dagster-k8s/config" not in tags
-    else:
-        limits = json.loads(tags["dagster-k8s/config"])["container_config"]["resources"]["limits"]
-        assert limits == {"nvidia.com/gpu": gpus}
 
 
 def test_partitions():
