@@ -184,3 +184,27 @@ def test_runs_that_do_not_generate_ask_for_no_gpu(cluster):
     key = partition_key(LARGE, TASK_KEYS[0])
     check_job(launch("evaluate", {"dagster/partition": key, "dagster/partition/model": LARGE}), 0)
     check_job(launch("compare", {}), 0)
+
+
+def test_the_helm_values_configure_the_launcher_and_the_team_instance():
+    """deploy/helm/values.yaml: the launcher's config is valid for it, and the daemon, the run
+    queue, the pool and run monitoring match the team instance (deploy/dagster.yaml)."""
+    from pathlib import Path
+
+    import yaml
+    from dagster._config import process_config
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    values = yaml.safe_load((deploy / "helm" / "values.yaml").read_text())
+    launcher = values["runLauncher"]["config"]["customRunLauncher"]
+    assert (launcher["module"], launcher["class"]) == ("medassets.defs.kubernetes", "ModelAwareK8sRunLauncher")
+    assert process_config(ModelAwareK8sRunLauncher.config_type(), launcher["config"]).success
+    image = values["dagster-user-deployments"]["deployments"][0]["image"]
+    assert values["dagsterDaemon"]["image"] == values["dagsterWebserver"]["image"] == image  # they import the launcher
+    assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    team = yaml.safe_load((deploy / "dagster.yaml").read_text())["concurrency"]
+    assert values["concurrency"]["runs"]["tagConcurrencyLimits"] == team["runs"]["tag_concurrency_limits"]
+    assert values["concurrency"]["pools"]["defaultLimit"] == team["pools"]["default_limit"]
+    dockerfile = (deploy / "Dockerfile").read_text().splitlines()
+    copied = {source for line in dockerfile if line.startswith("COPY") for source in line.split()[1:-1]}
+    assert copied == {"pyproject.toml", "README.md", "medassets", "data"}  # code and sample data, no weights
