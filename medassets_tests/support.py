@@ -9,6 +9,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +81,34 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
     if server_pid is not None and psutil.pid_exists(server_pid) and psutil.Process(server_pid).status() != psutil.STATUS_ZOMBIE:
         raise RuntimeError(f"the PostgreSQL server {server_pid} is still running after pg_ctl stop")
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.NoSuchProcess:
+        return 0
+
+
+class PeakRSS:
+    """The largest summed RSS of a process and its descendants, sampled every `every_s`."""
+
+    def __init__(self, pid: int, every_s: float = 0.5):
+        self.root, self.every_s, self.peak = psutil.Process(pid), every_s, 0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                if self.root.status() == psutil.STATUS_ZOMBIE:
+                    return
+                processes = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            self.peak = max(self.peak, sum(_rss(process) for process in processes))
+            time.sleep(self.every_s)
+
+    def stop(self) -> float:
+        self._thread.join()
+        return self.peak / 2**30

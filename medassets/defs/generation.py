@@ -1,5 +1,7 @@
 """Generation assets: the embedded model, each model's weights, and the predictions per (task, model)."""
 
+from functools import partial
+
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -22,7 +24,7 @@ from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, frame_metadata
 from medassets.defs.partitions import model_partitions, partition_key, task_model_partitions, tasks_by_model
-from medassets.engines import backend_for
+from medassets.engines import backend_for, predict_in_own_process
 from medassets.weights.embedded import CONVERSION_VERSION, EMBEDDED_MODEL_NAME, packaged_gguf, prepare_embedded_model
 
 
@@ -88,13 +90,16 @@ def predictions(context: AssetExecutionContext, prompts, split):
     grouped = tasks_by_model(keys)
     task_keys = sorted({task for tasks in grouped.values() for task in tasks})
     prompts, split = frames_by_partition(prompts, task_keys), frames_by_partition(split, task_keys)
+    open_cache = partial(open_response_cache, paths.postgres_url(), paths.cache_path())
     outputs = {}
     for model, tasks in grouped.items():
         spec = registered_model(model, paths.registry_path())
-        batch = backend_for(spec).predict(
-            spec, {task: prompts[task] for task in tasks}, split,
-            models_dir=paths.models_dir(), report=context.log.info,
-            open_cache=lambda: open_response_cache(paths.postgres_url(), paths.cache_path()),
+        backend = backend_for(spec)
+        # One engine per process: with several models in the step, each predicts in its own.
+        predict = partial(predict_in_own_process, backend) if len(grouped) > 1 else backend.predict
+        batch = predict(
+            spec, {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks},
+            models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info,
         )
         for task, frame in batch.frames.items():
             key = partition_key(model, task)

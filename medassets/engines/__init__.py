@@ -3,7 +3,7 @@ with a `Backend` subclass, its entry type in `core/registry.py`, and a line belo
 
 from __future__ import annotations
 
-from medassets.engines.base import Backend, Predictions
+from medassets.engines.base import Backend, Predictions, predict_in_own_process
 from medassets.engines.baseline import BaselineBackend
 from medassets.engines.openai_server import OpenAIBackend
 from medassets.engines.vllm_offline import VLLMBackend
@@ -15,4 +15,4 @@ def backend_for(spec) -> Backend:
     return BACKENDS[spec.backend]
 
 
-__all__ = ["BACKENDS", "Backend", "Predictions", "backend_for"]
+__all__ = ["BACKENDS", "Backend", "Predictions", "backend_for", "predict_in_own_process"]

@@ -3,6 +3,8 @@ needs, the settings that describe it, and its predictions for a batch of test pr
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -76,3 +78,53 @@ class GeneratingBackend(Backend):
             "sampling": spec.sampling.model_dump(mode="json"), "chat_template_hash": template.hash,
         }
         return Predictions(frames, metadata)
+
+
+def _predict_in_child(backend: Backend, spec, prompts, splits, models_dir, open_cache, messages) -> None:
+    from medassets.core.generation import wait_for_closing_engines
+
+    try:
+        predictions = backend.predict(
+            spec, prompts, splits, models_dir=models_dir, open_cache=open_cache, report=lambda line: messages.put(("log", line))
+        )
+        wait_for_closing_engines()
+        messages.put(("result", predictions))
+    except BaseException as exc:  # reported to the parent, which raises it in the step
+        messages.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def predict_in_own_process(
+    backend: Backend, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
+    models_dir: Path, open_cache: Callable[[], Cache], report: Report,
+) -> Predictions:
+    """`backend.predict` in a child process of its own, its progress relayed to `report`.
+
+    A run that generates for several models gives each its own process: engines loaded one
+    after the other in one process leave device memory that is never released. The process
+    ends, with every process its engine started, before this returns. `open_cache` must pickle
+    (a `functools.partial`, not a lambda)."""
+    context = multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    child = context.Process(
+        target=_predict_in_child, args=(backend, spec, prompts, splits, models_dir, open_cache, messages),
+        name=f"medassets-predict-{spec.name}", daemon=False,  # an engine starts processes of its own
+    )
+    child.start()
+    outcome = None
+    while outcome is None:
+        try:
+            kind, payload = messages.get(timeout=1.0)
+        except queue.Empty:
+            if not child.is_alive():
+                child.join()
+                raise RuntimeError(f"{spec.name}: the generation process exited with code {child.exitcode} and no answer") from None
+            continue
+        if kind == "log":
+            report(payload)
+        else:
+            outcome = (kind, payload)
+    child.join()
+    kind, payload = outcome
+    if kind == "error":
+        raise RuntimeError(f"{spec.name}: generation failed in its own process: {payload}")
+    return payload

@@ -36,51 +36,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "medassets_tests"))
+from support import PeakRSS  # noqa: E402
 RUNNER = REPO / "medassets_tests" / "dagster_runs.py"
 MODEL = "smollm2-135m"
 TASKS = ["breast_cancer", "medication_regimen_change", "adverse_pregnancy_outcome",
          "covid19_potential_case", "stigma_labeling", "medication_change_discussion"]
 BARE = Path(__file__).with_name("bare_chat.py")
-
-
-def _rss(process: psutil.Process) -> int:
-    try:
-        return process.memory_info().rss
-    except psutil.NoSuchProcess:
-        return 0
-
-
-class PeakRSS:
-    """The largest summed RSS of a process and its descendants, sampled every `every_s`."""
-
-    def __init__(self, pid: int, every_s: float = 0.5):
-        self.root, self.every_s, self.peak = psutil.Process(pid), every_s, 0
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while True:
-            try:
-                if self.root.status() == psutil.STATUS_ZOMBIE:
-                    return
-                processes = [self.root, *self.root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            self.peak = max(self.peak, sum(_rss(process) for process in processes))
-            time.sleep(self.every_s)
-
-    def stop(self) -> float:
-        self._thread.join()
-        return self.peak / 2**30
 
 
 def run_measured(command: list[str], env: dict, log: Path) -> tuple[float, float]:
