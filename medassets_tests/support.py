@@ -112,3 +112,17 @@ class PeakRSS:
     def stop(self) -> float:
         self._thread.join()
         return self.peak / 2**30
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, log: Path, timeout_s: float, what: str) -> None:
+    """Returns once `url` answers 200; fails, with the log's tail, if `process` exits or the time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.poll() is None, f"{what} exited:\n{log.read_text(errors='replace')[-3000:]}"
+        assert time.monotonic() < deadline, f"{what} did not answer within {timeout_s:.0f} s; log: {log}"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)

@@ -3,18 +3,15 @@ on 127.0.0.1, reached through s3fs as a team's object store would be. Every asse
 pipeline run is written there and read back from there; bad settings fail clearly, before
 anything is written."""
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from dagster import DagsterInstance
-from support import free_port
+from support import free_port, wait_until_answering
 
 from medassets.definitions import defs
 from medassets.defs.io import AssetStorage, StorageError
@@ -36,14 +33,7 @@ def s3_endpoint(tmp_path_factory):
                                    stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"moto_server exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"moto_server did not answer within 30 s; log: {log}"
-            with contextlib.suppress(httpx.TransportError):
-                httpx.get(endpoint, timeout=1)
-                break
-            time.sleep(0.2)
+        wait_until_answering(f"{endpoint}/moto-api/", process, log, 30, "moto_server")
         yield endpoint
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -9,14 +9,13 @@ import sys
 import time
 from types import SimpleNamespace
 
-import httpx
 import pandas as pd
 import pytest
 
 from medassets.core.registry import OpenAIModel, OpenAIServer
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
-from support import free_port
+from support import free_port, wait_until_answering
 
 pytestmark = pytest.mark.slow
 
@@ -44,16 +43,7 @@ def server(models_dir, tmp_path_factory):
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, f"the server exited:\n{log_file.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"the server did not answer within 3 minutes; log: {log_file}"
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
+        wait_until_answering(f"{base_url}/models", process, log_file, 180, "the vLLM server")
         yield base_url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
