@@ -86,6 +86,7 @@ class PostgresResponseCache(_SQLCache):
 
     def __init__(self, url: str):
         import psycopg2  # dagster-postgres's driver
+        import psycopg2.errors
 
         try:
             self._db = psycopg2.connect(url, connect_timeout=10)
@@ -96,7 +97,10 @@ class PostgresResponseCache(_SQLCache):
                 "user; the password comes from PGPASSWORD or ~/.pgpass."
             ) from exc
         self._db.autocommit = True  # each answer is committed as it is put
-        self._write("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)", ())
+        try:
+            self._write("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)", ())
+        except psycopg2.errors.UniqueViolation:  # another run created it at the same moment
+            pass
 
     def _rows(self, sql, params):
         with self._db.cursor() as cursor:
