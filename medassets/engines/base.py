@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from medassets.core.generation import AnswerSettings, Cache, Engine, Report, predict
+from medassets.core.generation import AnswerSettings, Cache, Engine, Report, predict, wait_for_closing_engines
 from medassets.weights.sources import ChatTemplate, chat_template
 
 
@@ -81,8 +81,6 @@ class GeneratingBackend(Backend):
 
 
 def _predict_in_child(backend: Backend, spec, prompts, splits, models_dir, open_cache, messages) -> None:
-    from medassets.core.generation import wait_for_closing_engines
-
     try:
         predictions = backend.predict(
             spec, prompts, splits, models_dir=models_dir, open_cache=open_cache, report=lambda line: messages.put(("log", line))
