@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -28,8 +29,16 @@ def _update_with_stat(digest, path: Path) -> None:
 
 
 def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read once per process for a given size and modification time (a
+    step asks for the embedded model's revision both to prepare it and to key its answers)."""
+    stat = path.stat()
+    return _content_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _content_sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    _update_with_content(digest, path)
+    _update_with_content(digest, Path(path))
     return digest.hexdigest()
 
 
