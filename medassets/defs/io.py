@@ -33,17 +33,23 @@ class AssetStorage(ConfigurableResource):
         "gs://...); empty: MEDASSETS_STORAGE_URL, else MEDASSETS_HOME, read when a step runs.",
     )
 
+    def _url(self) -> str:
+        return self.root_url or paths.storage_url()
+
     def _root(self) -> tuple[fsspec.AbstractFileSystem, str]:
-        url = self.root_url or paths.storage_url()
-        fs, root = fsspec.core.url_to_fs(url)
+        fs, root = fsspec.core.url_to_fs(self._url())
         return fs, root.rstrip("/")
+
+    def _file(self, relative: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The filesystem, and the path on it of a file under the root."""
+        fs, root = self._root()
+        return fs, f"{root}/{relative}"
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self.check()
 
     def check(self) -> None:
         """Fails, naming the setting and what to do, unless the root can be written."""
-        url = self.root_url or paths.storage_url()
         setting = "AssetStorage.root_url" if self.root_url else "MEDASSETS_STORAGE_URL"
         fs, root = self._root()
         if isinstance(fs, LocalFileSystem):
@@ -54,18 +60,19 @@ class AssetStorage(ConfigurableResource):
             fs.ls(bucket)
         except FileNotFoundError:
             raise StorageError(
-                f"{setting}={url}: the bucket {bucket!r} does not exist: create it, or point the setting at one that does."
+                f"{setting}={self._url()}: the bucket {bucket!r} does not exist: create it, or point the setting at one that does."
             ) from None
         except Exception as exc:  # each filesystem raises its own errors for credentials and networks
             raise StorageError(
-                f"{setting}={url}: cannot reach the asset storage ({type(exc).__name__}: {exc}). Check the URL and "
+                f"{setting}={self._url()}: cannot reach the asset storage ({type(exc).__name__}: {exc}). Check the URL and "
                 "the object store's credentials and endpoint (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
                 "AWS_ENDPOINT_URL)."
             ) from exc
 
-    def url(self, *parts: str) -> str:
-        fs, root = self._root()
-        return fs.unstrip_protocol("/".join([root, *parts])) if not isinstance(fs, LocalFileSystem) else "/".join([root, *parts])
+    def url(self, relative: str) -> str:
+        """Where a file under the root is (a local path, or a URL)."""
+        fs, path = self._file(relative)
+        return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
 
     def _asset_path(self, asset: str, parts: Sequence[str]) -> str:
         return "/".join(["assets", asset, *parts]) + ".parquet" if parts else f"assets/{asset}.parquet"
@@ -76,8 +83,7 @@ class AssetStorage(ConfigurableResource):
 
     def write_bytes(self, relative: str, data: bytes) -> str:
         """Writes a file under the root whole or not at all (a local file is renamed into place)."""
-        fs, root = self._root()
-        path = f"{root}/{relative}"
+        fs, path = self._file(relative)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if isinstance(fs, LocalFileSystem):
             staging = f"{path}.partial-{uuid.uuid4().hex}"
@@ -88,27 +94,27 @@ class AssetStorage(ConfigurableResource):
         return self.url(relative)
 
     def read_bytes(self, relative: str) -> bytes:
-        fs, root = self._root()
-        return fs.cat_file(f"{root}/{relative}")
+        fs, path = self._file(relative)
+        return fs.cat_file(path)
 
     def write(self, asset: str, parts: Sequence[str], frame: pd.DataFrame) -> None:
         self.write_bytes(self._asset_path(asset, parts), frame.to_parquet(engine="pyarrow", index=False))
 
     def read(self, asset: str, parts: Sequence[str]) -> pd.DataFrame:
-        fs, root = self._root()
-        with fs.open(f"{root}/{self._asset_path(asset, parts)}", "rb") as handle:
+        fs, path = self._file(self._asset_path(asset, parts))
+        with fs.open(path, "rb") as handle:
             return pd.read_parquet(handle, engine="pyarrow")
 
     def exists(self, asset: str, parts: Sequence[str]) -> bool:
-        fs, root = self._root()
-        return fs.isfile(f"{root}/{self._asset_path(asset, parts)}")
+        fs, path = self._file(self._asset_path(asset, parts))
+        return fs.isfile(path)
 
     def read_model_task_frames(self, asset: str, models: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:
         """Every stored (model, task) partition of a per-(task, model) asset, for the given models."""
-        fs, root = self._root()
         found = {}
         for model in models:
-            for path in sorted(fs.glob(f"{root}/assets/{asset}/{model}/*.parquet")):
+            fs, pattern = self._file(f"assets/{asset}/{model}/*.parquet")
+            for path in sorted(fs.glob(pattern)):
                 task = path.rsplit("/", 1)[1].removesuffix(".parquet")
                 found[(model, task)] = self.read(asset, [model, task])
         return found
