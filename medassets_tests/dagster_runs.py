@@ -57,6 +57,14 @@ JOBS = {job.__name__: job for job in (prepare_data, prepare_embedded_model, obse
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
+def generate_range(first_model: str, last_model: str | None = None) -> str:
+    """The `generate` run over the six tasks of the models from first to last, as this runner takes it."""
+    from medassets.defs.partitions import partition_key
+    from medassets.tasks import TASK_KEYS
+
+    return f"generate:{partition_key(first_model, TASK_KEYS[0])}..{partition_key(last_model or first_model, TASK_KEYS[-1])}"
+
+
 def partition_tags(keys: str) -> dict[str, str]:
     if not keys:
         return {}

@@ -6,6 +6,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -114,15 +115,31 @@ class PeakRSS:
         return self.peak / 2**30
 
 
-def wait_until_answering(url: str, process: subprocess.Popen, log: Path, timeout_s: float, what: str) -> None:
-    """Returns once `url` answers 200; fails, with the log's tail, if `process` exits or the time runs out."""
+@contextlib.contextmanager
+def server_process(command: list[str], log: Path, url: str, timeout_s: float, what: str, env: dict | None = None) -> Iterator[subprocess.Popen]:
+    """A server started in a session of its own, once `url` answers 200 (failing, with its log's
+    tail, if it exits or the time runs out). Stopped at the end with its whole process group:
+    SIGTERM, then SIGKILL for whatever outlived it."""
     import httpx
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        assert process.poll() is None, f"{what} exited:\n{log.read_text(errors='replace')[-3000:]}"
-        assert time.monotonic() < deadline, f"{what} did not answer within {timeout_s:.0f} s; log: {log}"
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert process.poll() is None, f"{what} exited:\n{log.read_text(errors='replace')[-3000:]}"
+            assert time.monotonic() < deadline, f"{what} did not answer within {timeout_s:.0f} s; log: {log}"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

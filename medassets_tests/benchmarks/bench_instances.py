@@ -24,9 +24,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "medassets_tests"))
+from dagster_runs import generate_range  # noqa: E402
 from support import postgres_server  # noqa: E402
 
-from medassets.defs.partitions import model_range_tags, partition_key  # noqa: E402
+from medassets.defs.partitions import partition_key  # noqa: E402
 from medassets.tasks import TASK_KEYS  # noqa: E402
 
 MODEL = "tfidf-logreg"
@@ -39,9 +40,7 @@ def pipeline(root: Path, name: str, instance_config: Path | None, env: dict) -> 
     (folder / "instance").mkdir(parents=True)
     if instance_config:
         shutil.copy(instance_config, folder / "instance" / "dagster.yaml")
-    tags = model_range_tags(MODEL)
-    runs = [f"prepare_data:{task}" for task in TASK_KEYS]
-    runs += [f"generate:{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"]
+    runs = [f"prepare_data:{task}" for task in TASK_KEYS] + [generate_range(MODEL)]
     runs += [f"evaluate:{partition_key(MODEL, task)}" for task in TASK_KEYS] + ["compare"]
     out = folder / "runs.json"
     command = [sys.executable, str(REPO / "medassets_tests" / "dagster_runs.py"), "--instance", str(folder / "instance"),

@@ -44,6 +44,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "medassets_tests"))
+from dagster_runs import generate_range  # noqa: E402
 from support import PeakRSS  # noqa: E402
 RUNNER = REPO / "medassets_tests" / "dagster_runs.py"
 MODEL = "smollm2-135m"
@@ -114,7 +115,7 @@ def main() -> None:
     prompts_file.write_text(json.dumps(prompts))
     print(f"{len(prompts)} prompts over {len(TASKS)} tasks; max_tokens {args.max_tokens}, greedy; {cores} cores", flush=True)
 
-    generate = f"generate:{MODEL}|{TASKS[0]}..{MODEL}|{TASKS[-1]}"
+    generate = generate_range(MODEL)
     key = f"{MODEL}|{TASKS[0]}"
 
     def job_round(number: int) -> dict:

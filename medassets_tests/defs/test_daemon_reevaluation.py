@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, small_datasets
+from dagster_runs import generate_range
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 from support import TOKEN_VARIABLE, processes_with_token
 
-from medassets.defs.partitions import model_range_tags, partition_key
+from medassets.defs.partitions import partition_key
 from medassets.tasks import TASK_KEYS
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 
@@ -113,9 +114,7 @@ def evaluated(make_workspace, models_dir, tmp_path_factory):
     (workspace.root / "instance").mkdir()
     (workspace.root / "instance" / "dagster.yaml").write_text(INSTANCE_CONFIG)
     runs = [f"prepare_data:{task}" for task in TASK_KEYS] + ["observe_models"]
-    for model in (BASELINE, LOCAL):
-        tags = model_range_tags(model)
-        runs.append(f"generate:{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}")
+    runs += [generate_range(BASELINE), generate_range(LOCAL)]
     runs += [f"evaluate:{partition_key(model, task)}" for model in (BASELINE, LOCAL) for task in TASK_KEYS] + ["compare"]
     workspace.run(*runs, timeout=600)
     return workspace, weights

@@ -9,9 +9,10 @@ import sys
 import psycopg2
 import pytest
 from conftest import REPO, small_datasets
+from dagster_runs import generate_range
 
 from medassets.core.cache import CacheError, open_response_cache
-from medassets.defs.partitions import model_range_tags, partition_key
+from medassets.defs.partitions import partition_key
 from medassets.tasks import TASK_KEYS
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 
@@ -28,11 +29,6 @@ models:
 """
 
 
-def _range(model: str) -> str:
-    tags = model_range_tags(model)
-    return f"generate:{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
-
-
 @pytest.fixture(scope="module")
 def team(make_workspace, postgres_url, tmp_path_factory):
     datasets = small_datasets(tmp_path_factory.mktemp("small-data"))
@@ -40,7 +36,7 @@ def team(make_workspace, postgres_url, tmp_path_factory):
     (workspace.root / "instance").mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", workspace.root / "instance" / "dagster.yaml")
     runs = [f"prepare_data:{task}" for task in TASK_KEYS] + ["prepare_embedded_model", "observe_models"]
-    runs += [_range(LLM), _range(BASELINE)]
+    runs += [generate_range(LLM), generate_range(BASELINE)]
     runs += [f"evaluate:{partition_key(model, task)}" for model in (LLM, BASELINE) for task in TASK_KEYS]
     runs += ["compare"]
     reports = workspace.run(*runs, timeout=900)

@@ -3,15 +3,12 @@ on 127.0.0.1, reached through s3fs as a team's object store would be. Every asse
 pipeline run is written there and read back from there; bad settings fail clearly, before
 anything is written."""
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
-from support import free_port, wait_until_answering
+from support import free_port, server_process
 
 from medassets.definitions import defs
 from medassets.defs.io import AssetStorage, StorageError
@@ -24,20 +21,13 @@ BUCKET = "medassets-team"
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
-    """moto's S3-API server in a session of its own; stopped with its process group."""
+    """moto's S3-API server on 127.0.0.1 (support.server_process)."""
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     moto = Path(sys.executable).with_name("moto_server")
-    with log.open("w") as output:
-        process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{endpoint}/moto-api/", process, log, 30, "moto_server")
+    with server_process([str(moto), "-H", "127.0.0.1", "-p", str(port)], log, f"{endpoint}/moto-api/", 30, "moto_server"):
         yield endpoint
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(10)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ yardstick), the cache and metadata work as in a one-model run, and no process is
 import psutil
 import pytest
 from conftest import small_datasets
+from dagster_runs import generate_range
 from support import PeakRSS
 
 from medassets.defs.partitions import partition_key
@@ -22,10 +23,6 @@ REGISTRY = "models:\n" + "".join(
 ENGINE_START_LINE = "Initializing a V1 LLM engine"  # vLLM logs it once per engine
 
 
-def _range(first: str, last: str) -> str:
-    return f"generate:{partition_key(first, TASK_KEYS[0])}..{partition_key(last, TASK_KEYS[-1])}"
-
-
 def _measured_run(workspace, run: str) -> tuple[dict, float, str, list[str]]:
     job = workspace.start(run)
     peak = PeakRSS(job.process.pid)
@@ -38,8 +35,8 @@ def _measured_run(workspace, run: str) -> tuple[dict, float, str, list[str]]:
 def runs(make_workspace, tmp_path_factory):
     workspace = make_workspace(REGISTRY, datasets=small_datasets(tmp_path_factory.mktemp("small-data")))
     workspace.run(*(f"prepare_data:{task}" for task in TASK_KEYS), timeout=300)
-    alone = _measured_run(workspace, _range(ALONE, ALONE))
-    both = _measured_run(workspace, _range(FIRST, SECOND))  # one run, two models
+    alone = _measured_run(workspace, generate_range(ALONE))
+    both = _measured_run(workspace, generate_range(FIRST, SECOND))  # one run, two models
     return workspace, alone, both
 
 
@@ -73,5 +70,5 @@ def test_cache_progress_and_metadata_work_as_in_one_process(runs):
     assert sum(message.startswith("engine started in ") for message in messages) == 2  # relayed from the children
     assert sum(message.startswith(f"generated {n}/{n} in ") for message in messages for n in [predictions[partition_key(FIRST, TASK_KEYS[0])]["batch_prompts"]]) == 2
     # every answer is in the cache, so a re-run of the two models generates nothing
-    (rerun,) = workspace.run(_range(FIRST, SECOND))
+    (rerun,) = workspace.run(generate_range(FIRST, SECOND))
     assert all(meta["batch_cache_misses"] == 0 for meta in rerun["materializations"]["predictions"].values())

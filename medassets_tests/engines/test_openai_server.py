@@ -1,10 +1,7 @@
 """The `openai` backend against a real OpenAI-compatible server: vLLM's API server serving the
 embedded model on 127.0.0.1. Slow: the server takes about a minute to answer on 2 cores."""
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from types import SimpleNamespace
@@ -15,7 +12,7 @@ import pytest
 from medassets.core.registry import OpenAIModel, OpenAIServer
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
-from support import free_port, wait_until_answering
+from support import free_port, server_process
 
 pytestmark = pytest.mark.slow
 
@@ -39,21 +36,9 @@ def server(models_dir, tmp_path_factory):
         "--host", "127.0.0.1", "--port", str(port),
     ]
     env = os.environ | {"OMP_NUM_THREADS": str(cores), "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}", "HF_HUB_OFFLINE": "1"}
-    with log_file.open("w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_until_answering(f"{base_url}/models", process, log_file, 180, "the vLLM server")
+    with server_process(command, log_file, f"{base_url}/models", 180, "the vLLM server", env=env):
         yield base_url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):  # whatever of the group outlived the server
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @pytest.fixture(scope="module")
