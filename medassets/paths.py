@@ -55,10 +55,6 @@ def datasets_path() -> Path:
     return _path("MEDASSETS_DATASETS", DATA_DIR / "datasets.yaml")
 
 
-def assets_dir() -> Path:
-    return state_dir() / "assets"
-
-
 def storage_url() -> str:
     return os.environ.get("MEDASSETS_STORAGE_URL") or str(state_dir())
 
