@@ -13,6 +13,9 @@ same distribution at a cost independent of the number of items.
 
 from __future__ import annotations
 
+from fractions import Fraction
+from math import comb
+
 import numpy as np
 
 INVALID_POLICIES = ("negative", "exclude")
@@ -152,6 +155,64 @@ def paired_difference(
         "confidence": confidence,
         "seed": seed,
     }
+
+
+def mcnemar(y_true, pred_a, pred_b, *, invalid: str = "negative") -> dict:
+    """McNemar's exact test of two models on the same items (two-sided, on the discordant pairs).
+
+    ``b`` counts the items only model a gets right, ``c`` those only model b gets right.
+    Under the null hypothesis each discordant item is a's or b's with probability 1/2, so
+    ``p_value`` is twice the smaller binomial tail of Bin(b + c, 1/2), at most 1 (1 when
+    there are no discordant items). Invalid answers are scored as in ``binary_report``:
+    ``negative`` counts them as negative predictions; ``exclude`` drops an item invalid
+    for either model.
+    """
+    _check_options(1, CONFIDENCE, invalid)
+    truth, pred_a = _check_inputs(y_true, pred_a)
+    _, pred_b = _check_inputs(y_true, pred_b)
+    if invalid == "exclude":
+        keep = (pred_a != INVALID) & (pred_b != INVALID)
+        truth, pred_a, pred_b = truth[keep], pred_a[keep], pred_b[keep]
+    right_a = np.where(pred_a == INVALID, 0, pred_a) == truth
+    right_b = np.where(pred_b == INVALID, 0, pred_b) == truth
+    b, c = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+    n = b + c
+    # Exact arithmetic: float tails of large n underflow; n is the discordant count only.
+    tail = Fraction(sum(comb(n, k) for k in range(min(b, c) + 1)), 2**n)
+    return {"b": b, "c": c, "n": int(len(truth)), "p_value": float(min(Fraction(1), 2 * tail)), "invalid_policy": invalid}
+
+
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjustment (family-wise error rate), in input order."""
+    p = _check_p_values(p_values)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order]) if m else p
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted.tolist()
+
+
+def benjamini_hochberg(p_values) -> list[float]:
+    """Benjamini-Hochberg adjustment (false discovery rate), in input order."""
+    p = _check_p_values(p_values)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    scaled = m / np.arange(1, m + 1) * p[order]
+    stepped = np.minimum.accumulate(scaled[::-1])[::-1] if m else p
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted.tolist()
+
+
+CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}
+
+
+def _check_p_values(p_values) -> np.ndarray:
+    p = np.asarray(p_values, dtype=float).reshape(-1)
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    return p
 
 
 def _check_options(n_resamples, confidence, invalid) -> None:

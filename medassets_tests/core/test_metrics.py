@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from medassets.core.metrics import binary_report, paired_difference
+from medassets.core.metrics import benjamini_hochberg, binary_report, holm, mcnemar, paired_difference
 
 SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
 
@@ -252,3 +253,63 @@ def test_paired_difference_rejects_bad_options(kwargs, match):
 def test_paired_difference_rejects_length_mismatch():
     with pytest.raises(ValueError, match="differ in length"):
         paired_difference([1, 0], [1, 0], [1])
+
+
+# McNemar's exact test and the multiple-testing corrections
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mcnemar_matches_scipy_binomtest_on_the_discordant_pairs(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 400))
+    truth = rng.integers(0, 2, n)
+    pred_a = np.where(rng.random(n) < 0.7, truth, 1 - truth)
+    pred_b = np.where(rng.random(n) < 0.6 + 0.05 * seed, truth, 1 - truth)
+    result = mcnemar(truth, pred_a, pred_b)
+    right_a, right_b = pred_a == truth, pred_b == truth
+    assert result["b"] == int(np.sum(right_a & ~right_b))
+    assert result["c"] == int(np.sum(~right_a & right_b))
+    expected = binomtest(result["b"], result["b"] + result["c"], 0.5, alternative="two-sided").pvalue
+    assert result["p_value"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_mcnemar_without_discordant_items_gives_p_one():
+    assert mcnemar([1, 0, 1], [1, 0, 0], [1, 0, 0]) == {"b": 0, "c": 0, "n": 3, "p_value": 1.0, "invalid_policy": "negative"}
+
+
+def test_mcnemar_scores_invalid_answers_by_the_policy():
+    truth = [0, 0, 1, 1]
+    a = [None, -1, 1, 1]  # two invalid answers on negatives: right when scored negative
+    b = [1, 1, 1, 0]
+    assert (mcnemar(truth, a, b)["b"], mcnemar(truth, a, b)["c"]) == (3, 0)
+    excluded = mcnemar(truth, a, b, invalid="exclude")
+    assert (excluded["b"], excluded["c"], excluded["n"]) == (1, 0, 2)
+
+
+def test_mcnemar_p_value_is_exact_for_large_counts():
+    truth = np.ones(3000, dtype=int)
+    a = np.r_[np.ones(1600), np.zeros(1400)].astype(int)
+    b = np.r_[np.zeros(1600), np.ones(1400)].astype(int)
+    result = mcnemar(truth, a, b)
+    assert result["p_value"] == pytest.approx(binomtest(1600, 3000, 0.5).pvalue, rel=1e-9)
+
+
+def test_holm_by_hand():
+    # Sorted 0.01, 0.02, 0.03, 0.04 with m = 4: 4*0.01 = 0.04, 3*0.02 = 0.06,
+    # 2*0.03 = 0.06 (kept monotone), 1*0.04 = 0.04 -> raised to 0.06; in input order.
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    # 0.5 * 3 = 1.5 is capped at 1; order is kept for ties.
+    assert holm([0.5, 0.001, 0.5]) == pytest.approx([1.0, 0.003, 1.0])
+
+
+def test_benjamini_hochberg_by_hand():
+    # Sorted 0.01, 0.02, 0.03, 0.04 with m = 4: 0.04, 0.04, 0.04, 0.04 (each m/i * p, then
+    # the running minimum from the largest).
+    assert benjamini_hochberg([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.04, 0.04, 0.04, 0.04])
+    assert benjamini_hochberg([0.01, 0.9]) == pytest.approx([0.02, 0.9])
+
+
+def test_corrections_refuse_values_outside_zero_one():
+    with pytest.raises(ValueError, match="p-values"):
+        holm([0.2, 1.5])
+    assert holm([]) == [] and benjamini_hochberg([]) == []
