@@ -8,7 +8,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from medassets.tasks import TASKS
+from medassets.core.prompts import answer_phrases
 
 
 def fit_predict(train_texts, train_labels, test_texts, *, seed: int = 0) -> np.ndarray:
@@ -26,5 +26,5 @@ def fit_predict(train_texts, train_labels, test_texts, *, seed: int = 0) -> np.n
 
 def answer_phrase(task: str, label: int) -> str:
     """The task's own answer for a label, so a baseline's predictions parse like any model's."""
-    spec = TASKS[task]
-    return spec.positive_phrase if label == 1 else spec.negative_phrases[0]
+    positive, negative = answer_phrases(task)
+    return positive if label == 1 else negative

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from medassets.core.prompts import Messages, answer_phrases, conversation, example_turns, few_shot_examples, variant_prompts
 from medassets.core.registry import Sampling
 
-Messages = list[dict[str, str]]
 PREDICTION_COLUMNS = ["id", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens"]
 
 
@@ -36,6 +36,23 @@ class Generation:
     completion_tokens: int
 
 
+@dataclass(frozen=True)
+class Request:
+    """One item as the engine receives it."""
+
+    messages: Messages
+    choices: tuple[str, ...] | None = None  # constrained decoding: the answer is one of these
+
+
+@dataclass(frozen=True)
+class TaskRequests:
+    """A task's test items, in test order, as one model asks them."""
+
+    ids: Sequence[str]
+    prompt_hashes: Sequence[str]
+    requests: Sequence[Request]
+
+
 OnDone = Callable[[int, Generation], None]
 Report = Callable[[str], None]
 
@@ -46,8 +63,8 @@ class Engine(Protocol):
     def describe(self) -> dict[str, Any]:
         """Versions, device and settings that can change the output, for metadata."""
 
-    def generate(self, conversations: Sequence[Messages], on_done: OnDone) -> None:
-        """Generate one answer per conversation, calling on_done(index, generation) as each finishes."""
+    def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
+        """Generate one answer per request, calling on_done(index, generation) as each finishes."""
 
     def close(self) -> None:
         """Release the model and every process the engine started."""
@@ -75,8 +92,10 @@ class AnswerSettings(BaseModel):
     sampling: Sampling
 
 
-def cache_key(settings: AnswerSettings, messages: Messages) -> str:
-    payload = settings.model_dump(mode="json") | {"messages": messages}
+def cache_key(settings: AnswerSettings, request: Request) -> str:
+    payload = settings.model_dump(mode="json") | {"messages": request.messages}
+    if request.choices is not None:
+        payload["choices"] = list(request.choices)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -160,22 +179,31 @@ def wait_for_closing_engines() -> None:
         _closing.pop().join()
 
 
-def build_messages(prompt: str, system_prompt: str | None) -> Messages:
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return system + [{"role": "user", "content": prompt}]
+def task_requests(
+    task: str, prompts: pd.DataFrame, split: pd.DataFrame, *, variant: str, shots: int, shot_seed: int,
+    system_prompt: str | None, constrained: bool,
+) -> TaskRequests:
+    """A task's test prompts in the variant's wording, after `shots` example turns drawn from
+    the train rows of the split (never its test rows), choosing between the task's two answer
+    phrases when constrained."""
+    rows = variant_prompts(prompts, variant)
+    examples = example_turns(task, few_shot_examples(split[split["part"] == "train"], shots, shot_seed), variant)
+    choices = answer_phrases(task) if constrained else None
+    requests = [Request(conversation(prompt, system_prompt=system_prompt, examples=examples), choices) for prompt in rows["prompt"]]
+    return TaskRequests(rows["id"].tolist(), rows["prompt_hash"].tolist(), requests)
 
 
 def generate_cached(
-    conversations: Sequence[Messages],
+    requests: Sequence[Request],
     *,
     cache: Cache,
     settings: AnswerSettings,
     open_engine: Callable[[], Engine],
     report: Report,
 ) -> tuple[list[Generation], GenerationStats]:
-    """One generation per conversation, from the cache or the engine."""
+    """One generation per request, from the cache or the engine."""
     start = time.monotonic()
-    keys = [cache_key(settings, list(messages)) for messages in conversations]
+    keys = [cache_key(settings, request) for request in requests]
     cached = cache.get_many(keys)
     results: list[Generation | None] = [cached.get(key) for key in keys]
     misses = [i for i, result in enumerate(results) if result is None]
@@ -199,7 +227,7 @@ def generate_cached(
                 results[index] = generation
                 progress.update(generation.completion_tokens)
 
-            engine.generate([conversations[i] for i in misses], on_done)
+            engine.generate([requests[i] for i in misses], on_done)
         except BaseException:
             engine.close()
             raise
@@ -214,16 +242,16 @@ def generate_cached(
     return results, stats
 
 
-def prediction_frames(prompts: Mapping[str, pd.DataFrame], generations: Sequence[Generation]) -> dict[str, pd.DataFrame]:
-    """Each task's predictions frame, from the generations of its prompts in task order."""
+def prediction_frames(items: Mapping[str, TaskRequests], generations: Sequence[Generation]) -> dict[str, pd.DataFrame]:
+    """Each task's predictions frame, from the generations of its items in task order."""
     frames, offset = {}, 0
-    for task, rows in prompts.items():
-        answers = generations[offset : offset + len(rows)]
-        offset += len(rows)
+    for task, rows in items.items():
+        answers = generations[offset : offset + len(rows.ids)]
+        offset += len(rows.ids)
         frames[task] = pd.DataFrame(
             {
-                "id": rows["id"].to_numpy(),
-                "prompt_hash": rows["prompt_hash"].to_numpy(),
+                "id": list(rows.ids),
+                "prompt_hash": list(rows.prompt_hashes),
                 "text": [g.text for g in answers],
                 "reasoning": [g.reasoning for g in answers],
                 "finish_reason": [g.finish_reason for g in answers],
@@ -236,18 +264,14 @@ def prediction_frames(prompts: Mapping[str, pd.DataFrame], generations: Sequence
 
 
 def predict(
-    prompts: Mapping[str, pd.DataFrame],
+    items: Mapping[str, TaskRequests],
     *,
-    system_prompt: str | None,
     settings: AnswerSettings,
     cache: Cache,
     open_engine: Callable[[], Engine],
     report: Report,
 ) -> tuple[dict[str, pd.DataFrame], GenerationStats]:
-    """Every task's test prompts (`prompts`: task -> frame with id, prompt, prompt_hash) in
-    one batch, so the engine is opened once for all of them."""
-    conversations = [build_messages(prompt, system_prompt) for rows in prompts.values() for prompt in rows["prompt"]]
-    generations, stats = generate_cached(
-        conversations, cache=cache, settings=settings, open_engine=open_engine, report=report
-    )
-    return prediction_frames(prompts, generations), stats
+    """Every task's requests in one batch, so the engine is opened once for all of them."""
+    requests = [request for rows in items.values() for request in rows.requests]
+    generations, stats = generate_cached(requests, cache=cache, settings=settings, open_engine=open_engine, report=report)
+    return prediction_frames(items, generations), stats

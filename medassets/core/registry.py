@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
+
+from medassets.core.prompts import PAPER, VARIANTS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -107,6 +109,25 @@ class _GeneratingModel(_Model):
         "times of the weights; the default) or `content` (every byte; slow on large weights).",
     )
     sampling: Sampling = Field(default_factory=Sampling, description="How answers are sampled.")
+    variant: str = Field(
+        PAPER, description=f"The prompt's wording: {', '.join(VARIANTS)} (core/prompts.py); default `paper`, Table 2 verbatim."
+    )
+    shots: int = Field(
+        0, ge=0, description="Examples before each prompt, as prior chat turns, drawn from the task's train split "
+        "(never its test split), stratified by label; default 0 (zero-shot, as in the paper).",
+    )
+    shot_seed: int = Field(0, description="Seed of the draw of the examples; default 0.")
+    decoding: Literal["free", "constrained"] = Field(
+        "free", description="`free` (the default, the paper's method) or `constrained`: structured outputs make "
+        "the model answer with one of the task's two answer phrases, so no answer is invalid. An ablation.",
+    )
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, variant: str) -> str:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown prompt variant {variant!r}; known: {sorted(VARIANTS)}")
+        return variant
 
 
 class VLLMModel(_GeneratingModel):
@@ -140,12 +161,35 @@ class BaselineModel(_Model):
     reasoning: ClassVar[bool] = False
 
 
+class EnsembleModel(_Model):
+    """A vote of other registered models' parsed labels on each item; it generates nothing."""
+
+    backend: Literal["ensemble"] = "ensemble"
+    members: tuple[str, ...] = Field(
+        min_length=2, strict=False, description="Names of the registered models that vote; not ensembles themselves."
+    )
+    rule: Literal["majority", "any", "all"] = Field(
+        "majority", description="Positive when most (`majority`, the default), at least one (`any`) or every "
+        "(`all`) of the counted votes is positive.",
+    )
+    tie: Literal["negative", "positive", "invalid"] = Field(
+        "negative", description="The answer when a majority vote is tied; default negative."
+    )
+    invalid_member: Literal["abstain", "negative"] = Field(
+        "abstain", description="A member's invalid answer is left out of the vote (`abstain`, the default) or "
+        "counts as a negative vote (`negative`). With no vote counted, the ensemble's answer is invalid.",
+    )
+    reasoning: ClassVar[bool] = False
+
+
 def _backend(value: Any) -> str:
     return value.get("backend", "vllm") if isinstance(value, dict) else value.backend
 
 
-ENTRY_TYPES: dict[str, type[_Model]] = {"vllm": VLLMModel, "openai": OpenAIModel, "baseline": BaselineModel}
-ModelSpec = _tagged_union(ENTRY_TYPES, _backend, "backend", "backend must be one of vllm, openai or baseline")
+ENTRY_TYPES: dict[str, type[_Model]] = {
+    "vllm": VLLMModel, "openai": OpenAIModel, "baseline": BaselineModel, "ensemble": EnsembleModel,
+}
+ModelSpec = _tagged_union(ENTRY_TYPES, _backend, "backend", "backend must be one of vllm, openai, baseline or ensemble")
 _ADAPTER: TypeAdapter[ModelSpec] = TypeAdapter(ModelSpec)
 
 
@@ -207,6 +251,7 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
     if not isinstance(models_node, yaml.SequenceNode):
         raise RegistryError(f"{where}:{_line(models_node)}: `models` must be a list")
     specs: dict[str, ModelSpec] = {}
+    lines: dict[str, int] = {}
     for node, entry in zip(models_node.value, document["models"] or []):
         line = _line(node)
         if not isinstance(entry, dict) or not isinstance(node, yaml.MappingNode):
@@ -223,7 +268,21 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
             specs[name] = _ADAPTER.validate_python(entry)
         except ValidationError as exc:
             raise _entry_error(exc, node, entry.get("backend", "vllm"), where, name) from None
+        lines[name] = line
+    for name, spec in specs.items():
+        if isinstance(spec, EnsembleModel):
+            _check_members(spec, specs, f"{where}:{lines[name]}: model {name!r}:")
     return specs
+
+
+def _check_members(ensemble: EnsembleModel, specs: dict[str, ModelSpec], prefix: str) -> None:
+    if len(set(ensemble.members)) != len(ensemble.members):
+        raise RegistryError(f"{prefix} `members` names a model twice: {list(ensemble.members)}")
+    for member in ensemble.members:
+        if member not in specs:
+            raise RegistryError(f"{prefix} member {member!r} is not registered; registered: {sorted(specs)}")
+        if isinstance(specs[member], EnsembleModel):
+            raise RegistryError(f"{prefix} member {member!r} is an ensemble; members must be models that answer")
 
 
 def load_registry(path: Path) -> dict[str, ModelSpec]:

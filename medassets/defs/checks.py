@@ -16,6 +16,7 @@ from dagster import (
 from pydantic import Field
 
 from medassets.core import quality
+from medassets.core.prompts import variant_prompts
 from medassets.core.splitting import TEST_SHARE
 from medassets.defs.data import raw_dataset, split
 from medassets.defs.evaluation import parsed_labels
@@ -99,7 +100,7 @@ def predictions_are_complete(context: AssetCheckExecutionContext, predictions, p
     predictions = frames_by_partition(predictions, keys)
     prompts = frames_by_partition(prompts, sorted({model_and_task(key)[1] for key in keys}))
     results = {
-        key: quality.validate(frame, "predictions", quality.predictions_expectations(len(prompts[model_and_task(key)[1]])))
+        key: quality.validate(frame, "predictions", quality.predictions_expectations(len(variant_prompts(prompts[model_and_task(key)[1]]))))
         for key, frame in predictions.items()
     }
     failures = [dict(failure, partition=key) for key, result in results.items() for failure in result.failures]

@@ -8,11 +8,11 @@ from pydantic import Field
 
 from medassets import paths
 from medassets.core.datasets import DatasetSource, load_dataset, read_dataset_config, source_from_mapping
-from medassets.core.prompts import render_prompts, template_version
+from medassets.core.prompts import VARIANTS, render_prompts, template_version, templates_version
 from medassets.core.splitting import DEFAULT_SEED, TEST_SHARE, stratified_split
 from medassets.defs.metadata import DOMAIN_TAGS, column_lineage, frame_metadata
 from medassets.defs.partitions import task_partitions
-from medassets.tasks import TASK_KEYS, TASKS
+from medassets.tasks import TASKS
 
 
 class DatasetConfig(Config):
@@ -92,8 +92,9 @@ def split(context: AssetExecutionContext, config: SplitConfig, raw_dataset: pd.D
     group_name="data",
     kinds={"pandas", "parquet"},
     tags=DOMAIN_TAGS,
-    code_version="+".join(template_version(task) for task in TASK_KEYS),
-    description="The test rows rendered with the task's Table 2 prompt template, with a hash of each prompt.",
+    code_version=templates_version(),
+    description="The test rows rendered in every prompt wording (`paper`: Table 2, verbatim; others in "
+    "core/prompts.py), with a hash of each prompt.",
 )
 def prompts(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame:
     task = context.partition_key
@@ -102,6 +103,7 @@ def prompts(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame
         frame_metadata(frame)
         | {
             "template_version": template_version(task),
+            "variant_versions": MetadataValue.json({variant: template_version(task, variant) for variant in VARIANTS}),
             "domain": TASKS[task].domain,
             "dagster/column_lineage": column_lineage(
                 {"id": {"split": ["id"]}, "label": {"split": ["label"]}, "prompt": {"split": ["text"]}, "prompt_hash": {"split": ["text"]}}

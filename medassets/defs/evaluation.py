@@ -13,6 +13,7 @@ from medassets.core import metrics as metrics_logic
 from medassets.core import parsing
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
+from medassets.core.prompts import variant_prompts
 from medassets.core.registry import registered_model
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
@@ -55,6 +56,7 @@ class BootstrapConfig(Config):
 def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     model, task = model_and_task(context.partition_key)
     reasoning_model = registered_model(model, paths.registry_path()).reasoning
+    prompts = variant_prompts(prompts)
     parsed = [
         parse_answer(task, text, reasoning, reasoning_model=reasoning_model)
         for text, reasoning in zip(predictions["text"], predictions["reasoning"].where(predictions["reasoning"].notna(), None))

@@ -21,10 +21,11 @@ from medassets import paths
 from medassets.core.cache import open_response_cache
 from medassets.core.registry import load_registry, registered_model
 from medassets.defs.conditions import reevaluate_when_changed
-from medassets.defs.io import frames_by_partition
+from medassets.defs.io import AssetStorage, frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, frame_metadata
 from medassets.defs.partitions import model_partitions, partition_key, task_model_partitions, tasks_by_model
 from medassets.engines import backend_for, predict_in_own_process
+from medassets.engines.base import GeneratingBackend
 from medassets.weights.embedded import CONVERSION_VERSION, EMBEDDED_MODEL_NAME, packaged_gguf, prepare_embedded_model
 
 
@@ -82,10 +83,11 @@ def model_weights(context) -> DataVersionsByPartition:
         not_updates=AssetSelection.assets(embedded_model.key),
         may_be_missing=AssetSelection.assets(embedded_model.key, model_weights.key),
     ),
-    description="One zero-shot generation per test prompt, per model. A backfill over a model's tasks "
-    "loads the model once and sends all their prompts in one batch; answers are cached.",
+    description="One generation per test prompt, per model, with the prompt its registry entry sets "
+    "(zero-shot Table 2 by default). A backfill over a model's tasks loads the model once and sends all "
+    "their prompts in one batch; answers are cached. An ensemble's answers are its members' votes.",
 )
-def predictions(context: AssetExecutionContext, prompts, split):
+def predictions(context: AssetExecutionContext, storage: AssetStorage, prompts, split):
     keys = list(context.partition_keys)
     grouped = tasks_by_model(keys)
     task_keys = sorted({task for tasks in grouped.values() for task in tasks})
@@ -95,12 +97,17 @@ def predictions(context: AssetExecutionContext, prompts, split):
     for model, tasks in grouped.items():
         spec = registered_model(model, paths.registry_path())
         backend = backend_for(spec)
-        # One engine per process: with several models in the step, each predicts in its own.
-        predict = partial(predict_in_own_process, backend) if len(grouped) > 1 else backend.predict
-        batch = predict(
-            spec, {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks},
-            models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info,
-        )
+        task_prompts, task_splits = {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks}
+        if isinstance(backend, GeneratingBackend) and len(grouped) > 1:
+            # One engine per process: with several models in the step, each generates in its own.
+            batch = predict_in_own_process(
+                backend, spec, task_prompts, task_splits, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info
+            )
+        else:
+            batch = backend.predict(
+                spec, task_prompts, task_splits, models_dir=paths.models_dir(), open_cache=open_cache,
+                read_labels=lambda member, task: storage.read("parsed_labels", [member, task]), report=context.log.info,
+            )
         for task, frame in batch.frames.items():
             key = partition_key(model, task)
             outputs[key] = frame

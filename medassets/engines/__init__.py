@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from medassets.engines.base import Backend, Predictions, predict_in_own_process
 from medassets.engines.baseline import BaselineBackend
+from medassets.engines.ensemble import EnsembleBackend
 from medassets.engines.openai_server import OpenAIBackend
 from medassets.engines.vllm_offline import VLLMBackend
 
-BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (VLLMBackend(), OpenAIBackend(), BaselineBackend())}
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (VLLMBackend(), OpenAIBackend(), BaselineBackend(), EnsembleBackend())}
 
 
 def backend_for(spec) -> Backend:

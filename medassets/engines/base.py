@@ -13,8 +13,11 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from medassets.core.generation import AnswerSettings, Cache, Engine, Report, predict, wait_for_closing_engines
+from medassets.core.generation import AnswerSettings, Cache, Engine, Report, predict, task_requests, wait_for_closing_engines
 from medassets.weights.sources import ChatTemplate, chat_template
+
+
+ReadLabels = Callable[[str, str], pd.DataFrame]  # (model, task) -> that model's parsed labels
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,10 @@ class Backend(ABC):
     @abstractmethod
     def predict(
         self, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
-        models_dir: Path, open_cache: Callable[[], Cache], report: Report,
+        models_dir: Path, open_cache: Callable[[], Cache], read_labels: ReadLabels, report: Report,
     ) -> Predictions:
-        """Predictions for each task's test prompts (`splits` hold the train rows)."""
+        """Predictions for each task's test prompts (every variant's; `splits` hold the train
+        rows; `read_labels` gives other models' parsed labels)."""
 
 
 class GeneratingBackend(Backend):
@@ -57,17 +61,23 @@ class GeneratingBackend(Backend):
     def open_engine(self, spec, folder: Path | None, template: ChatTemplate) -> Engine:
         """A running engine; the caller closes it."""
 
-    def predict(self, spec, prompts, splits, *, models_dir, open_cache, report) -> Predictions:
+    def predict(self, spec, prompts, splits, *, models_dir, open_cache, read_labels, report) -> Predictions:
         folder = self.weights_folder(spec, models_dir)
         template = chat_template(spec.chat_template, folder)
         settings = AnswerSettings(
             backend=self.name, revision=self.revision(spec), chat_template_hash=template.hash, sampling=spec.sampling
         )
+        items = {
+            task: task_requests(
+                task, prompts[task], splits[task], variant=spec.variant, shots=spec.shots, shot_seed=spec.shot_seed,
+                system_prompt=spec.system_prompt, constrained=spec.decoding == "constrained",
+            )
+            for task in prompts
+        }
         cache = open_cache()
         try:
             frames, stats = predict(
-                prompts, system_prompt=spec.system_prompt, settings=settings, cache=cache,
-                open_engine=lambda: self.open_engine(spec, folder, template), report=report,
+                items, settings=settings, cache=cache, open_engine=lambda: self.open_engine(spec, folder, template), report=report,
             )
         finally:
             cache.close()
@@ -76,14 +86,16 @@ class GeneratingBackend(Backend):
         metadata = self.describe(spec) | stats.metadata() | {
             "model_revision": settings.revision, "backend": self.name, "batch_tasks": len(prompts),
             "sampling": spec.sampling.model_dump(mode="json"), "chat_template_hash": template.hash,
+            "variant": spec.variant, "shots": spec.shots, "shot_seed": spec.shot_seed, "decoding": spec.decoding,
         }
         return Predictions(frames, metadata)
 
 
-def _predict_in_child(backend: Backend, spec, prompts, splits, models_dir, open_cache, messages) -> None:
+def _predict_in_child(backend: GeneratingBackend, spec, prompts, splits, models_dir, open_cache, messages) -> None:
     try:
         predictions = backend.predict(
-            spec, prompts, splits, models_dir=models_dir, open_cache=open_cache, report=lambda line: messages.put(("log", line))
+            spec, prompts, splits, models_dir=models_dir, open_cache=open_cache, read_labels=_no_labels,
+            report=lambda line: messages.put(("log", line)),
         )
         wait_for_closing_engines()
         messages.put(("result", predictions))
@@ -91,8 +103,12 @@ def _predict_in_child(backend: Backend, spec, prompts, splits, models_dir, open_
         messages.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _no_labels(model: str, task: str) -> pd.DataFrame:
+    raise RuntimeError("a generating backend reads no other model's labels")
+
+
 def predict_in_own_process(
-    backend: Backend, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
+    backend: GeneratingBackend, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
     models_dir: Path, open_cache: Callable[[], Cache], report: Report,
 ) -> Predictions:
     """`backend.predict` in a child process of its own, its progress relayed to `report`.

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from medassets.core.baseline import answer_phrase, fit_predict
-from medassets.core.generation import Generation, prediction_frames
+from medassets.core.generation import Generation, TaskRequests, prediction_frames
+from medassets.core.prompts import variant_prompts
 from medassets.engines.base import Backend, Predictions
 
 REVISION = "tfidf-logreg-v1"
@@ -21,10 +22,12 @@ class BaselineBackend(Backend):
     def describe(self, spec) -> dict:
         return {"seed": spec.seed}
 
-    def predict(self, spec, prompts, splits, *, models_dir, open_cache, report) -> Predictions:
+    def predict(self, spec, prompts, splits, *, models_dir, open_cache, read_labels, report) -> Predictions:
         started = time.monotonic()
-        generations = []
-        for task, test in prompts.items():
+        generations, items = [], {}
+        for task, task_prompts in prompts.items():
+            test = variant_prompts(task_prompts)
+            items[task] = TaskRequests(test["id"].tolist(), test["prompt_hash"].tolist(), ())
             split = splits[task]
             train = split[split["part"] == "train"]
             test_text = split.set_index("id").loc[test["id"], "text"]
@@ -33,4 +36,4 @@ class BaselineBackend(Backend):
         metadata = self.describe(spec) | {
             "model_revision": REVISION, "backend": self.name, "wall_s": round(time.monotonic() - started, 2),
         }
-        return Predictions(prediction_frames(prompts, generations), metadata)
+        return Predictions(prediction_frames(items, generations), metadata)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from medassets import paths
-from medassets.core.generation import Generation, Messages, OnDone
+from medassets.core.generation import Generation, OnDone, Request
 from medassets.core.registry import HubSource, OpenAIModel
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.folders import ModelSourceError
@@ -93,11 +93,11 @@ class OpenAIServerEngine:
     def describe(self) -> dict[str, Any]:
         return {"device": "server"}
 
-    def _complete(self, messages: Messages) -> Generation:
+    def _complete(self, request: Request) -> Generation:
         sampling = self.spec.sampling
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": request.messages,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
@@ -107,6 +107,8 @@ class OpenAIServerEngine:
             body["stop"] = list(sampling.stop)
         if self.chat_template is not None:
             body["chat_template"] = self.chat_template  # a vLLM server extension
+        if request.choices is not None:
+            body["structured_outputs"] = {"choice": list(request.choices)}  # a vLLM server extension
         response = self._request("POST", "/chat/completions", json=body)
         if response.status_code != 200:
             raise ServerError(f"{self.base_url}/chat/completions: HTTP {response.status_code}: {response.text[:300]}")
@@ -122,16 +124,16 @@ class OpenAIServerEngine:
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
 
-    def generate(self, conversations: Sequence[Messages], on_done: OnDone) -> None:
+    def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
         lock = threading.Lock()
 
         def run(index: int) -> None:
-            generation = self._complete(conversations[index])
+            generation = self._complete(requests[index])
             with lock:  # callbacks write to a shared cache
                 on_done(index, generation)
 
         with ThreadPoolExecutor(max_workers=self.spec.server.max_concurrency) as pool:
-            for future in [pool.submit(run, i) for i in range(len(conversations))]:
+            for future in [pool.submit(run, i) for i in range(len(requests))]:
                 future.result()
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medassets.core.generation import Generation, Messages, OnDone
+from medassets.core.generation import Generation, OnDone, Request
 from medassets.core.registry import VLLMModel
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.sources import ChatTemplate, source_folder, source_revision
@@ -47,7 +47,7 @@ class VLLMEngine:
         if not torch.cuda.is_available():
             _configure_cpu_threads()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download at run time
-        from vllm import LLM, SamplingParams
+        from vllm import LLM
 
         self.spec = spec
         self.chat_template = chat_template
@@ -60,13 +60,19 @@ class VLLMEngine:
             seed=spec.sampling.seed,
             enforce_eager=not torch.cuda.is_available(),
         )
-        sampling = spec.sampling
-        self.sampling_params = SamplingParams(
+
+    def _sampling_params(self, choices: tuple[str, ...] | None):
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        sampling = self.spec.sampling
+        return SamplingParams(
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             seed=sampling.seed,
             stop=list(sampling.stop) or None,
+            structured_outputs=StructuredOutputsParams(choice=list(choices)) if choices else None,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -79,10 +85,11 @@ class VLLMEngine:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         }
 
-    def generate(self, conversations: Sequence[Messages], on_done: OnDone) -> None:
+    def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
+        params = {choices: self._sampling_params(choices) for choices in {request.choices for request in requests}}
         request_ids = self.llm.enqueue_chat(
-            list(conversations),
-            self.sampling_params,
+            [request.messages for request in requests],
+            [params[request.choices] for request in requests],
             use_tqdm=False,
             chat_template=self.chat_template,
         )

@@ -45,6 +45,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "medassets_tests"))
 from dagster_runs import generate_range  # noqa: E402
+from medassets.core.prompts import variant_prompts  # noqa: E402
 from support import PeakRSS  # noqa: E402
 RUNNER = REPO / "medassets_tests" / "dagster_runs.py"
 MODEL = "smollm2-135m"
@@ -106,7 +107,7 @@ def main() -> None:
     prompts = []
     for task in TASKS:
         path = home / "assets" / "prompts" / f"{task}.parquet"
-        frame = pd.read_parquet(path)
+        frame = variant_prompts(pd.read_parquet(path))
         if args.prompts:  # the subset: the first N/6 prompts of each task, in the asset's own file
             frame = frame.head(round(args.prompts / len(TASKS)))
             frame.to_parquet(path, index=False)

@@ -11,19 +11,24 @@ from medassets.core.generation import (
     AnswerSettings,
     Generation,
     Progress,
+    Request,
+    TaskRequests,
     cache_key,
     generate_cached,
     predict,
+    task_requests,
     wait_for_closing_engines,
 )
+from medassets.core.prompts import render_prompts
+from medassets.core.splitting import stratified_split
 from medassets.core.registry import Sampling
 
 MESSAGES = [{"role": "user", "content": "Is this tweet self-reporting breast cancer?"}]
 SETTINGS = AnswerSettings(backend="vllm", revision="gguf-0123", chat_template_hash="model-default", sampling=Sampling())
 
 
-def key(messages=MESSAGES, **changes) -> str:
-    return cache_key(SETTINGS.model_copy(update=changes), messages)
+def key(messages=MESSAGES, choices=None, **changes) -> str:
+    return cache_key(SETTINGS.model_copy(update=changes), Request(messages, choices))
 
 
 def answer(text: str, tokens: int = 3) -> Generation:
@@ -59,6 +64,12 @@ def test_cache_key_changes_with_the_messages(messages):
     assert key(messages) != key()
 
 
+def test_cache_key_changes_with_constrained_choices():
+    choices = ("the tweet is self-reporting breast cancer", "the tweet is not self-reporting breast cancer")
+    assert key(choices=choices) != key()
+    assert key(choices=choices) != key(choices=choices[::-1])
+
+
 def test_cache_key_covers_every_sampling_field():
     """The key dumps the sampling settings whole: each field, changed, changes it."""
     changed = {"temperature": 0.7, "top_p": 0.5, "max_tokens": 9, "seed": 3, "stop": ("x",)}
@@ -79,8 +90,8 @@ class FakeEngine:
     def describe(self) -> dict:
         return {"device": "fake"}
 
-    def generate(self, conversations, on_done) -> None:
-        prompts = [conversation[-1]["content"] for conversation in conversations]
+    def generate(self, requests, on_done) -> None:
+        prompts = [request.messages[-1]["content"] for request in requests]
         self.batches.append(prompts)
         for index in reversed(range(len(prompts))):
             if prompts[index] not in self.drop:
@@ -98,9 +109,9 @@ def generate(cache, prompts, engine):
         opened.append(engine)
         return engine
 
-    conversations = [[{"role": "user", "content": prompt}] for prompt in prompts]
+    requests = [Request([{"role": "user", "content": prompt}]) for prompt in prompts]
     results, stats = generate_cached(
-        conversations, cache=cache, settings=SETTINGS, open_engine=open_engine, report=reports.append
+        requests, cache=cache, settings=SETTINGS, open_engine=open_engine, report=reports.append
     )
     return results, stats, opened, reports
 
@@ -149,7 +160,7 @@ def test_an_answer_the_engine_drops_is_an_error_and_the_others_stay_cached(tmp_p
 
 def test_the_engine_is_closed_when_generation_fails(tmp_path):
     class FailingEngine(FakeEngine):
-        def generate(self, conversations, on_done) -> None:
+        def generate(self, requests, on_done) -> None:
             raise RuntimeError("out of memory")
 
     engine = FailingEngine()
@@ -177,21 +188,22 @@ def test_progress_reads_true_from_the_first_line():
 
 
 def test_predict_shapes_one_frame_per_task_in_prompt_order(tmp_path):
-    prompts = {
-        "breast_cancer": pd.DataFrame({"id": ["a", "b"], "prompt": ["one", "two"], "prompt_hash": ["h1", "h2"]}),
-        "stigma_labeling": pd.DataFrame({"id": ["c"], "prompt": ["three"], "prompt_hash": ["h3"]}),
-    }
+    def items(ids, prompts):
+        return TaskRequests(ids, [f"h-{i}" for i in ids], [Request([{"role": "user", "content": p}]) for p in prompts])
+
+    tasks = {"breast_cancer": items(["a", "b"], ["one", "two"]), "stigma_labeling": items(["c"], ["three"])}
     engine = FakeEngine()
     frames, stats = predict(
-        prompts, system_prompt="Be brief.", settings=SETTINGS, cache=ResponseCache(tmp_path / "responses.sqlite"),
+        tasks, settings=SETTINGS, cache=ResponseCache(tmp_path / "responses.sqlite"),
         open_engine=lambda: engine, report=lambda line: None,
     )
     assert engine.batches == [["one", "two", "three"]]  # every task's prompts in one batch
     assert list(frames) == ["breast_cancer", "stigma_labeling"]
     for task, frame in frames.items():
         assert list(frame.columns) == PREDICTION_COLUMNS
-        assert list(frame["id"]) == list(prompts[task]["id"])
-        assert list(frame["text"]) == [p.upper() for p in prompts[task]["prompt"]]
+        assert list(frame["id"]) == list(tasks[task].ids)
+        assert list(frame["prompt_hash"]) == list(tasks[task].prompt_hashes)
+        assert list(frame["text"]) == [r.messages[-1]["content"].upper() for r in tasks[task].requests]
     assert (stats.total, stats.cache_misses) == (3, 3)
 
 
@@ -217,6 +229,47 @@ def test_an_engine_closes_in_the_background_and_the_next_waits_for_it(tmp_path):
         return FakeEngine()
 
     threading.Timer(0.2, release.set).start()
-    generate_cached([[{"role": "user", "content": "two"}]], cache=cache, settings=SETTINGS, open_engine=open_second, report=lambda line: None)
+    generate_cached([Request([{"role": "user", "content": "two"}])], cache=cache, settings=SETTINGS, open_engine=open_second, report=lambda line: None)
     wait_for_closing_engines()
     assert events == ["first run returned", "closed", "second opened"]
+
+
+def _split(task="breast_cancer", n=40):
+    rows = pd.DataFrame({"id": [f"r{i:02d}" for i in range(n)], "text": [f"text {i}" for i in range(n)], "label": [i % 4 == 0 for i in range(n)]})
+    return stratified_split(rows.astype({"label": int}), test_share=0.25, seed=0)
+
+
+def _requests(split, task="breast_cancer", **settings):
+    prompts = render_prompts(task, split[split["part"] == "test"])
+    options = {"variant": "paper", "shots": 0, "shot_seed": 0, "system_prompt": None, "constrained": False} | settings
+    return task_requests(task, prompts, split, **options)
+
+
+def test_zero_shot_requests_are_the_paper_prompts_alone():
+    split = _split()
+    items = _requests(split)
+    test = split[split["part"] == "test"]
+    assert list(items.ids) == list(test["id"])
+    assert [r.messages for r in items.requests] == [[{"role": "user", "content": render_prompts("breast_cancer", test)["prompt"][i]}] for i in range(len(test))]
+    assert all(r.choices is None for r in items.requests)
+
+
+def test_few_shot_turns_come_from_the_train_split_before_the_prompt():
+    split = _split()
+    items = _requests(split, shots=3, shot_seed=5, system_prompt="Be brief.", variant="concise")
+    test_texts = set(split.loc[split["part"] == "test", "text"])
+    train_texts = set(split.loc[split["part"] == "train", "text"])
+    first = items.requests[0].messages
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user", "assistant", "user", "assistant", "user"]
+    shown = [next(t for t in train_texts | test_texts if m["content"].startswith(f"Tweet: {t}\n")) for m in first[1:-1:2]]
+    assert set(shown) <= train_texts  # never a test row
+    answers = [m["content"] for m in first[2:-1:2]]
+    assert all(a in ("The tweet is self-reporting breast cancer.", "The tweet is not self-reporting breast cancer.") for a in answers)
+    assert all(r.messages[:-1] == first[:-1] for r in items.requests)  # the same examples before every prompt
+    assert _requests(split, shots=3, shot_seed=5, variant="concise").requests[0].messages == first[1:]
+    assert _requests(split, shots=3, shot_seed=6, variant="concise").requests[0].messages[:-1] != first[1:-1]
+
+
+def test_constrained_requests_choose_between_the_two_answer_phrases():
+    items = _requests(_split("stigma_labeling"), task="stigma_labeling", constrained=True)
+    assert {r.choices for r in items.requests} == {("the note involves", "the note does not involve")}

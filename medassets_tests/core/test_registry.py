@@ -10,6 +10,7 @@ import pytest
 from medassets.core.registry import (
     BaselineModel,
     EmbeddedSource,
+    EnsembleModel,
     HubSource,
     OpenAIModel,
     RegistryError,
@@ -48,7 +49,7 @@ def registry_error(text: str) -> str:
 
 def test_shipped_registry_loads():
     models = load_registry(DATA / "models.yaml")
-    assert set(models) == {"smollm2-135m", "tfidf-logreg"}
+    assert set(models) == {"smollm2-135m", "smollm2-135m-constrained", "smollm2-135m-2shot", "tfidf-logreg", "majority-vote"}
     small = models["smollm2-135m"]
     assert isinstance(small, VLLMModel) and small.backend == "vllm"
     assert small.source == EmbeddedSource(embedded="smollm2-135m-instruct")
@@ -56,6 +57,48 @@ def test_shipped_registry_loads():
     assert (small.dtype, small.gpu_memory_utilization) == ("float32", 0.3)
     assert (small.sampling.temperature, small.sampling.seed) == (0.0, 0)
     assert isinstance(models["tfidf-logreg"], BaselineModel)
+    assert (small.variant, small.shots, small.decoding) == ("paper", 0, "free")  # the paper's zero-shot prompt
+    assert models["smollm2-135m-constrained"].decoding == "constrained"
+    assert (models["smollm2-135m-2shot"].shots, models["smollm2-135m-2shot"].shot_seed) == (2, 0)
+    vote = models["majority-vote"]
+    assert isinstance(vote, EnsembleModel)
+    assert (vote.members, vote.rule, vote.tie, vote.invalid_member) == (
+        ("smollm2-135m", "smollm2-135m-2shot", "tfidf-logreg"), "majority", "negative", "abstain"
+    )
+
+
+ENSEMBLE_MEMBERS = GOOD + """  - name: base
+    backend: baseline
+  - name: vote
+    backend: ensemble
+    members: MEMBERS
+"""
+
+
+@pytest.mark.parametrize(
+    "members, complaint",
+    [
+        ("[small, missing]", "member 'missing' is not registered; registered: ['base', 'served', 'small', 'vote']"),
+        ("[small, vote]", "member 'vote' is an ensemble; members must be models that answer"),
+        ("[small, small]", "`members` names a model twice"),
+        ("[small]", "`members`: Tuple should have at least 2 items"),
+    ],
+    ids=["unregistered", "ensemble", "twice", "one"],
+)
+def test_ensemble_members_must_be_registered_models(members, complaint):
+    text = ENSEMBLE_MEMBERS.replace("MEMBERS", members)
+    message = registry_error(text)
+    assert message.startswith(f"{WHERE}:{line_of(text, 'name: vote')}: model 'vote':") or message.startswith(
+        f"{WHERE}:{line_of(text, 'members:')}: model 'vote':"
+    ), message
+    assert complaint in message, message
+
+
+def test_an_unknown_prompt_variant_names_the_known_ones():
+    text = GOOD + "  - name: m\n    source: {embedded: smollm2-135m-instruct}\n    variant: chatty\n"
+    message = registry_error(text)
+    assert message.startswith(f"{WHERE}:{line_of(text, 'variant: chatty')}: model 'm': `variant`:"), message
+    assert "unknown prompt variant 'chatty'; known: ['concise', 'paper']" in message
 
 
 def test_defaults_fit_the_embedded_model_on_a_cpu():
@@ -127,7 +170,7 @@ def test_missing_or_invalid_name(entry):
 @pytest.mark.parametrize(
     "entry, needle, complaint",
     [
-        ("  - name: m\n    backend: tgi\n", "- name: m", "backend must be one of vllm, openai or baseline (given: 'tgi')"),
+        ("  - name: m\n    backend: tgi\n", "- name: m", "backend must be one of vllm, openai, baseline or ensemble (given: 'tgi')"),
         ("  - name: m\n    backend: vllm\n", "- name: m", "`source` is required"),
         ("  - name: m\n    source: {hub: org/name}\n", "source:", "`source.revision` is required"),
         ("  - name: m\n    source: {embedded: x}\n    gpu_memory_utilization: 1.5\n", "gpu_memory", "`gpu_memory_utilization`: Input should be less than or equal to 1"),

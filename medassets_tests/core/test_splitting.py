@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from medassets.core.datasets import DatasetSource, load_dataset
-from medassets.core.prompts import render_prompts, template_version
+from medassets.core.prompts import render_prompts, template_version, variant_prompts
 from medassets.core.splitting import DEFAULT_SEED, stratified_split
 from medassets.tasks import TASK_KEYS, TASKS
 
@@ -78,7 +78,7 @@ def test_every_row_is_kept_exactly_once_and_unchanged(task):
 def test_render_prompts_one_per_test_row_with_stable_hashes(task):
     split = stratified_split(sample(task))
     test = split[split["part"] == "test"]
-    prompts = render_prompts(task, test)
+    prompts = variant_prompts(render_prompts(task, test))
     assert len(prompts) == len(test)
     assert prompts["id"].tolist() == test["id"].tolist()
     assert prompts["label"].tolist() == test["label"].tolist()
@@ -86,15 +86,15 @@ def test_render_prompts_one_per_test_row_with_stable_hashes(task):
     expected = [hashlib.sha256(p.encode("utf-8")).hexdigest()[:16] for p in prompts["prompt"]]
     assert prompts["prompt_hash"].tolist() == expected
     assert prompts["prompt_hash"].is_unique  # the sample texts are distinct
-    again = render_prompts(task, stratified_split(sample(task)).query("part == 'test'"))
+    again = variant_prompts(render_prompts(task, stratified_split(sample(task)).query("part == 'test'")))
     pd.testing.assert_frame_equal(prompts, again)
 
 
 def test_prompt_hash_changes_only_with_its_text():
     test = stratified_split(sample("breast_cancer")).query("part == 'test'").reset_index(drop=True)
-    before = render_prompts("breast_cancer", test)
+    before = variant_prompts(render_prompts("breast_cancer", test))
     edited = test.assign(text=test["text"].where(test.index != 0, test["text"][0] + " (edited)"))
-    after = render_prompts("breast_cancer", edited)
+    after = variant_prompts(render_prompts("breast_cancer", edited))
     changed = before["prompt_hash"] != after["prompt_hash"]
     assert changed.tolist() == [True] + [False] * (len(test) - 1)
 

@@ -16,6 +16,7 @@ import pytest
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, DagsterEventType, MarkdownMetadataValue
 from sklearn.metrics import f1_score, precision_score, recall_score
 
+from medassets.core.prompts import VARIANTS, variant_prompts
 from medassets.definitions import defs
 from medassets.defs import checks
 from medassets.tasks import TASK_KEYS, TASKS
@@ -106,6 +107,7 @@ def test_prepare_data_materializes_each_task_with_passing_checks(pipeline, task)
         "raw_dataset_is_valid": True, "raw_dataset_positive_rate": True, "split_is_stratified": True,
     }
     frames = {asset: pd.read_parquet(pipeline.asset_file(asset, task)) for asset in ("raw_dataset", "split", "prompts")}
+    frames["prompts"] = variant_prompts(frames["prompts"])
 
     raw = materializations(result, "raw_dataset")[task]
     assert raw["dagster/row_count"].value == len(frames["raw_dataset"])
@@ -119,7 +121,8 @@ def test_prepare_data_materializes_each_task_with_passing_checks(pipeline, task)
     split = materializations(result, "split")[task]
     prompts = materializations(result, "prompts")[task]
     assert split["dagster/row_count"].value == len(frames["split"]) == len(frames["raw_dataset"])
-    assert split["test_rows"].value == prompts["dagster/row_count"].value == len(frames["prompts"])
+    assert split["test_rows"].value * len(VARIANTS) == prompts["dagster/row_count"].value
+    assert split["test_rows"].value == len(frames["prompts"])
     assert "preview" not in split and "preview" not in prompts
     assert set(frames["prompts"]["id"]) == set(frames["split"].query("part == 'test'")["id"])
 
@@ -210,7 +213,7 @@ def test_one_generate_run_covers_a_range_of_tasks(pipeline, model):
     assert check_results(result)["predictions_are_complete"].passed
     for task in EVALUATED:
         predictions = pd.read_parquet(pipeline.asset_file("predictions", model, task))
-        prompts = pd.read_parquet(pipeline.asset_file("prompts", task))
+        prompts = variant_prompts(pd.read_parquet(pipeline.asset_file("prompts", task)))
         assert list(predictions["id"]) == list(prompts["id"])
 
 

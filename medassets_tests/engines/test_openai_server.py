@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from medassets.core.prompts import variant_prompts
 from medassets.core.registry import OpenAIModel, OpenAIServer
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
@@ -60,7 +61,7 @@ models:
     _, report, _ = workspace.run(f"prepare_data:{TASK}", f"generate:{MODEL}|{TASK}", f"generate:{OFFLINE}|{TASK}")
     return SimpleNamespace(
         metadata=report["materializations"]["predictions"][f"{MODEL}|{TASK}"],
-        prompts=pd.read_parquet(workspace.asset_file("prompts", TASK)),
+        prompts=variant_prompts(pd.read_parquet(workspace.asset_file("prompts", TASK))),
         predictions=pd.read_parquet(workspace.asset_file("predictions", MODEL, TASK)),
         offline=pd.read_parquet(workspace.asset_file("predictions", OFFLINE, TASK)),
     )

@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from medassets.core.prompts import variant_prompts
+
 pytestmark = pytest.mark.slow
 
 MODEL = "smollm2-135m"
@@ -37,7 +39,7 @@ def workspace(make_workspace):
 
 
 def prompts(workspace, task: str) -> pd.DataFrame:
-    return pd.read_parquet(workspace.asset_file("prompts", task))
+    return variant_prompts(pd.read_parquet(workspace.asset_file("prompts", task)))
 
 
 def predictions(workspace, task: str) -> pd.DataFrame:
