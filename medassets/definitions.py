@@ -14,7 +14,7 @@ defs = Definitions(
     assets=[
         data.raw_dataset, data.split, data.prompts,
         generation.embedded_model, generation.model_weights, generation.predictions,
-        evaluation.parsed_labels, evaluation.metrics, evaluation.comparison,
+        evaluation.parsed_labels, evaluation.metrics, evaluation.comparison, evaluation.error_analysis,
     ],
     asset_checks=[
         checks.raw_dataset_is_valid, checks.raw_dataset_positive_rate, checks.split_is_stratified,

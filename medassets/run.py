@@ -12,7 +12,7 @@ from dagster import DagsterInstance
 
 from medassets import paths
 from medassets.core.comparison import differences_table
-from medassets.core.registry import EmbeddedSource, load_registry
+from medassets.core.registry import EmbeddedSource, EnsembleModel, load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
 from medassets.defs.io import AssetStorage
@@ -44,12 +44,15 @@ def main() -> None:
         if any(isinstance(getattr(spec, "source", None), EmbeddedSource) for spec in registry.values()):
             _run(instance, jobs.prepare_embedded_model_job, "embedded model")
         _run(instance, jobs.observe_models_job, "model revisions")
-        for model in registry:
+        # Ensembles vote with their members' parsed labels: they come after every other model.
+        for model in sorted(registry, key=lambda name: isinstance(registry[name], EnsembleModel)):
             # One run over the model's six tasks: the engine loads once for all their prompts.
             _run(instance, jobs.generate_job, f"predictions of {model}", tags=model_range_tags(model))
             for task in TASK_KEYS:
                 _run(instance, jobs.evaluate_job, f"evaluation of {model} on {task}", partition_key=partition_key(model, task))
         _run(instance, jobs.compare_job, "comparison")
+        for task in TASK_KEYS:
+            _run(instance, jobs.analyze_errors_job, f"error analysis of {task}", partition_key=task)
 
     storage = AssetStorage()
     pd.set_option("display.width", 250)
@@ -58,9 +61,10 @@ def main() -> None:
     differences = pd.read_csv(io.BytesIO(storage.read_bytes("reports/f1_differences.csv")))
     print("\nTable 3: precision, recall and F1 with 95% bootstrap intervals, and invalid answers\n")
     print(table.to_markdown(index=False))
-    print("\nPaired F1 differences (95% paired bootstrap intervals)\n")
+    print("\nPaired F1 differences (95% paired bootstrap intervals) and McNemar's exact test (Holm across tasks)\n")
     print(differences_table(differences).to_markdown(index=False))
-    print(f"\nReports (CSV, Parquet, forest plot): {storage.url('reports')}")
+    print(f"\nReport (one HTML file, opens offline): {storage.url('reports/report.html')}")
+    print(f"Reports (CSV, Parquet, forest plot): {storage.url('reports')}")
     print(f"Asset files: {storage.url('assets')}")
     print("Open the Dagster UI on these results with: make ui")
 

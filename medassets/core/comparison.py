@@ -7,7 +7,7 @@ import itertools
 
 import pandas as pd
 
-from medassets.core.metrics import METRICS, paired_difference
+from medassets.core.metrics import CORRECTIONS, METRICS, mcnemar, paired_difference
 from medassets.tasks import TASK_KEYS, TASKS
 
 
@@ -44,33 +44,67 @@ def table3(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_f1_differences(labels: pd.DataFrame, *, n_resamples: int, confidence: float, seed: int, invalid: str) -> pd.DataFrame:
-    """F1(a) - F1(b) with a paired bootstrap interval, for each task and pair of models.
+DIFFERENCE_COLUMNS = [
+    "task", "model_a", "model_b", "n", "f1_a", "f1_b", "f1_diff", "f1_diff_low", "f1_diff_high",
+    "mcnemar_b", "mcnemar_c", "mcnemar_p", "mcnemar_p_adjusted", "correction",
+]
 
-    `labels` has columns task, model, id, gold and label (1, 0, or -1 when invalid).
+
+def model_pairs(models, *, pairs: str = "every", reference: str | None = None) -> list[tuple[str, str]]:
+    """`every` pair of models (quadratic in their number), or each model against the `reference`."""
+    models = sorted(models)
+    if pairs == "every":
+        return list(itertools.combinations(models, 2))
+    if pairs != "reference":
+        raise ValueError(f"pairs must be 'every' or 'reference', got {pairs!r}")
+    if reference not in models:
+        raise ValueError(f"the reference model {reference!r} has no labels; models: {models}")
+    return [(model, reference) for model in models if model != reference]
+
+
+def paired_f1_differences(
+    labels: pd.DataFrame, *, n_resamples: int, confidence: float, seed: int, invalid: str,
+    pairs: str = "every", reference: str | None = None, correction: str = "holm",
+) -> pd.DataFrame:
+    """For each task and pair of models: F1(a) - F1(b) with a paired bootstrap interval, and
+    McNemar's exact test, its p-value adjusted across the tasks of the pair (`holm` or `bh`).
+
+    `labels` has columns task, model, id, gold and label (1, 0, or -1 when invalid). Items
+    pair by id; an item only one model answered is left out of that pair.
     """
+    adjust = CORRECTIONS[correction]
+    chosen = model_pairs(labels["model"].unique(), pairs=pairs, reference=reference)
     rows = []
     for task in _task_order(labels["task"]):
-        by_model = {
-            model: part.set_index("id").sort_index()
-            for model, part in labels[labels["task"] == task].groupby("model")
-        }
-        for a, b in itertools.combinations(sorted(by_model), 2):
-            ids = by_model[a].index.intersection(by_model[b].index)
+        of_task = labels[labels["task"] == task]
+        wide = of_task.pivot(index="id", columns="model", values="label")
+        gold = of_task.drop_duplicates("id").set_index("id")["gold"].reindex(wide.index)
+        for a, b in chosen:
+            if a not in wide or b not in wide:
+                continue
+            both = wide[a].notna() & wide[b].notna()
+            truth, pred_a, pred_b = gold[both].to_numpy(), wide.loc[both, a].to_numpy(), wide.loc[both, b].to_numpy()
             result = paired_difference(
-                by_model[a].loc[ids, "gold"], by_model[a].loc[ids, "label"], by_model[b].loc[ids, "label"],
-                metric="f1", n_resamples=n_resamples, confidence=confidence, seed=seed, invalid=invalid,
+                truth, pred_a, pred_b, metric="f1", n_resamples=n_resamples, confidence=confidence, seed=seed, invalid=invalid,
             )
+            test = mcnemar(truth, pred_a, pred_b, invalid=invalid)
             rows.append({
                 "task": task, "model_a": a, "model_b": b, "n": result["n"],
                 "f1_a": result["a"], "f1_b": result["b"],
                 "f1_diff": result["diff"], "f1_diff_low": result["low"], "f1_diff_high": result["high"],
+                "mcnemar_b": test["b"], "mcnemar_c": test["c"], "mcnemar_p": test["p_value"], "correction": correction,
             })
-    return pd.DataFrame(rows, columns=["task", "model_a", "model_b", "n", "f1_a", "f1_b", "f1_diff", "f1_diff_low", "f1_diff_high"])
+    frame = pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
+    for _, across_tasks in frame.groupby(["model_a", "model_b"]):
+        frame.loc[across_tasks.index, "mcnemar_p_adjusted"] = adjust(across_tasks["mcnemar_p"])
+    return frame.astype({"mcnemar_p_adjusted": float})
 
 
 def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
-    """The paired differences for display: `+0.05 (0.01-0.09)` cells."""
+    """The paired differences for display: `+0.05 (+0.01 to +0.09)` cells, McNemar's discordant
+    counts and its p-values, raw and adjusted."""
+    adjusted = {"holm": "Holm", "bh": "BH"}
+    correction = adjusted.get(differences["correction"].iloc[0], "adjusted") if len(differences) else "Holm"
     return pd.DataFrame({
         "Task": [TASKS[t].title for t in differences["task"]],
         "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
@@ -78,7 +112,32 @@ def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
             f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})"
             for d, lo, hi in zip(differences["f1_diff"], differences["f1_diff_low"], differences["f1_diff_high"])
         ],
+        "Only a right / only b right": [f"{b} / {c}" for b, c in zip(differences["mcnemar_b"], differences["mcnemar_c"])],
+        "McNemar p": [f"{p:.3g}" for p in differences["mcnemar_p"]],
+        f"p ({correction}, across tasks)": [f"{p:.3g}" for p in differences["mcnemar_p_adjusted"]],
     })
+
+
+def prompt_sensitivity(metrics: pd.DataFrame, setups: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """Per base model with several registry entries, and task: each entry's F1 and the spread
+    (largest minus smallest). `setups` maps a model to its (base model, prompt setup)."""
+    by_base: dict[str, list[str]] = {}
+    for model, (base, _) in sorted(setups.items()):
+        if model in set(metrics["model"]):
+            by_base.setdefault(base, []).append(model)
+    indexed = metrics.set_index(["task", "model"])["f1"]
+    rows = []
+    for base, models in by_base.items():
+        if len(models) < 2:
+            continue
+        for task in _task_order(metrics["task"]):
+            f1 = {model: indexed.get((task, model)) for model in models}
+            scored = [value for value in f1.values() if value is not None]
+            row = {"Base model": base, "Task": TASKS[task].title}
+            row |= {f"{model} ({setups[model][1]})": "" if value is None else f"{value:.2f}" for model, value in f1.items()}
+            row["Spread"] = f"{max(scored) - min(scored):.2f}" if len(scored) > 1 else ""
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def forest_plot(metrics: pd.DataFrame) -> bytes:

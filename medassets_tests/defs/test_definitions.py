@@ -24,7 +24,7 @@ from medassets.defs import checks, generation
 from medassets.tasks import TASK_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
-PER_TASK = {"raw_dataset", "split", "prompts"}
+PER_TASK = {"raw_dataset", "split", "prompts", "error_analysis"}
 PER_TASK_AND_MODEL = {"predictions", "parsed_labels", "metrics"}
 SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
 
@@ -33,7 +33,7 @@ def test_definitions_are_loadable():
     Definitions.validate_loadable(defs)
     assert set(SPECS) == PER_TASK | PER_TASK_AND_MODEL | {"embedded_model", "model_weights", "comparison"}
     assert {job.name for job in defs.resolve_all_job_defs()} >= {
-        "prepare_data", "prepare_embedded_model", "observe_models", "generate", "evaluate", "compare",
+        "prepare_data", "prepare_embedded_model", "observe_models", "generate", "evaluate", "compare", "analyze_errors",
     }
 
 
