@@ -53,7 +53,14 @@ def compare():
     return _job("compare")
 
 
-JOBS = {job.__name__: job for job in (prepare_data, prepare_embedded_model, observe_models, generate, evaluate, compare)}
+def analyze_errors():
+    return _job("analyze_errors")
+
+
+JOBS = {
+    job.__name__: job
+    for job in (prepare_data, prepare_embedded_model, observe_models, generate, evaluate, compare, analyze_errors)
+}
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 

@@ -168,9 +168,8 @@ def _labels_by_model_and_task(storage: AssetStorage, models) -> pd.DataFrame:
     return pd.concat([frame.assign(model=model, task=task) for (model, task), frame in frames.items()], ignore_index=True)
 
 
-def _provenance(instance, models: list[str], tasks: list[str]) -> dict[str, pd.DataFrame]:
+def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -> dict[str, pd.DataFrame]:
     """What produced every number: model revisions and settings, prompt wordings, split seeds, code versions."""
-    registry = load_registry(paths.registry_path())
     model_rows = []
     for model in models:
         generated = next(
@@ -185,9 +184,9 @@ def _provenance(instance, models: list[str], tasks: list[str]) -> dict[str, pd.D
     task_rows = []
     for task in tasks:
         prompts_metadata = latest_metadata(instance, "prompts", task)
+        split_metadata = latest_metadata(instance, "split", task)
         task_rows.append({
-            "Task": task, "Split seed": latest_metadata(instance, "split", task).get("seed", ""),
-            "Test rows": latest_metadata(instance, "split", task).get("test_rows", ""),
+            "Task": task, "Split seed": split_metadata.get("seed", ""), "Test rows": split_metadata.get("test_rows", ""),
             "Template versions": ", ".join(f"{k} {v}" for k, v in (prompts_metadata.get("variant_versions") or {}).items()),
         })
     versions = pd.DataFrame([
@@ -237,7 +236,8 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     tasks = [task for task in TASK_KEYS if task in set(all_metrics["task"])]
     report = report_logic.render_report(
         table3=table, differences=shown_differences, labels=labels, sensitivity=sensitivity, forest_png=plot,
-        provenance=_provenance(context.instance, sorted(all_metrics["model"].unique()), tasks), invalid_policy=config.invalid,
+        provenance=_provenance(context.instance, registry, sorted(all_metrics["model"].unique()), tasks),
+        invalid_policy=config.invalid,
     )
     report_url = storage.write_bytes("reports/report.html", report.encode("utf-8"))
     context.log.info(f"report: {report_url}")

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from medassets.core.prompts import variant_prompts
+from medassets.core.prompts import answer_phrases, variant_prompts
 from medassets.core.registry import OpenAIModel, OpenAIServer
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 SERVED = "smollm2-135m"
 MODEL = "smollm2-135m-server"  # the registry entry, and the model partition key
 OFFLINE = "smollm2-135m-offline"  # the same weights and settings on the offline engine
+CONSTRAINED = "smollm2-135m-server-constrained"  # through the server, answers forced to the two phrases
 TASK = "breast_cancer"
 
 
@@ -57,9 +58,17 @@ models:
     backend: vllm
     source: {{embedded: {EMBEDDED_MODEL_NAME}}}
     sampling: {{max_tokens: 16}}
+  - name: {CONSTRAINED}
+    backend: openai
+    decoding: constrained
+    sampling: {{max_tokens: 24}}
+    server: {{base_url: "{server}", served_model: {SERVED}}}
 """)
-    _, report, _ = workspace.run(f"prepare_data:{TASK}", f"generate:{MODEL}|{TASK}", f"generate:{OFFLINE}|{TASK}")
+    _, report, _, _ = workspace.run(
+        f"prepare_data:{TASK}", f"generate:{MODEL}|{TASK}", f"generate:{OFFLINE}|{TASK}", f"generate:{CONSTRAINED}|{TASK}"
+    )
     return SimpleNamespace(
+        constrained=pd.read_parquet(workspace.asset_file("predictions", CONSTRAINED, TASK)),
         metadata=report["materializations"]["predictions"][f"{MODEL}|{TASK}"],
         prompts=variant_prompts(pd.read_parquet(workspace.asset_file("prompts", TASK))),
         predictions=pd.read_parquet(workspace.asset_file("predictions", MODEL, TASK)),
@@ -84,6 +93,12 @@ def test_greedy_answers_match_the_offline_engine(served):
     # differently, and a float32 sum in another order can flip a greedy choice between two
     # near-tied tokens, so a few answers may differ without anything being wrong.
     assert sum(same) / len(same) >= 0.9
+
+
+def test_constrained_answers_through_the_server_are_one_of_the_two_phrases(served):
+    assert served.constrained["id"].tolist() == served.prompts["id"].tolist()
+    assert set(served.constrained["text"]) <= set(answer_phrases(TASK))
+    assert set(served.predictions["text"]) - set(answer_phrases(TASK))  # unconstrained, the text is free
 
 
 def spec(base_url: str, served_model: str, max_retries: int = 4) -> OpenAIModel:
