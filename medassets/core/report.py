@@ -18,7 +18,7 @@ h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bot
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0; }
 th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #e3e3e3; text-align: left; white-space: nowrap; }
 th { background: #f3f5f7; } p.note { color: #555; font-size: 0.85rem; max-width: 60rem; }
-img { max-width: 100%; }
+img { max-width: 100%; } div.scroll { overflow-x: auto; }
 """
 
 
@@ -62,7 +62,8 @@ def error_outcomes(labels: pd.DataFrame) -> pd.DataFrame:
 def _table(frame: pd.DataFrame, table_id: str) -> str:
     if frame.empty:
         return "<p class='note'>Nothing to show.</p>"
-    return frame.to_html(index=False, escape=True, border=0, table_id=table_id, na_rep="")
+    table = frame.to_html(index=False, escape=True, border=0, table_id=table_id, na_rep="")
+    return f"<div class='scroll'>{table}</div>"
 
 
 def render_report(
