@@ -50,7 +50,7 @@ class TaskRequests:
 
     ids: Sequence[str]
     prompt_hashes: Sequence[str]
-    requests: Sequence[Request]
+    requests: Sequence[Request]  # empty for a backend that generates nothing
 
 
 OnDone = Callable[[int, Generation], None]

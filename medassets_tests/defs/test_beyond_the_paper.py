@@ -38,7 +38,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @pytest.fixture(scope="module")
 def evaluated(make_workspace, tmp_path_factory):
-    datasets = small_datasets(tmp_path_factory.mktemp("small-data"), positives=6, negatives=12)
+    datasets = small_datasets(tmp_path_factory.mktemp("small-data"))
     workspace = make_workspace(REGISTRY, datasets=datasets)
     runs = [f"prepare_data:{task}" for task in TASK_KEYS] + ["prepare_embedded_model", "observe_models"]
     for model in MODELS:  # the ensemble last: it votes with the others' parsed labels
@@ -57,7 +57,16 @@ def metrics(workspace) -> pd.DataFrame:
     return pd.concat([frames(workspace, "metrics", model) for model in MODELS], ignore_index=True)
 
 
+def predictions_metadata(workspace, model: str) -> dict:
+    key = partition_key(model, TASK_KEYS[0])
+    return next(r["materializations"]["predictions"] for r in workspace.reports if key in r["materializations"].get("predictions", {}))
+
+
 def test_constrained_answers_are_always_one_of_the_two_phrases(evaluated):
+    """An ablation, labelled as one: the paper's free answers stay the default."""
+    assert {m["decoding"] for m in predictions_metadata(evaluated, CONSTRAINED).values()} == {"constrained"}
+    assert {m["decoding"] for m in predictions_metadata(evaluated, FREE).values()} == {"free"}
+    assert "Constrained decoding is an ablation, not the paper's method" in (evaluated.home / "reports" / "report.html").read_text()
     predictions = frames(evaluated, "predictions", CONSTRAINED)
     for task, part in predictions.groupby("task"):
         assert set(part["text"]) <= set(answer_phrases(task)), part["text"].unique()
@@ -71,8 +80,7 @@ def test_two_shot_prompts_carry_two_examples_before_each_question(evaluated):
     assert free["id"].tolist() == two_shot["id"].tolist() and free["prompt_hash"].tolist() == two_shot["prompt_hash"].tolist()
     # Each item's prompt is the same; two example turns and their answers come before it.
     assert (two_shot["prompt_tokens"].to_numpy() > free["prompt_tokens"].to_numpy() * 2).all()
-    key = partition_key(TWO_SHOT, TASK_KEYS[0])
-    metadata = next(r["materializations"]["predictions"] for r in evaluated.reports if key in r["materializations"].get("predictions", {}))
+    metadata = predictions_metadata(evaluated, TWO_SHOT)
     assert {m["shots"] for m in metadata.values()} == {2} and {m["shot_seed"] for m in metadata.values()} == {3}
 
 
