@@ -56,7 +56,7 @@ def test_a_writer_killed_midway_leaves_the_previous_file_or_none(tmp_path, what,
     if previous:
         write_previous(storage, what)
     before = sizes(final.parent)
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), what, "200000"], stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), what, "50000"], stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline() == "writing\n"
     deadline = time.monotonic() + 60
     while not (growing := {name: size for name, size in sizes(final.parent).items() if size and before.get(name) != size}):
