@@ -47,7 +47,9 @@ models:
   - name: {BASELINE}
     backend: baseline
 """
-# Where notes (or answers that may quote them) are kept, as the README names them.
+# Where notes are kept, as the README must name them: the data assets hold the notes; the
+# predictions, parsed_labels (answer and reasoning columns) and the response cache hold the
+# model's answers, which can quote a note.
 PHI_ASSETS = ("raw_dataset", "split", "prompts", "predictions", "parsed_labels")
 
 
