@@ -19,6 +19,7 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "json
 COLUMNS = ("id", "text", "label")
 DEFAULT_LABELS = {"1": 1, "0": 0}
 _SHOWN_ROWS = 5
+_SHOWN_VALUE_CHARS = 40  # a longer label or id value is not shown: it may be a note
 
 
 class DataError(ValueError):
@@ -140,6 +141,16 @@ def _cell_text(value) -> str:
     return str(value).strip()
 
 
+def _shown_values(what: str, values: pd.Series) -> str:
+    """A few of the distinct values, unless one is long enough to be free text: a column mapped
+    by mistake (the notes as labels) must not put notes into an error message."""
+    distinct = sorted({str(v) for v in values})
+    if any(len(v) > _SHOWN_VALUE_CHARS for v in distinct):
+        return (f"{what}: {len(distinct)} distinct, not shown as some are longer than {_SHOWN_VALUE_CHARS} "
+                "characters, like free text (is `columns` right?)")
+    return f"{what}: {distinct[:_SHOWN_ROWS]}"
+
+
 def load_dataset(source: DatasetSource) -> LoadedDataset:
     """Read, map and validate one dataset. Raises DataError unless `drop_bad_rows` is set."""
     raw = _read(source)
@@ -172,9 +183,9 @@ def load_dataset(source: DatasetSource) -> LoadedDataset:
         dropped.append(DroppedRows(problem, rows, ids[mask].tolist()))
         example = ""
         if field_name == "label":
-            example = f"; values seen: {sorted({str(v) for v in frame['label'][mask]})[:_SHOWN_ROWS]}"
+            example = "; " + _shown_values("values seen", frame["label"][mask])
         elif field_name == "id" and problem == "duplicate id":
-            example = f"; ids: {sorted(set(ids[mask]))[:_SHOWN_ROWS]}"
+            example = "; " + _shown_values("ids", ids[mask])
         messages.append(f"field {field_name!r}: {problem} in {_rows_text(rows)}{example}")
     if messages and not source.drop_bad_rows:
         raise DataError(

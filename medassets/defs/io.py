@@ -11,6 +11,9 @@ from partition key to DataFrame: one IO manager serves both.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import uuid
 from collections.abc import Sequence
 
@@ -82,13 +85,13 @@ class AssetStorage(ConfigurableResource):
         return self.url(self._asset_path(asset, parts))
 
     def write_bytes(self, relative: str, data: bytes) -> str:
-        """Writes a file under the root whole or not at all (a local file is renamed into place)."""
+        """Writes a file under the root whole or not at all: a local file is written under a
+        temporary name, synced and renamed into place, so a killed run leaves either the
+        previous file or the new one, never part of one."""
         fs, path = self._file(relative)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         if isinstance(fs, LocalFileSystem):
-            staging = f"{path}.partial-{uuid.uuid4().hex}"
-            fs.pipe_file(staging, data)
-            fs.mv(staging, path)
+            _write_local_file(path, data)
         else:  # an object store's put is atomic
             fs.pipe_file(path, data)
         return self.url(relative)
@@ -118,6 +121,30 @@ class AssetStorage(ConfigurableResource):
                 task = path.rsplit("/", 1)[1].removesuffix(".parquet")
                 found[(model, task)] = self.read(asset, [model, task])
         return found
+
+
+_FULL = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up", errno.EFBIG: "the file size limit is reached"}
+
+
+def _write_local_file(path: str, data: bytes) -> None:
+    """`data` at `path`, renamed into place once written and synced; a full disk (or quota, or
+    file-size limit) is a StorageError naming the file, with nothing left behind."""
+    staging = f"{path}.partial-{uuid.uuid4().hex}"  # never matches the *.parquet a reader looks for
+    try:
+        with open(staging, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(staging)
+        if exc.errno in _FULL:
+            raise StorageError(
+                f"{path}: cannot write {len(data):,} bytes: {_FULL[exc.errno]} ({exc.strerror}). Free space (or raise the "
+                "limit) and materialize the partition again; the previous file, if any, is unchanged."
+            ) from exc
+        raise
 
 
 def frames_by_partition(loaded: pd.DataFrame | dict[str, pd.DataFrame], keys: Sequence[str]) -> dict[str, pd.DataFrame]:

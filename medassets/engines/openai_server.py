@@ -133,8 +133,13 @@ class OpenAIServerEngine:
                 on_done(index, generation)
 
         with ThreadPoolExecutor(max_workers=self.spec.server.max_concurrency) as pool:
-            for future in [pool.submit(run, i) for i in range(len(requests))]:
-                future.result()
+            futures = [pool.submit(run, i) for i in range(len(requests))]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:  # a dead server: fail now, not after retrying every queued prompt
+                pool.shutdown(cancel_futures=True)
+                raise
 
     def close(self) -> None:
         self.client.close()

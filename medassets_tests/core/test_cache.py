@@ -1,5 +1,9 @@
 """The response cache: what was put comes back, across queries and connections, durably."""
 
+import subprocess
+import sys
+import time
+
 from medassets.core.cache import ResponseCache
 from medassets.core.generation import Generation
 
@@ -36,3 +40,40 @@ def test_each_answer_is_durable_as_soon_as_it_is_put(tmp_path):
     assert ResponseCache(path).get_many(["a"]) == {"a": answer("Yes.")}
     writer.close()
     assert ResponseCache(path).get_many(["a"]) == {"a": answer("Yes.")}
+
+
+# argv: cache file, writer name, the time.time() at which to start (so both open the file and write at once).
+WRITER = """
+import sys, time
+from pathlib import Path
+from medassets.core.cache import ResponseCache
+from medassets.core.generation import Generation
+path, name, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))
+cache = ResponseCache(path)
+first = time.time()
+for i in range(300):
+    cache.put(f"{name}-{i}", Generation(f"answer {i} of {name}", None, "stop", 1, 1))
+    cache.put("shared", Generation(name, None, "stop", 1, 1))
+cache.close()
+print(first, time.time())
+"""
+
+
+def test_two_processes_writing_the_sqlite_file_at_once_lose_nothing(tmp_path):
+    """Two writers, as two generation runs of different models, create the file and put their answers at once."""
+    path = tmp_path / "cache" / "responses.sqlite"
+    start = time.time() + 3  # both interpreters are up by then
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"writer{n}", str(start)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(2)]
+    outputs = [writer.communicate(timeout=120) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0], [err[-2000:] for _, err in outputs]
+    (first0, last0), (first1, last1) = ([float(t) for t in out.split()] for out, _ in outputs)
+    assert first0 < last1 and first1 < last0, "the two writers were meant to write at the same time"
+    cache = ResponseCache(path)
+    keys = [f"writer{n}-{i}" for n in range(2) for i in range(300)]
+    found = cache.get_many(keys + ["shared"])
+    cache.close()
+    assert len(found) == 601
+    assert all(found[f"writer{n}-{i}"] == Generation(f"answer {i} of writer{n}", None, "stop", 1, 1) for n in range(2) for i in range(300))
+    assert found["shared"].text in {"writer0", "writer1"}

@@ -247,3 +247,16 @@ def test_shipped_config_lists_every_task_and_each_file_loads():
         assert loaded.dropped == [], task
         assert len(loaded.frame) == 500, task
         assert set(loaded.frame["label"]) == {0, 1}, task
+
+
+def test_notes_mapped_as_labels_or_ids_stay_out_of_the_error(tmp_path):
+    """A column mapped by mistake puts notes where labels or ids belong: the error counts them, never quotes them."""
+    notes = [f"Pt seen today for follow-up, note number {i}, plan unchanged" for i in range(6)]
+    frame = pd.DataFrame({"note_id": ["a", "b", "c", "d", "e", "f"], "note_text": notes, "annotation": ["yes"] * 6})
+    path = write(frame, tmp_path / "notes.csv")
+    message = load_error(source(path, columns={"id": "note_id", "text": "note_text", "label": "note_text"}))
+    assert "values seen: 6 distinct, not shown" in message and "is `columns` right?" in message
+    frame["dup"] = notes[:3] * 2
+    message = load_error(source(write(frame, path), columns={"id": "dup", "text": "note_text", "label": "annotation"}))
+    assert "ids: 3 distinct, not shown" in message
+    assert not any(note in message for note in notes)
