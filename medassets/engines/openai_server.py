@@ -26,6 +26,18 @@ class ServerError(RuntimeError):
     """The server cannot serve this model."""
 
 
+def _status(response: httpx.Response) -> str:
+    """The status and the error's type, never the server's message: it can quote the request,
+    and so a clinical note."""
+    try:
+        error = response.json()
+        error = error.get("error", error) if isinstance(error, dict) else {}
+        kind = error.get("type") if isinstance(error, dict) else None
+    except ValueError:
+        kind = None
+    return f"HTTP {response.status_code}" + (f" ({kind})" if isinstance(kind, str) else "")
+
+
 class OpenAIBackend(GeneratingBackend):
     name = "openai"
 
@@ -73,7 +85,7 @@ class OpenAIServerEngine:
                 response = self.client.request(method, path, **kwargs)
                 if response.status_code not in _RETRYABLE_STATUS:
                     return response
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                problem = _status(response)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if attempt < retries:
@@ -111,7 +123,7 @@ class OpenAIServerEngine:
             body["structured_outputs"] = {"choice": list(request.choices)}  # a vLLM server extension
         response = self._request("POST", "/chat/completions", json=body)
         if response.status_code != 200:
-            raise ServerError(f"{self.base_url}/chat/completions: HTTP {response.status_code}: {response.text[:300]}")
+            raise ServerError(f"{self.base_url}/chat/completions: {_status(response)}; the server's log has its message")
         payload = response.json()
         choice = payload["choices"][0]
         message = choice["message"]
