@@ -1,6 +1,10 @@
 """The response cache: what was put comes back, across queries and connections, durably."""
 
-from medassets.core.cache import ResponseCache
+import re
+
+import pytest
+
+from medassets.core.cache import CacheError, ResponseCache
 from medassets.core.generation import Generation
 
 
@@ -36,3 +40,26 @@ def test_each_answer_is_durable_as_soon_as_it_is_put(tmp_path):
     assert ResponseCache(path).get_many(["a"]) == {"a": answer("Yes.")}
     writer.close()
     assert ResponseCache(path).get_many(["a"]) == {"a": answer("Yes.")}
+
+
+def test_a_file_that_is_not_a_database_names_the_file_and_the_fix(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    path.write_text("id,text,label\nthis is a CSV, not a cache\n" * 100)
+    with pytest.raises(CacheError) as info:
+        ResponseCache(path)
+    message = str(info.value)
+    assert str(path) in message and "not a readable SQLite database" in message
+    assert f"mv {path} {path}.damaged" in message
+
+
+def test_a_cache_damaged_after_it_was_opened_names_the_file_on_read(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    cache = ResponseCache(path)
+    for i in range(300):
+        cache.put(f"k{i}", answer(str(i) * 50))
+    cache.close()
+    data = bytearray(path.read_bytes())
+    data[4096:] = b"\xff" * (len(data) - 4096)  # keep the header page, overwrite the table's pages
+    path.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match=re.escape(str(path)) + ".*Move it aside"):
+        ResponseCache(path).get_many([f"k{i}" for i in range(300)])
