@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from medassets.core.datasets import DataError, DatasetSource, load_dataset
@@ -115,8 +115,9 @@ def test_delimited_files_of_tricky_cells_load_or_raise_data_error(fmt, data, dro
     load_or_data_error(content, fmt, encoding, drop)
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(content=jsonl_files(), drop=st.booleans())
+@example(content=b'{"id": "a", "text": ' + b"[" * 100_000 + b"}", drop=False)  # json.loads recurses
 def test_jsonl_files_of_any_json_load_or_raise_data_error(content, drop):
     load_or_data_error(content, "jsonl", "utf-8", drop)
 
