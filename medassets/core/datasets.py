@@ -154,7 +154,7 @@ def _read_delimited(source: DatasetSource, text: str, delimiter: str) -> _Table:
     # A long clinical note can exceed csv's default field limit (128 KiB); pandas has none.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    header, rows, lines, wrong = None, [], [], []
+    header, header_line, rows, lines, wrong = None, 0, [], [], []
     line = 0
     try:
         for record in reader:
@@ -162,9 +162,9 @@ def _read_delimited(source: DatasetSource, text: str, delimiter: str) -> _Table:
             if not record or (len(record) == 1 and not record[0].strip()):
                 continue  # a blank line
             if header is None:
-                header = record
+                header, header_line = record, first
             elif len(record) != len(header):
-                wrong.append(f"line {first}: {len(record)} fields")
+                wrong.append(f"line {first}: {len(record)} field{'s' if len(record) != 1 else ''}")
             else:
                 rows.append(record)
                 lines.append(first)
@@ -174,7 +174,7 @@ def _read_delimited(source: DatasetSource, text: str, delimiter: str) -> _Table:
         raise DataError(f"{source.path}: the file is empty; expected a header line and data rows")
     if wrong:
         raise DataError(
-            f"{source.path}: the header (line 1) has {len(header)} fields, but "
+            f"{source.path}: the header (line {header_line}) has {len(header)} fields, but "
             + ", ".join(wrong[:_SHOWN_ROWS]) + (f" and {len(wrong) - _SHOWN_ROWS} more" if len(wrong) > _SHOWN_ROWS else "")
             + f" ({len(wrong)} line{'s' if len(wrong) > 1 else ''} in all); quote fields that hold the delimiter"
         )
