@@ -2,6 +2,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 3000
+# The UI has no login: it listens on this machine only unless UI_HOST says otherwise
+# (`make ui UI_HOST=0.0.0.0` on a machine whose network you trust).
+UI_HOST ?= 127.0.0.1
 
 .PHONY: install browser postgres run test ui clean
 
@@ -34,7 +37,7 @@ test: install browser postgres
 	$(BIN)/python -m pytest
 
 ui: install
-	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(PORT)
 
 clean:
 	rm -rf $(VENV) .dagster .medassets

@@ -18,11 +18,19 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import settings
 from support import TOKEN_VARIABLE, postgres_server, processes_with_token
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("dagster_runs.py")
 _numbers = itertools.count()
+
+
+# Property-based tests run the same examples on every run (CI stays deterministic), keep no
+# example database in the repository, and have no per-example deadline on a loaded machine;
+# each test sets its own bounded max_examples.
+settings.register_profile("medassets", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.load_profile("medassets")
 
 
 def pytest_configure(config):

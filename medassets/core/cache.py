@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,19 +52,37 @@ class ResponseCache(_SQLCache):
     """The cache in a SQLite file."""
 
     def __init__(self, path: Path):
+        self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)")
-        self._db.commit()
+        with self._named_errors():
+            self._db = sqlite3.connect(path, check_same_thread=False, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)")
+            self._db.commit()
+
+    @contextmanager
+    def _named_errors(self):
+        """SQLite's errors name no file: name it, and for a damaged file say what to do."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:  # cannot open, locked past the timeout, disk full
+            raise CacheError(f"{self._path}: the response cache cannot be used: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+            raise CacheError(
+                f"{self._path}: the response cache is not a readable SQLite database ({exc}). Move it aside "
+                f"(mv {self._path} {self._path}.damaged); the next run starts an empty cache and generates "
+                "the answers again."
+            ) from exc
 
     def _rows(self, sql, params):
-        return self._db.execute(sql, params).fetchall()
+        with self._named_errors():
+            return self._db.execute(sql, params).fetchall()
 
     def _write(self, sql, params):
-        self._db.execute(sql, params)
-        self._db.commit()
+        with self._named_errors():
+            self._db.execute(sql, params)
+            self._db.commit()
 
     def close(self) -> None:
         self._db.close()

@@ -1,11 +1,22 @@
 """Loading a task's dataset from the user's file into the columns `id`, `text`, `label`.
 
 Bad input is an error naming the file, the field and the rows (1-based data rows, header
-not counted). With `drop_bad_rows` the bad rows are dropped instead, and reported back.
+not counted; in a text file also its physical lines). With `drop_bad_rows` the bad rows are
+dropped instead, and reported back. A file with no data rows is an error.
+
+CSV and TSV are read with Python's `csv` module, strictly, so that a line with the wrong
+number of fields is named by its own line (pandas would shift a row with one field too many
+into its index and blame every row's label); JSONL one line at a time, for the same reason.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import json
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +28,10 @@ from medassets.tasks import TASKS
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 COLUMNS = ("id", "text", "label")
-DEFAULT_LABELS = {"1": 1, "0": 0}
+# Labels written as 1.0/0.0 (a spreadsheet's export) are read as 1/0 whatever the mapping, so
+# the default also accepts the booleans true/false (JSON, Parquet, a TRUE/FALSE column).
+DEFAULT_LABELS = {"1": 1, "0": 0, "true": 1, "false": 0}
+DEFAULT_ENCODING = "utf-8"
 _SHOWN_ROWS = 5
 _SHOWN_VALUE_CHARS = 40  # a longer label or id value is not shown: it may be a note
 
@@ -34,6 +48,7 @@ class DatasetSource:
     labels: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LABELS))
     drop_bad_rows: bool = False
     preview: bool = False  # show a few rows in metadata (never on by default for user data)
+    encoding: str = DEFAULT_ENCODING  # of a CSV, TSV or JSONL file; a UTF-8 byte-order mark is skipped
 
     def resolved_format(self) -> str:
         fmt = self.format or _EXTENSIONS.get(self.path.suffix.lower())
@@ -73,7 +88,7 @@ def _label_names(key) -> tuple[str, ...]:
 
 def source_from_mapping(task: str, entry: dict, base: Path, where: str) -> DatasetSource:
     """A task's source from its config entry; relative paths are read from `base`."""
-    known = {"path", "format", "columns", "labels", "drop_bad_rows", "preview"}
+    known = {"path", "format", "columns", "labels", "drop_bad_rows", "preview", "encoding"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise DataError(f"{where}: task {task!r}: unknown field(s) {unknown}; known: {sorted(known)}")
@@ -87,6 +102,11 @@ def source_from_mapping(task: str, entry: dict, base: Path, where: str) -> Datas
     }
     if set(labels.values()) != {0, 1}:
         raise DataError(f"{where}: task {task!r}: `labels` must map values to both 1 and 0")
+    encoding = entry.get("encoding") or DEFAULT_ENCODING
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise DataError(f"{where}: task {task!r}: `encoding`: unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
     path = Path(entry["path"])
     return DatasetSource(
         path=path if path.is_absolute() else base / path,
@@ -95,6 +115,7 @@ def source_from_mapping(task: str, entry: dict, base: Path, where: str) -> Datas
         labels=labels,
         drop_bad_rows=bool(entry.get("drop_bad_rows", False)),
         preview=bool(entry.get("preview", False)),
+        encoding=encoding,
     )
 
 
@@ -111,26 +132,98 @@ def read_dataset_config(config_path: Path) -> dict[str, dict]:
     return {task: dict(entry or {}) for task, entry in entries.items()}
 
 
-def _read(source: DatasetSource) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Table:
+    frame: pd.DataFrame  # the file's columns, as read
+    lines: list[int] | None  # each row's first physical line (text formats)
+
+
+def _decode(source: DatasetSource, data: bytes) -> str:
+    encoding = "utf-8-sig" if codecs.lookup(source.encoding).name == "utf-8" else source.encoding
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{source.path}: line {line}: not {source.encoding} text (byte 0x{data[exc.start]:02x}); "
+            "if the file is in another encoding, set `encoding` in the task's dataset entry (datasets.yaml or "
+            "raw_dataset's run config), e.g. encoding: cp1252"
+        ) from None
+
+
+def _read_delimited(source: DatasetSource, text: str, delimiter: str) -> _Table:
+    # A long clinical note can exceed csv's default field limit (128 KiB); pandas has none.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header, header_line, rows, lines, wrong = None, 0, [], [], []
+    line = 0
+    try:
+        for record in reader:
+            first, line = line + 1, reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # a blank line
+            if header is None:
+                header, header_line = record, first
+            elif len(record) != len(header):
+                wrong.append(f"line {first}: {len(record)} field{'s' if len(record) != 1 else ''}")
+            else:
+                rows.append(record)
+                lines.append(first)
+    except csv.Error as exc:
+        raise DataError(f"{source.path}: line {reader.line_num}: cannot read as {source.resolved_format()}: {exc}") from None
+    if header is None:
+        raise DataError(f"{source.path}: the file is empty; expected a header line and data rows")
+    if wrong:
+        raise DataError(
+            f"{source.path}: the header (line {header_line}) has {len(header)} fields, but "
+            + ", ".join(wrong[:_SHOWN_ROWS]) + (f" and {len(wrong) - _SHOWN_ROWS} more" if len(wrong) > _SHOWN_ROWS else "")
+            + f" ({len(wrong)} line{'s' if len(wrong) > 1 else ''} in all); quote fields that hold the delimiter"
+        )
+    return _Table(pd.DataFrame(rows, columns=header, dtype=object), lines)
+
+
+def _read_jsonl(source: DatasetSource, text: str) -> _Table:
+    records, lines = [], []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise DataError(f"{source.path}: line {number}: cannot read as jsonl, not a JSON object: {exc}") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{source.path}: line {number}: cannot read as jsonl, a {type(record).__name__} is not a JSON object")
+        records.append(record)
+        lines.append(number)
+    if not records:
+        raise DataError(f"{source.path}: the file is empty; expected one JSON object per line")
+    return _Table(pd.DataFrame.from_records(records), lines)
+
+
+def _read(source: DatasetSource) -> _Table:
     path, fmt = source.path, source.resolved_format()
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    try:
-        if fmt in ("csv", "tsv"):
-            return pd.read_csv(
-                path, sep="," if fmt == "csv" else "\t", dtype=str, keep_default_na=False
-            )
-        if fmt == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
-        return pd.read_parquet(path)
-    except Exception as exc:  # the parsers raise many kinds; all mean "unreadable"
-        raise DataError(f"{path}: cannot read as {fmt}: {exc}") from exc
+    if fmt == "parquet":
+        try:
+            return _Table(pd.read_parquet(path), None)
+        except Exception as exc:  # pyarrow raises many kinds; all mean "unreadable"
+            raise DataError(f"{path}: cannot read as {fmt}: {exc}") from exc
+    text = _decode(source, path.read_bytes())
+    return _read_jsonl(source, text) if fmt == "jsonl" else _read_delimited(source, text, "," if fmt == "csv" else "\t")
 
 
-def _rows_text(rows: list[int]) -> str:
+def _rows_text(rows: list[int], lines: list[int] | None) -> str:
     shown = ", ".join(str(r) for r in rows[:_SHOWN_ROWS])
     more = f" and {len(rows) - _SHOWN_ROWS} more" if len(rows) > _SHOWN_ROWS else ""
-    return f"row{'s' if len(rows) > 1 else ''} {shown}{more} ({len(rows)} in all)"
+    text = f"row{'s' if len(rows) > 1 else ''} {shown}{more} ({len(rows)} in all)"
+    if lines is not None:  # a text file: where an editor shows them (a quoted field may span lines)
+        text += f" on line{'s' if len(rows) > 1 else ''} {', '.join(str(lines[r - 1]) for r in rows[:_SHOWN_ROWS])}"
+    return text
+
+
+def _missing(value) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and pd.isna(value))
 
 
 def _cell_text(value) -> str:
@@ -151,26 +244,43 @@ def _shown_values(what: str, values: pd.Series) -> str:
     return f"{what}: {distinct[:_SHOWN_ROWS]}"
 
 
+_INTEGRAL_DECIMAL = re.compile(r"[+-]?\d+\.0*")
+
+
+def _label_key(value) -> str:
+    """A label cell as the mapping's keys are written: lower case, 1.0 as 1, a boolean as true/false."""
+    text = _cell_text(value).lower()
+    return text.split(".")[0].lstrip("+") if _INTEGRAL_DECIMAL.fullmatch(text) else text
+
+
 def load_dataset(source: DatasetSource) -> LoadedDataset:
     """Read, map and validate one dataset. Raises DataError unless `drop_bad_rows` is set."""
-    raw = _read(source)
+    table = _read(source)
+    raw = table.frame
     missing = [f"{field!r} (column {col!r})" for field, col in source.columns.items() if col not in raw.columns]
     if missing:
         raise DataError(
             f"{source.path}: missing {', '.join(missing)}; the file has columns {list(raw.columns)}"
         )
+    repeated = sorted({col for col in source.columns.values() if list(raw.columns).count(col) > 1})
+    if repeated:
+        raise DataError(f"{source.path}: the header names column(s) {repeated} more than once")
+    if raw.empty:
+        raise DataError(f"{source.path}: no data rows, only the header; expected one row per item")
     frame = pd.DataFrame(
         {field: raw[col] for field, col in source.columns.items()}
     ).reset_index(drop=True)
     row_numbers = pd.Series(range(1, len(frame) + 1))
-    ids = frame["id"].map(lambda v: "" if v is None or pd.isna(v) else _cell_text(v))
-    texts = frame["text"].map(lambda v: "" if v is None or pd.isna(v) else str(v))
-    labels = frame["label"].map(lambda v: source.labels.get(_cell_text(v).lower()))
+    single = {name: frame[name].map(pd.api.types.is_scalar) for name in COLUMNS}
+    ids = frame["id"].map(lambda v: "" if not pd.api.types.is_scalar(v) or _missing(v) else _cell_text(v))
+    texts = frame["text"].map(lambda v: "" if not pd.api.types.is_scalar(v) or _missing(v) else str(v))
+    labels = frame["label"].map(lambda v: source.labels.get(_label_key(v)) if pd.api.types.is_scalar(v) else None)
 
     problems = [
-        ("id", "empty id", ids == ""),
-        ("text", "empty or whitespace-only text", texts.str.strip() == ""),
-        ("label", f"label outside the mapping {sorted(source.labels)}", labels.isna()),
+        *((name, "a list or object, not a single value", ~single[name]) for name in COLUMNS),
+        ("id", "empty id", (ids == "") & single["id"]),
+        ("text", "empty or whitespace-only text", (texts.str.strip() == "") & single["text"]),
+        ("label", f"label outside the mapping {sorted(source.labels)}", labels.isna() & single["label"]),
         ("id", "duplicate id", ids.duplicated(keep="first") & (ids != "")),
     ]
     bad = pd.Series(False, index=frame.index)
@@ -182,16 +292,18 @@ def load_dataset(source: DatasetSource) -> LoadedDataset:
         bad |= mask
         dropped.append(DroppedRows(problem, rows, ids[mask].tolist()))
         example = ""
-        if field_name == "label":
+        if field_name == "label" and problem.startswith("label"):
             example = "; " + _shown_values("values seen", frame["label"][mask])
         elif field_name == "id" and problem == "duplicate id":
             example = "; " + _shown_values("ids", ids[mask])
-        messages.append(f"field {field_name!r}: {problem} in {_rows_text(rows)}{example}")
+        messages.append(f"field {field_name!r}: {problem} in {_rows_text(rows, table.lines)}{example}")
     if messages and not source.drop_bad_rows:
         raise DataError(
             f"{source.path}: " + "; ".join(messages)
             + " (set drop_bad_rows to drop them, with the count and ids recorded)"
         )
+    if bad.all():
+        raise DataError(f"{source.path}: every row is bad, nothing is left after drop_bad_rows: " + "; ".join(messages))
     clean = pd.DataFrame({"id": ids, "text": texts, "label": labels})[~bad]
     clean = clean.astype({"id": "string", "text": "string", "label": "int64"})
     return LoadedDataset(clean.reset_index(drop=True), dropped)

@@ -247,7 +247,7 @@ def _field_path(location: tuple) -> str:
 
 def _entry_error(error: ValidationError, node: yaml.MappingNode, backend: Any, where: str, name: str) -> RegistryError:
     first = error.errors()[0]
-    found, model = _locate(node, first["loc"], ENTRY_TYPES.get(backend))
+    found, model = _locate(node, first["loc"], ENTRY_TYPES.get(backend) if isinstance(backend, str) else None)
     prefix = f"{where}:{_line(found)}: model {name!r}:"
     field = _field_path(first["loc"])
     if first["type"] == "extra_forbidden":
@@ -263,14 +263,18 @@ def _entry_error(error: ValidationError, node: yaml.MappingNode, backend: Any, w
 def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]:
     try:
         root = yaml.compose(text)
-    except yaml.YAMLError as exc:
+        document = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, IndexError, RecursionError) as exc:  # a bad !!int, !!float or date; deep nesting
         raise RegistryError(f"{where}: not valid YAML: {exc}") from exc
     if root is None:
         return {}
-    document = yaml.safe_load(text)
     if not isinstance(document, dict) or set(document) - {"models"}:
         raise RegistryError(f"{where}:1: the registry is a mapping with one key, `models`")
-    models_node = next(value for key, value in root.value if key.value == "models")
+    models_node = next((value for key, value in root.value if key.value == "models"), None)
+    if models_node is None:  # `{}`, or `models` given only through a merge key (`<<:`)
+        if document:
+            raise RegistryError(f"{where}:1: the registry is a mapping with one key, `models`")
+        return {}
     if not isinstance(models_node, yaml.SequenceNode):
         raise RegistryError(f"{where}:{_line(models_node)}: `models` must be a list")
     specs: dict[str, ModelSpec] = {}
@@ -280,7 +284,7 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
         if not isinstance(entry, dict) or not isinstance(node, yaml.MappingNode):
             raise RegistryError(f"{where}:{line}: each model is a mapping")
         name = entry.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise RegistryError(
                 f"{where}:{line}: `name` is required: letters, digits, '.', '_' or '-', "
                 f"at most 63 characters (it is the model partition key)"
@@ -310,8 +314,8 @@ def _check_members(ensemble: EnsembleModel, specs: dict[str, ModelSpec], prefix:
 
 def load_registry(path: Path) -> dict[str, ModelSpec]:
     try:
-        text = path.read_text()
-    except OSError as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{path}: cannot read the model registry: {exc}") from exc
     return parse_registry(text, str(path))
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import uuid
 from collections.abc import Sequence
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
 from dagster import ConfigurableIOManager, ConfigurableResource, InitResourceContext, InputContext, MultiPartitionsDefinition, OutputContext
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import Field
@@ -104,9 +106,15 @@ class AssetStorage(ConfigurableResource):
         self.write_bytes(self._asset_path(asset, parts), frame.to_parquet(engine="pyarrow", index=False))
 
     def read(self, asset: str, parts: Sequence[str]) -> pd.DataFrame:
-        fs, path = self._file(self._asset_path(asset, parts))
-        with fs.open(path, "rb") as handle:
-            return pd.read_parquet(handle, engine="pyarrow")
+        data = self.read_bytes(self._asset_path(asset, parts))
+        try:
+            return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+        except (pa.ArrowException, ValueError, OSError) as exc:  # truncated, overwritten, not Parquet
+            partition = f"partition {'|'.join(parts)!r} of " if parts else ""
+            raise StorageError(
+                f"{self.path(asset, parts)}: not a readable Parquet file ({exc}). Re-materialize {partition}"
+                f"the asset {asset!r}; the new file replaces this one."
+            ) from exc
 
     def exists(self, asset: str, parts: Sequence[str]) -> bool:
         fs, path = self._file(self._asset_path(asset, parts))

@@ -1,10 +1,13 @@
 """The response cache: what was put comes back, across queries and connections, durably."""
 
+import re
 import subprocess
 import sys
 import time
 
-from medassets.core.cache import ResponseCache
+import pytest
+
+from medassets.core.cache import CacheError, ResponseCache
 from medassets.core.generation import Generation
 
 
@@ -77,3 +80,26 @@ def test_two_processes_writing_the_sqlite_file_at_once_lose_nothing(tmp_path):
     assert len(found) == 601
     assert all(found[f"writer{n}-{i}"] == Generation(f"answer {i} of writer{n}", None, "stop", 1, 1) for n in range(2) for i in range(300))
     assert found["shared"].text in {"writer0", "writer1"}
+
+
+def test_a_file_that_is_not_a_database_names_the_file_and_the_fix(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    path.write_text("id,text,label\nthis is a CSV, not a cache\n" * 100)
+    with pytest.raises(CacheError) as info:
+        ResponseCache(path)
+    message = str(info.value)
+    assert str(path) in message and "not a readable SQLite database" in message
+    assert f"mv {path} {path}.damaged" in message
+
+
+def test_a_cache_damaged_after_it_was_opened_names_the_file_on_read(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    cache = ResponseCache(path)
+    for i in range(300):
+        cache.put(f"k{i}", answer(str(i) * 50))
+    cache.close()
+    data = bytearray(path.read_bytes())
+    data[4096:] = b"\xff" * (len(data) - 4096)  # keep the header page, overwrite the table's pages
+    path.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match=re.escape(str(path)) + ".*Move it aside"):
+        ResponseCache(path).get_many([f"k{i}" for i in range(300)])

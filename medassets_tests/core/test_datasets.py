@@ -131,12 +131,15 @@ def test_unknown_extension(tmp_path):
     assert "unknown format" in message and ".xlsx" in message
 
 
-@pytest.mark.parametrize("fmt", ("parquet", "jsonl"))
-def test_unreadable_file(tmp_path, fmt):
+@pytest.mark.parametrize(
+    "fmt, content, where",
+    [("parquet", bytes(range(256)) * 8, ""), ("jsonl", b'{"note_id": "a"}\nnot json\n', "line 2: "), ("jsonl", b'{"a": 1}\n[1, 2]\n', "line 2: ")],
+)
+def test_unreadable_file(tmp_path, fmt, content, where):
     path = tmp_path / f"notes.{fmt}"
-    path.write_bytes(bytes(range(256)) * 8)
+    path.write_bytes(content)
     message = load_error(source(path))
-    assert f"cannot read as {fmt}" in message
+    assert f"{where}cannot read as {fmt}" in message
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -260,3 +263,112 @@ def test_notes_mapped_as_labels_or_ids_stay_out_of_the_error(tmp_path):
     message = load_error(source(write(frame, path), columns={"id": "dup", "text": "note_text", "label": "annotation"}))
     assert "ids: 3 distinct, not shown" in message
     assert not any(note in message for note in notes)
+
+
+# --- inputs other tools export -------------------------------------------------------------
+
+HEADER_ONLY = {"csv": b"note_id,note_text,annotation\n", "tsv": b"note_id\tnote_text\tannotation\n"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_file_without_data_rows_is_an_error(tmp_path, fmt):
+    path = tmp_path / f"notes.{fmt}"
+    if fmt == "parquet":
+        write(note_frame([], [], []), path)
+    else:
+        path.write_bytes(HEADER_ONLY.get(fmt, b"\n"))
+    message = load_error(source(path))
+    assert "no data rows" in message or "the file is empty" in message
+
+
+@pytest.mark.parametrize("fmt", ("csv", "tsv"))
+def test_an_empty_text_file_is_an_error(tmp_path, fmt):
+    path = tmp_path / f"notes.{fmt}"
+    path.write_bytes(b"")
+    assert "the file is empty" in load_error(source(path))
+
+
+@pytest.mark.parametrize(
+    "lines, blamed",
+    [
+        # pandas takes a first row with one field too many as an index and blames every label
+        (['a,"one",yes,extra', "b,two,no", "c,three,yes"], "line 2: 4 fields"),
+        # a quoted line break before it: the physical line, not the record's number
+        (["a,one,yes", 'b,"two\nlines\nof note",no', "c,three,yes,extra"], "line 6: 4 fields"),
+        (["a,one,yes", "b,two", "c,three,yes"], "line 3: 2 fields"),
+    ],
+)
+def test_a_line_with_the_wrong_number_of_fields_is_named_by_its_physical_line(tmp_path, lines, blamed):
+    path = tmp_path / "notes.csv"
+    path.write_text("\n".join(["note_id,note_text,annotation", *lines]) + "\n")
+    message = load_error(source(path))
+    assert "the header (line 1) has 3 fields" in message
+    assert blamed in message and "(1 line in all)" in message
+
+
+def test_row_errors_name_the_physical_lines_of_a_text_file(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text('note_id,note_text,annotation\na,"two\nlines",yes\nb,ok,no\nc,bad,maybe\n')
+    message = load_error(source(path))
+    assert "field 'label'" in message and "row 3 (1 in all) on line 5" in message
+
+
+def test_a_file_not_in_utf8_names_the_line_and_the_encoding_field(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_bytes("note_id,note_text,annotation\na,plain,yes\nb,café — naïve,no\n".encode("cp1252"))
+    message = load_error(source(path))
+    assert "line 3" in message and "not utf-8 text" in message
+    assert "`encoding`" in message and "byte 0xe9" in message
+    frame = load_dataset(source(path, encoding="cp1252")).frame
+    assert frame["text"].tolist() == ["plain", "café — naïve"]
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_bytes("note_id,note_text,annotation\na,x,yes\n".encode("utf-8-sig"))
+    assert load_dataset(source(path)).frame["id"].tolist() == ["a"]
+
+
+def test_an_unknown_encoding_names_the_field(tmp_path):
+    with pytest.raises(DataError, match=r"where\.yaml: task 'breast_cancer': `encoding`: unknown encoding 'utf-9'"):
+        source_from_mapping("breast_cancer", {"path": "a.csv", "encoding": "utf-9"}, tmp_path, "where.yaml")
+
+
+def test_decimal_and_boolean_labels_are_read_by_default(tmp_path):
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("id,text,label\na,x,1.0\nb,y,0.0\nc,z,TRUE\nd,w,false\ne,v,1\n")
+    assert load_dataset(DatasetSource(csv_path)).frame["label"].tolist() == [1, 0, 1, 0, 1]
+    jsonl_path = tmp_path / "d.jsonl"
+    jsonl_path.write_text('{"id": "a", "text": "x", "label": true}\n{"id": "b", "text": "y", "label": false}\n')
+    assert load_dataset(DatasetSource(jsonl_path)).frame["label"].tolist() == [1, 0]
+    parquet = write(pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"], "label": [False, True]}), tmp_path / "d.parquet")
+    assert load_dataset(DatasetSource(parquet)).frame["label"].tolist() == [0, 1]
+
+
+def test_a_decimal_label_that_is_not_integral_or_not_in_the_mapping_is_still_an_error(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("id,text,label\na,x,1.5\nb,y,0.0\n")
+    assert "field 'label'" in load_error(DatasetSource(path)) and "row 1 (1 in all)" in load_error(DatasetSource(path))
+    path.write_text("note_id,note_text,annotation\na,x,1.0\nb,y,no\n")
+    message = load_error(source(path))  # a yes/no mapping does not take 1.0
+    assert "field 'label'" in message and "row 1 (1 in all) on line 2" in message and "values seen: ['1.0']" in message
+
+
+def test_a_list_in_a_jsonl_field_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "a", "text": "x", "label": 1}\n{"id": ["b"], "text": {"t": 1}, "label": 0}\n')
+    message = load_error(DatasetSource(path))
+    assert "field 'id': a list or object, not a single value in row 2 (1 in all) on line 2" in message
+    assert "field 'text': a list or object" in message
+
+
+def test_a_repeated_mapped_column_is_an_error(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("id,text,text,label\na,x,y,1\n")
+    assert "['text'] more than once" in load_error(DatasetSource(path))
+
+
+def test_drop_bad_rows_that_would_drop_every_row_is_an_error(tmp_path):
+    path = write(note_frame(["a", "b"], ["x", "y"], ["maybe", "unsure"]), tmp_path / "notes.csv")
+    message = load_error(source(path, drop_bad_rows=True))
+    assert "every row is bad" in message and "field 'label'" in message

@@ -2,10 +2,11 @@
 which reads other assets' partitions itself, follows it."""
 
 import pandas as pd
+import pytest
 from dagster import DagsterInstance, Definitions
 
 from medassets.definitions import defs
-from medassets.defs.io import AssetStorage, ParquetIOManager
+from medassets.defs.io import AssetStorage, ParquetIOManager, StorageError
 from medassets.defs.partitions import partition_key
 
 TASK = "breast_cancer"
@@ -47,3 +48,16 @@ def test_storage_paths_and_one_models_partitions(tmp_path):
     storage.write("metrics", ["m", "t"], frame)
     storage.write("metrics", ["other", "t"], frame)
     assert list(storage.read_model_task_frames("metrics", ["m"])) == [("m", "t")]
+
+
+def test_a_truncated_partition_file_names_the_file_and_the_partition_to_rematerialize(tmp_path):
+    storage = AssetStorage(root_url=str(tmp_path))
+    storage.write("predictions", [MODEL, TASK], pd.DataFrame({"id": [f"r{i}" for i in range(100)], "answer": ["yes"] * 100}))
+    path = storage.path("predictions", [MODEL, TASK])
+    with open(path, "r+b") as handle:  # a write cut short, as by a full disk or a copy stopped halfway
+        handle.truncate(handle.seek(0, 2) // 2)
+    with pytest.raises(StorageError) as info:
+        storage.read("predictions", [MODEL, TASK])
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a readable Parquet file")
+    assert f"Re-materialize partition '{partition_key(MODEL, TASK)}' of the asset 'predictions'" in message

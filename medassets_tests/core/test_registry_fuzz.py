@@ -1,0 +1,116 @@
+"""Property-based tests of the model registry, with hypothesis: random text, random bytes in a
+file and random YAML documents shaped like a registry (lists and dicts of models with real and
+made-up fields holding any values) give the registered models or raise RegistryError, never
+another exception. Examples are derandomized (medassets_tests/conftest.py)."""
+
+import re
+import tempfile
+from pathlib import Path
+
+import yaml
+from hypothesis import event, example, given, settings
+from hypothesis import strategies as st
+
+from medassets.core.registry import ENTRY_TYPES, RegistryError, load_registry, parse_registry
+
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+FIELDS = sorted({name for entry in ENTRY_TYPES.values() for name in entry.model_fields} | {"api_key", "extra"})
+NESTED_FIELDS = ["embedded", "path", "hub", "revision", "base_url", "api_key_env", "max_tokens", "temperature", "top_p", "stop", "key", "node_selector", "tolerations"]
+
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.sampled_from(
+    ["vllm", "openai", "baseline", "m", "smollm2-135m-instruct", "main", "a b", "0.5", "-1", "", "m\n", "\x00"]
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(NESTED_FIELDS) | st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def mostly(likely, other):
+    """`likely` four times in five, else `other`."""
+    return st.sampled_from([likely] * 4 + [other]).flatmap(lambda strategy: strategy)
+
+
+NAMES = mostly(st.from_regex(NAME_RULE, fullmatch=True), st.sampled_from(["x" * 64, "m\n", " m", "-m", "é", ""]) | st.text(max_size=8))
+LIKELY = {  # entries close to valid, so that some parse and the rest fail on one field
+    "source": mostly(st.sampled_from([{"embedded": "smollm2-135m-instruct"}, {"path": "/w"}, {"hub": "o/m", "revision": "main"}]), VALUES),
+    "seed": mostly(st.integers(), VALUES),
+    "reasoning": st.booleans(),
+    "sampling": st.fixed_dictionaries({}, optional={"temperature": st.floats(), "max_tokens": st.integers(), "stop": st.lists(st.text(max_size=3))}),
+    "server": st.fixed_dictionaries({}, optional={"api_key_env": st.text(max_size=6), "max_concurrency": st.integers(), "api_key": st.text(max_size=6)}),
+    "kubernetes": st.fixed_dictionaries({}, optional={"node_selector": st.dictionaries(st.text(max_size=3), st.text(max_size=3)), "tolerations": mostly(st.lists(st.dictionaries(st.sampled_from(["key", "operator"]), st.text(max_size=3))), VALUES)}),
+}
+NEAR_VALID = st.fixed_dictionaries(
+    {"name": NAMES, "backend": mostly(st.sampled_from(["vllm", "openai", "baseline"]), VALUES), "source": LIKELY["source"]},
+    optional={key: value for key, value in LIKELY.items() if key != "source"},
+)
+ENTRIES = st.sampled_from([NEAR_VALID] * 8 + [st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), VALUES, max_size=6), VALUES]).flatmap(
+    lambda strategy: strategy
+)
+DOCUMENTS = st.one_of(
+    st.fixed_dictionaries({"models": mostly(st.lists(ENTRIES, max_size=3), VALUES)}),
+    st.dictionaries(st.sampled_from(["models", "model", "tasks"]) | st.text(max_size=4), VALUES, max_size=3),
+    VALUES,
+)
+
+# YAML that loaders trip on: tags, anchors and merge keys, unhashable keys, bad timestamps,
+# several documents, deep nesting.
+YAML_PIECES = st.sampled_from(
+    [
+        "models:", "\n", "  - ", "name: m", "backend: vllm", "source: {embedded: x}", "- ", "{", "}", "[", "]",
+        ": ", "? ", "&a ", "*a", "<<: *a", "<<: {models: []}", "!!python/object:os.system ", "!!binary ", "!!int x",
+        "!!float ", "2001-02-30", "2001-13-01 25:00:00", "---\n", "...\n", "'", '"', "#", "\t", "%YAML 1.1\n", "!x ",
+        "? [a, b]\n: 1\n", "[" * 60, "]" * 60, "\x00", "\ufeff", "\u2028", "models: ", "name: ",
+    ]
+)
+
+
+def parse_or_registry_error(text: str) -> None:
+    try:
+        models = parse_registry(text, "fuzz.yaml")
+    except RegistryError as exc:
+        assert str(exc).startswith("fuzz.yaml")
+        event("RegistryError")
+        return
+    event("parsed" if models else "parsed, empty")
+    for name, spec in models.items():
+        assert name == spec.name and NAME_RULE.fullmatch(name), name
+
+
+@settings(max_examples=500)
+@given(text=st.text())
+def test_random_text_parses_or_raises_registry_error(text):
+    parse_or_registry_error(text)
+
+
+@settings(max_examples=300)
+@given(pieces=st.lists(YAML_PIECES | st.text(max_size=5), max_size=12))
+@example(pieces=["models: !!python/object:os.system x"])
+@example(pieces=["<<: {models: []}"])
+@example(pieces=["models:\n  - name: m\n    backend: [vllm]\n"])
+@example(pieces=["models:\n  - name: m\n    source: {hub: x, revision: 2001-02-30}\n"])
+@example(pieces=["models:\n  - name: m\n    ? [a]\n    : 1\n"])
+@example(pieces=["models: " + "[" * 2000 + "]" * 2000])
+def test_yaml_made_of_tricky_pieces_parses_or_raises_registry_error(pieces):
+    parse_or_registry_error("".join(pieces))
+
+
+@settings(max_examples=300)
+@given(document=DOCUMENTS)
+@example(document={})
+@example(document={"models": [{"name": "m\n", "backend": "baseline"}]})  # `$` matches before a final newline
+def test_registry_shaped_documents_parse_or_raise_registry_error(document):
+    parse_or_registry_error(yaml.safe_dump(document, allow_unicode=True))
+
+
+@settings(max_examples=200)
+@given(content=st.binary(max_size=300) | st.text().map(lambda t: t.encode("utf-16")))
+def test_a_registry_file_of_any_bytes_loads_or_raises_registry_error(content):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "models.yaml"
+        path.write_bytes(content)
+        try:
+            load_registry(path)
+        except RegistryError as exc:
+            assert str(path) in str(exc)
