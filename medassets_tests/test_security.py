@@ -25,8 +25,8 @@ import pytest
 from support import TOKEN_VARIABLE, free_port, processes_with_token, server_process
 
 from medassets.core.cache import ResponseCache
-from medassets.core.generation import AnswerSettings, build_messages, cache_key
-from medassets.core.prompts import render_prompts
+from medassets.core.generation import AnswerSettings, Request, cache_key
+from medassets.core.prompts import conversation, render_prompts, variant_prompts
 from medassets.core.registry import HubSource, RegistryError, VLLMModel, parse_registry
 from medassets.engines.openai_server import OpenAIBackend
 from medassets.engines.vllm_offline import VLLMBackend
@@ -159,12 +159,14 @@ def test_the_key_comes_from_the_named_variable_and_leaks_nowhere(keyed_server, m
     spec = openai_entry(keyed_server)
     rows = pd.DataFrame({"id": ["a", "b", "c"], "text": ["Diagnosed last May.", "Walked for the cure.", "Chemo day 3."], "label": [1, 0, 1]})
     prompts = {"breast_cancer": render_prompts("breast_cancer", rows)}
+    splits = {"breast_cancer": rows.assign(part="test")}
     cache_path = tmp_path / "responses.sqlite"
     backend, lines = OpenAIBackend(), []
 
     def predict():
         return backend.predict(
-            spec, prompts, {}, models_dir=models_dir, open_cache=functools.partial(ResponseCache, cache_path), report=lines.append
+            spec, prompts, splits, models_dir=models_dir, open_cache=functools.partial(ResponseCache, cache_path),
+            read_labels=None, report=lines.append,
         )
 
     monkeypatch.delenv(KEY_VARIABLE, raising=False)
@@ -188,7 +190,8 @@ def test_the_key_comes_from_the_named_variable_and_leaks_nowhere(keyed_server, m
     payload = json.dumps(settings.model_dump(mode="json"))
     assert CANARY_KEY not in payload
     cache = ResponseCache(cache_path)
-    expected = [cache_key(settings, build_messages(prompt, spec.system_prompt)) for prompt in prompts["breast_cancer"]["prompt"]]
+    paper = variant_prompts(prompts["breast_cancer"])["prompt"]
+    expected = [cache_key(settings, Request(conversation(prompt, system_prompt=spec.system_prompt))) for prompt in paper]
     assert len(cache.get_many(expected)) == 3  # ... and they are the keys the answers were stored under
     cache.close()
     for stored in tmp_path.glob("responses.sqlite*"):  # the database, and its write-ahead log

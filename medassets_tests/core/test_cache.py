@@ -45,14 +45,16 @@ def test_each_answer_is_durable_as_soon_as_it_is_put(tmp_path):
     assert ResponseCache(path).get_many(["a"]) == {"a": answer("Yes.")}
 
 
-# argv: cache file, writer name, the time.time() at which to start (so both open the file and write at once).
+# argv: cache file, writer name, a folder where both writers meet (so both open the file and write at once).
 WRITER = """
 import sys, time
 from pathlib import Path
 from medassets.core.cache import ResponseCache
 from medassets.core.generation import Generation
-path, name, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-time.sleep(max(0.0, start - time.time()))
+path, name, meeting = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+(meeting / name).touch()
+while len(list(meeting.iterdir())) < 2:
+    time.sleep(0.005)
 cache = ResponseCache(path)
 first = time.time()
 for i in range(300):
@@ -66,8 +68,9 @@ print(first, time.time())
 def test_two_processes_writing_the_sqlite_file_at_once_lose_nothing(tmp_path):
     """Two writers, as two generation runs of different models, create the file and put their answers at once."""
     path = tmp_path / "cache" / "responses.sqlite"
-    start = time.time() + 3  # both interpreters are up by then
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"writer{n}", str(start)],
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"writer{n}", str(meeting)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(2)]
     outputs = [writer.communicate(timeout=120) for writer in writers]
     assert [writer.returncode for writer in writers] == [0, 0], [err[-2000:] for _, err in outputs]
