@@ -18,6 +18,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from medassets.core.prompts import variant_prompts
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from support import free_port, server_process
 
@@ -69,7 +70,7 @@ models:
     server: {{base_url: "http://127.0.0.1:{port}/v1", served_model: {SERVED}, max_concurrency: 2, max_retries: 1}}
 """)
     workspace.run(f"prepare_data:{TASK}")
-    total = len(pd.read_parquet(workspace.asset_file("prompts", TASK)))
+    total = len(variant_prompts(pd.read_parquet(workspace.asset_file("prompts", TASK))))
     generate = f"generate:{MODEL}|{TASK}"
 
     with server(models_dir, port, logs / "first.log") as first:
@@ -129,5 +130,5 @@ def test_cached_answers_were_kept_as_they_were(interrupted):
     now = rowids(workspace.cache_file)
     assert {key: now[key] for key in interrupted["cached_rowids"]} == interrupted["cached_rowids"]  # not rewritten
     predictions = pd.read_parquet(workspace.asset_file("predictions", MODEL, TASK))
-    prompts = pd.read_parquet(workspace.asset_file("prompts", TASK))
+    prompts = variant_prompts(pd.read_parquet(workspace.asset_file("prompts", TASK)))
     assert predictions["id"].tolist() == prompts["id"].tolist() and predictions["text"].notna().all()
