@@ -1,4 +1,10 @@
-"""The response cache: what was put comes back, across queries and connections, durably."""
+"""The response cache: what was put comes back, across queries and connections, durably, with
+when and how often each row was written."""
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict
 
 from medassets.core.cache import ResponseCache
 from medassets.core.generation import Generation
@@ -36,3 +42,45 @@ def test_each_answer_is_durable_as_soon_as_it_is_put(tmp_path):
     assert ResponseCache(path).get_many(["a"]) == {"a": answer("Yes.")}
     writer.close()
     assert ResponseCache(path).get_many(["a"]) == {"a": answer("Yes.")}
+
+
+def bookkeeping(path) -> dict[str, tuple[float | None, int]]:
+    db = sqlite3.connect(path)
+    try:
+        return {key: (written_at, writes) for key, written_at, writes in db.execute("SELECT key, written_at, writes FROM responses")}
+    finally:
+        db.close()
+
+
+def test_each_row_records_when_it_was_last_written_and_how_often(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    cache = ResponseCache(path)
+    before = time.time()
+    cache.put("a", answer("Yes."))
+    cache.put("b", answer("No."))
+    first = bookkeeping(path)
+    assert all(before <= written_at <= time.time() and writes == 1 for written_at, writes in first.values())
+    cache.put("a", answer("Yes."))  # the same answer again: only the bookkeeping shows it
+    again = bookkeeping(path)
+    assert again["a"][1] == 2 and again["a"][0] >= first["a"][0]
+    assert again["b"] == first["b"]
+    cache.close()
+
+
+def test_a_cache_written_before_the_bookkeeping_columns_is_read_and_extended(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)")
+    old.execute("INSERT INTO responses VALUES (?, ?)", ("a", json.dumps(asdict(answer("Yes.")))))
+    old.commit()
+    old.close()
+    cache = ResponseCache(path)
+    assert cache.get_many(["a"]) == {"a": answer("Yes.")}
+    cache.put("b", answer("No."))
+    cache.put("a", answer("Yes!"))
+    assert cache.get_many(["a", "b"]) == {"a": answer("Yes!"), "b": answer("No.")}
+    rows = bookkeeping(path)
+    assert rows["a"][1] == 2 and rows["b"][1] == 1  # a's first write predates the count, counted as 1
+    cache.close()
+    ResponseCache(path).close()  # opening an extended cache again changes nothing
+    assert bookkeeping(path) == rows
