@@ -23,6 +23,7 @@ from support import TOKEN_VARIABLE, postgres_server, processes_with_token
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("dagster_runs.py")
+ENGINE_PROBE = Path(__file__).with_name("engine_probe")
 _numbers = itertools.count()
 
 
@@ -119,6 +120,18 @@ class JobProcess:
         return found + [f"{pid} (child of the test process)" for pid in child_pids() - self.children_before]
 
 
+def engine_probe_env(log: Path) -> dict[str, str]:
+    """Environment under which vLLM's engine, in any process, records each request it receives
+    and finishes in `log` (engine_probe/sitecustomize.py; read with `engine_events`)."""
+    path = [str(ENGINE_PROBE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(path), "MEDASSETS_TEST_ENGINE_LOG": str(log)}
+
+
+def engine_events(log: Path) -> list[str]:
+    """The events recorded so far: "received" or "finished", one per request."""
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
+
+
 def small_datasets(folder: Path, positives: int = 10, negatives: int = 20) -> Path:
     """A dataset config whose tasks hold the first rows of each class of the samples: few
     prompts to generate, and a test share and positive rate the split check accepts."""
@@ -168,6 +181,14 @@ class Workspace:
             return dict(db.execute("SELECT key, generation FROM responses"))
         except sqlite3.OperationalError:  # created, its table not yet
             return {}
+        finally:
+            db.close()
+
+    def cache_writes(self) -> dict[str, tuple[float | None, int]]:
+        """The response cache's rows, key to (written_at, writes)."""
+        db = sqlite3.connect(self.cache_file, timeout=30)
+        try:
+            return {key: (written_at, writes) for key, written_at, writes in db.execute("SELECT key, written_at, writes FROM responses")}
         finally:
             db.close()
 

@@ -1,7 +1,7 @@
 """Runs medassets' Dagster jobs in a process of its own, for the slow tests and the benchmark.
 
     python medassets_tests/dagster_runs.py --instance DIR --out RESULT.json [--multiprocess] \
-        JOB | JOB:KEY | JOB:FIRST..LAST ...
+        JOB | JOB:KEY | JOB:FIRST..LAST [@CONFIG.json] ...
 
 The runs go one after the other into a persistent Dagster instance in DIR (configured by
 DIR/dagster.yaml if there is one, whose relative paths are read from the working
@@ -10,7 +10,8 @@ this process, as `make run` executes them, or with --multiprocess in a process p
 the UI executes them. MEDASSETS_HOME, MEDASSETS_REGISTRY and MEDASSETS_DATASETS are read as
 medassets reads them, and every registered model is added as a `model` partition first.
 RESULT.json holds, per run: success, the materialization metadata by asset and partition
-key, the log messages with their times, and the errors of failed steps.
+key, the log messages with their times, and the errors of failed steps. A run followed by
+@CONFIG.json runs with that file's run config (as the launchpad would give it).
 (No test_ prefix: pytest does not collect it.)
 """
 
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--instance", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--multiprocess", action="store_true", help="a process per step, as in the UI")
-    parser.add_argument("runs", nargs="+", help="JOB, JOB:KEY or JOB:FIRST..LAST")
+    parser.add_argument("runs", nargs="+", help="JOB, JOB:KEY or JOB:FIRST..LAST, then @CONFIG.json for run config")
     args = parser.parse_args()
 
     from medassets import paths
@@ -121,9 +122,11 @@ def main() -> None:
         known = set(instance.get_dynamic_partitions("model"))
         instance.add_dynamic_partitions("model", [m for m in models if m not in known])
         for run in args.runs:
+            run, _, config_file = run.partition("@")
             job, _, keys = run.partition(":")
             started = time.time()
-            run_config = None if args.multiprocess else IN_PROCESS
+            run_config = json.loads(Path(config_file).read_text()) if config_file else {}
+            run_config |= {} if args.multiprocess else IN_PROCESS
             with execute_job(reconstructable(JOBS[job]), instance, run_config, partition_tags(keys)) as result:
                 report = run_report(instance, result.run_id, result.success)
             reports.append(report | {"job": job, "keys": keys, "started": started, "ended": time.time()})

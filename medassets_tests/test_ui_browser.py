@@ -15,7 +15,7 @@ in Debian's Chromium driven by Playwright, the test:
 - materializes `comparison` from its asset page and checks that Table 3 shows the same F1.
 
 It stops `dagster dev` (webserver, daemon, code servers and runs: one process group) and
-checks that nothing it started is left. Screenshots go to pytest's tmp_path, or to
+checks that nothing it started is left, looking before it kills any leftover. Screenshots go to pytest's tmp_path, or to
 medassets_tests/screenshots/ (for the README) with MEDASSETS_UPDATE_SCREENSHOTS=1; that mode
 also prepares all six tasks, so that Table 3 and the forest plot are complete.
 
@@ -123,35 +123,42 @@ def _wait_until(condition, timeout_s: float) -> bool:
     return condition()
 
 
-def _stop(server: subprocess.Popen, token: str) -> list[int]:
-    """Stops `dagster dev` as Ctrl-C would (it then shuts its webserver and daemon down), then
-    whatever of its process group is left; returns the pids that still live after all that."""
+def _alive(pgid: int, token: str) -> list[str]:
+    """The processes of `dagster dev`: its process group, and any that left it (by the token)."""
+    pids = set(_group_members(pgid)) | {process.pid for process in processes_with_token(token)}
+    found = []
+    for pid in sorted(pids):
+        with contextlib.suppress(psutil.Error):
+            found.append(f"{pid} {' '.join(psutil.Process(pid).cmdline())[:120]}")
+    return found
+
+
+def _stop(server: subprocess.Popen, token: str) -> list[str]:
+    """Stops `dagster dev` as Ctrl-C would (it then shuts its webserver, daemon and code servers
+    down) and returns what of it still lives after a grace period: looked for before anything
+    else is stopped, so that a `dagster dev` that leaves children behind is seen. Then it
+    kills those."""
     pgid = server.pid  # start_new_session: the leader's pid is the group's id
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)  # dagster dev maps SIGTERM to its Ctrl-C handling
-        try:
-            server.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(STOP_TIMEOUT_S)  # if it does not stop, it is among the leftovers below
     # Code servers and run workers end on their own once their parent is gone; give them a moment.
-    if not _wait_until(lambda: not _group_members(pgid), 15):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-        if not _wait_until(lambda: not _group_members(pgid), 15):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            _wait_until(lambda: not _group_members(pgid), 10)
+    _wait_until(lambda: not _alive(pgid, token), 15)
+    leftovers = _alive(pgid, token)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
     for process in processes_with_token(token):  # one that left the group
         with contextlib.suppress(psutil.Error):
             process.kill()
-    return sorted(set(_group_members(pgid)) | {process.pid for process in processes_with_token(token)})
+    server.wait(10)
+    return leftovers
 
 
 @contextlib.contextmanager
-def _dagster_dev(home: Path, env: dict[str, str], log: Path, leftovers: list[int]) -> Iterator[str]:
+def _dagster_dev(home: Path, env: dict[str, str], log: Path, leftovers: list[str]) -> Iterator[str]:
     """`dagster dev` on this code location, from `home`; yields the UI's base URL. On exit it is
-    stopped and `leftovers` receives the pids of any of its processes still alive."""
+    stopped and `leftovers` receives any of its processes still alive (pid and command line)."""
     port = free_port()
     token = uuid.uuid4().hex
     command = [
@@ -312,7 +319,7 @@ def test_dagster_ui_end_to_end(tmp_path: Path) -> None:
     tasks = list(TASK_KEYS) if UPDATE_SCREENSHOTS else [TASK]
     env = _prepare_workspace(home, tasks)
 
-    leftovers: list[int] = []
+    leftovers: list[str] = []
     with _dagster_dev(home, env, tmp_path / "dagster-dev.log", leftovers) as base, _browser_page(1920, 1000, tmp_path / "failure.png") as page:
         # The asset graph shows every asset of the code location.
         page.goto(base)

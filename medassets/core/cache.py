@@ -3,13 +3,16 @@ table of a team's PostgreSQL database, which runs on several machines share.
 
 Its keys come from `generation.cache_key`: everything that can change an answer. Each
 response is committed as soon as it is put, so a crash loses only what was in flight, and
-runs writing at once lose nothing (a key's answer is the same whoever writes it).
+runs writing at once lose nothing (a key's answer is the same whoever writes it). Each row
+also records when it was last written and how many times (`written_at`, `writes`): a greedy
+answer generated again is identical, so only they show whether it was.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -24,9 +27,21 @@ class CacheError(RuntimeError):
     """A response cache that cannot be opened."""
 
 
+_CREATE = "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)"
+# Added to the table of caches written before they existed; such rows keep NULL and 1.
+_BOOKKEEPING = {"written_at": "DOUBLE PRECISION", "writes": "INTEGER NOT NULL DEFAULT 1"}
+
+
 class _SQLCache:
     _mark = "?"
-    _upsert = "INSERT OR REPLACE INTO responses (key, generation) VALUES (?, ?)"
+
+    @property
+    def _upsert(self) -> str:
+        mark = self._mark
+        return (
+            f"INSERT INTO responses (key, generation, written_at) VALUES ({mark}, {mark}, {mark}) ON CONFLICT (key) DO UPDATE "
+            "SET generation = EXCLUDED.generation, written_at = EXCLUDED.written_at, writes = responses.writes + 1"
+        )
 
     def _rows(self, sql: str, params: list) -> list[tuple[str, str]]:
         raise NotImplementedError
@@ -45,7 +60,7 @@ class _SQLCache:
         return found
 
     def put(self, key: str, generation: Generation) -> None:
-        self._write(self._upsert, (key, json.dumps(asdict(generation))))
+        self._write(self._upsert, (key, json.dumps(asdict(generation)), time.time()))
 
 
 class ResponseCache(_SQLCache):
@@ -58,7 +73,14 @@ class ResponseCache(_SQLCache):
             self._db = sqlite3.connect(path, check_same_thread=False, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)")
+            self._db.execute(_CREATE)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+            for column in _BOOKKEEPING.keys() - present:
+                try:
+                    self._db.execute(f"ALTER TABLE responses ADD COLUMN {column} {_BOOKKEEPING[column]}")
+                except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
             self._db.commit()
 
     @contextmanager
@@ -98,10 +120,6 @@ class PostgresResponseCache(_SQLCache):
     """The cache in the `responses` table of a PostgreSQL database."""
 
     _mark = "%s"
-    _upsert = (
-        "INSERT INTO responses (key, generation) VALUES (%s, %s) "
-        "ON CONFLICT (key) DO UPDATE SET generation = EXCLUDED.generation"
-    )
 
     def __init__(self, url: str):
         import psycopg2  # dagster-postgres's driver
@@ -117,9 +135,17 @@ class PostgresResponseCache(_SQLCache):
             ) from exc
         self._db.autocommit = True  # each answer is committed as it is put
         try:
-            self._write("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)", ())
+            self._write(_CREATE, ())
         except psycopg2.errors.UniqueViolation:  # another run created it at the same moment
             pass
+        present = self._rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'responses'", []
+        )
+        for column in _BOOKKEEPING.keys() - {name for (name,) in present}:
+            try:
+                self._write(f"ALTER TABLE responses ADD COLUMN IF NOT EXISTS {column} {_BOOKKEEPING[column]}", ())
+            except psycopg2.errors.UniqueViolation:  # added at the same moment
+                pass
 
     def _rows(self, sql, params):
         with self._db.cursor() as cursor:

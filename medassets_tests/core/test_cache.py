@@ -1,9 +1,13 @@
-"""The response cache: what was put comes back, across queries and connections, durably."""
+"""The response cache: what was put comes back, across queries and connections, durably, with
+when and how often each row was written."""
 
+import json
 import re
+import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import pytest
 
@@ -106,3 +110,45 @@ def test_a_cache_damaged_after_it_was_opened_names_the_file_on_read(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CacheError, match=re.escape(str(path)) + ".*Move it aside"):
         ResponseCache(path).get_many([f"k{i}" for i in range(300)])
+
+
+def bookkeeping(path) -> dict[str, tuple[float | None, int]]:
+    db = sqlite3.connect(path)
+    try:
+        return {key: (written_at, writes) for key, written_at, writes in db.execute("SELECT key, written_at, writes FROM responses")}
+    finally:
+        db.close()
+
+
+def test_each_row_records_when_it_was_last_written_and_how_often(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    cache = ResponseCache(path)
+    before = time.time()
+    cache.put("a", answer("Yes."))
+    cache.put("b", answer("No."))
+    first = bookkeeping(path)
+    assert all(before <= written_at <= time.time() and writes == 1 for written_at, writes in first.values())
+    cache.put("a", answer("Yes."))  # the same answer again: only the bookkeeping shows it
+    again = bookkeeping(path)
+    assert again["a"][1] == 2 and again["a"][0] >= first["a"][0]
+    assert again["b"] == first["b"]
+    cache.close()
+
+
+def test_a_cache_written_before_the_bookkeeping_columns_is_read_and_extended(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, generation TEXT NOT NULL)")
+    old.execute("INSERT INTO responses VALUES (?, ?)", ("a", json.dumps(asdict(answer("Yes.")))))
+    old.commit()
+    old.close()
+    cache = ResponseCache(path)
+    assert cache.get_many(["a"]) == {"a": answer("Yes.")}
+    cache.put("b", answer("No."))
+    cache.put("a", answer("Yes!"))
+    assert cache.get_many(["a", "b"]) == {"a": answer("Yes!"), "b": answer("No.")}
+    rows = bookkeeping(path)
+    assert rows["a"][1] == 2 and rows["b"][1] == 1  # a's first write predates the count, counted as 1
+    cache.close()
+    ResponseCache(path).close()  # opening an extended cache again changes nothing
+    assert bookkeeping(path) == rows

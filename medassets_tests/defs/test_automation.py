@@ -2,8 +2,11 @@
 the registry sensor keeps the model partitions in step; the schedule observes the weights."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from dagster import (
@@ -16,6 +19,7 @@ from dagster import (
     evaluate_automation_conditions,
 )
 
+import medassets
 from medassets import paths
 from medassets.defs import automation, evaluation
 from medassets.definitions import defs
@@ -24,21 +28,25 @@ from medassets.tasks import TASK_KEYS
 MODELS = ("model-a", "model-b")
 
 
-@pytest.fixture
-def two_local_models(tmp_path, monkeypatch):
-    """Two registered models whose weights are local folders (never loaded here)."""
+def _local_models(tmp_path, monkeypatch, fingerprints=("quick", "quick")):
+    """MODELS registered with weights in local folders (never loaded here), revised by `fingerprints`."""
     entries = []
-    for name in MODELS:
+    for name, fingerprint in zip(MODELS, fingerprints):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps({"name": name}))
         (folder / "model.safetensors").write_bytes(b"weights")
-        entries.append(f"  - name: {name}\n    backend: vllm\n    source: {{path: {folder}}}\n")
+        entries.append(f"  - name: {name}\n    backend: vllm\n    source: {{path: {folder}}}\n    fingerprint: {fingerprint}\n")
     registry = tmp_path / "models.yaml"
     registry.write_text("models:\n" + "".join(entries))
     monkeypatch.setenv("MEDASSETS_REGISTRY", str(registry))
     monkeypatch.setenv("MEDASSETS_HOME", str(tmp_path / "state"))
     return tmp_path
+
+
+@pytest.fixture
+def two_local_models(tmp_path, monkeypatch):
+    return _local_models(tmp_path, monkeypatch)
 
 
 def _report(instance, asset: str, partitions, **tags) -> None:
@@ -71,8 +79,12 @@ def _everything_materialized(instance: DagsterInstance) -> None:
     _report(instance, "comparison", [None])
 
 
-def _observe(instance) -> None:
-    assert defs.resolve_job_def("observe_models").execute_in_process(instance=instance).success
+def _observe(instance) -> dict[str, str]:
+    """Observes every model's weights; their revisions (model_weights' data versions) by model."""
+    result = defs.resolve_job_def("observe_models").execute_in_process(instance=instance)
+    assert result.success
+    observations = (event.event_specific_data.asset_observation for event in result.get_asset_observation_events())
+    return {o.partition: o.tags["dagster/data_version"] for o in observations if o.asset_key == AssetKey("model_weights")}
 
 
 def test_a_new_revision_requests_exactly_that_models_partitions(settled, two_local_models):
@@ -99,6 +111,29 @@ def test_a_new_revision_requests_exactly_that_models_partitions(settled, two_loc
     assert result.get_requested_partitions(AssetKey("predictions")) == set()
 
 
+def test_content_fingerprint_sees_weights_rewritten_with_the_same_size_and_time(tmp_path, monkeypatch):
+    """Weights rewritten in place, keeping size and modification time: the `fingerprint:
+    content` model (model-a) gets a new revision and its partitions alone re-run; the quick
+    fingerprint (model-b) cannot tell, which is what `content` is for."""
+    folders = _local_models(tmp_path, monkeypatch, fingerprints=("content", "quick"))
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", list(MODELS))
+        before = _observe(instance)
+        _everything_materialized(instance)
+        cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        for name in MODELS:
+            weights = folders / name / "model.safetensors"
+            stat = weights.stat()
+            weights.write_bytes(b"WEIGHTS")
+            os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        after = _observe(instance)
+        assert before["model-a"].startswith("content-") and after["model-a"] != before["model-a"]
+        assert after["model-b"] == before["model-b"]
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        for asset in ("predictions", "parsed_labels", "metrics"):
+            assert result.get_requested_partitions(AssetKey(asset)) == {f"model-a|{t}" for t in TASK_KEYS}, asset
+
+
 def test_new_prompts_rerun_that_task_for_every_model(settled):
     instance, cursor = settled
     _report(instance, "prompts", ["stigma_labeling"])
@@ -119,10 +154,33 @@ def test_a_code_change_marks_its_asset_for_reevaluation(settled):
     assert result.get_requested_partitions(AssetKey("predictions")) == set()
 
 
-def test_code_versions_follow_the_logic():
-    assets = {key.to_user_string(): version for a in defs.assets if hasattr(a, "code_versions_by_key") for key, version in a.code_versions_by_key.items()}
-    for name in ("prompts", "parsed_labels", "metrics", "comparison", "embedded_model"):
-        assert assets[name], name
+def _code_versions(definitions) -> dict[str, str]:
+    return {key.to_user_string(): version for a in definitions.assets if hasattr(a, "code_versions_by_key") for key, version in a.code_versions_by_key.items()}
+
+
+CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_automation import _code_versions; print(json.dumps(_code_versions(defs)))"
+
+
+@pytest.mark.parametrize("edited, changed", [
+    ("core/parsing.py", {"parsed_labels"}),
+    ("core/metrics.py", {"metrics", "comparison"}),
+])
+def test_editing_the_logic_changes_exactly_its_assets_code_versions(edited, changed, tmp_path):
+    """The definitions loaded from a copy of the package whose parser (or metrics) source
+    differs by one line: those assets, and only those, get new code versions."""
+    package = Path(medassets.__file__).parent
+    shutil.copytree(package, tmp_path / "medassets", ignore=shutil.ignore_patterns("__pycache__"))
+    source = tmp_path / "medassets" / edited
+    source.write_text(source.read_text().replace('"""', '"""Edited. ', 1))
+    here = Path(__file__).parent
+    output = subprocess.run(
+        [sys.executable, "-c", CODE_VERSIONS], cwd=tmp_path, env=os.environ | {"PYTHONPATH": f"{tmp_path}{os.pathsep}{here}"},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    before, after = _code_versions(defs), json.loads(output)
+    assert before.keys() == after.keys()
+    assert {name for name in before if before[name] != after[name]} == changed
+    assert all(before[name] for name in ("prompts", "parsed_labels", "metrics", "comparison", "embedded_model"))
 
 
 def test_registry_sensor_adds_and_removes_model_partitions(two_local_models, tmp_path):

@@ -13,14 +13,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, DagsterEventType, MarkdownMetadataValue
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, DagsterEventType, DagsterInvalidConfigError, MarkdownMetadataValue
 from sklearn.metrics import f1_score, precision_score, recall_score
 
+from medassets.core import comparison as comparison_logic
+from medassets.core.baseline import answer_phrase
+from medassets.core.metrics import binary_report
+from medassets.core.parsing import parse_answer
 from medassets.core.prompts import VARIANTS, variant_prompts
 from medassets.definitions import defs
 from medassets.defs import checks
 from medassets.tasks import TASK_KEYS, TASKS
 
+# Two baselines: the second predicts exactly what the first does (lbfgs ignores the seed), so
+# their paired differences are exactly 0. Differences between models that really differ are
+# checked where one model's answers are spoiled (test_run_config_sets_the_comparisons_bootstrap)
+# and, for the embedded vLLM model against the baseline, in test_scoring_a_model.py.
 REGISTRY = """\
 models:
   - name: tfidf-logreg
@@ -253,8 +261,10 @@ def test_comparison_writes_table3_differences_and_forest_plot(pipeline):
     for row in differences.itertuples():
         f1 = {model: pd.read_parquet(pipeline.asset_file("metrics", model, row.task))["f1"].iloc[0] for model in MODELS}
         assert (row.f1_a, row.f1_b) == pytest.approx((f1[MODELS[0]], f1[MODELS[1]]))
-        assert row.f1_diff == pytest.approx(row.f1_a - row.f1_b)
-        assert row.f1_diff_low <= row.f1_diff <= row.f1_diff_high
+        # The same predictions (see REGISTRY): every resample's difference is 0.
+        labels = [pd.read_parquet(pipeline.asset_file("parsed_labels", model, row.task))["label"] for model in MODELS]
+        assert labels[0].equals(labels[1])
+        assert (row.f1_diff, row.f1_diff_low, row.f1_diff_high) == (0, 0, 0)
     metadata = materializations(pipeline.compare, "comparison")[None]
     assert metadata["evaluated_partitions"].value == f"{len(EVALUATED_KEYS)} of {len(MODELS) * len(TASK_KEYS)}"
 
@@ -317,3 +327,102 @@ def test_predictions_are_complete_fails_on_missing_rows(copied_state):
     assert failure["expectation"] == "expect_table_row_count_to_equal"
     assert (failure["value"], failure["observed_value"]) == (len(predictions), len(predictions) - 3)
     assert failure["partition"] == key
+
+
+def spoil(home: Path, model: str, task: str, rows: int, flipped: int = 0) -> None:
+    """The model's first `rows` answers on the task replaced by GARBAGE, and the `flipped`
+    answers after them by the task's other answer."""
+    path = home / "assets" / "predictions" / model / f"{task}.parquet"
+    predictions = pd.read_parquet(path)
+    predictions.loc[predictions.index[:rows], "text"] = GARBAGE
+    others = predictions.index[rows : rows + flipped]
+    predictions.loc[others, "text"] = [answer_phrase(task, 1 - parse_answer(task, text).label) for text in predictions.loc[others, "text"]]
+    predictions.to_parquet(path, index=False)
+
+
+# --- (e) run config, as the launchpad gives it ----------------------------------------------------
+
+def test_run_config_overrides_the_dataset_entry(user_data, tmp_path):
+    """Every DatasetConfig field, from run config: the dataset config's entry names a file that
+    does not exist and none of the mapping; the run's config points at a TSV with other
+    columns, labels and a bad row, and turns the preview on."""
+    write, _ = user_data
+    rows = user_rows()
+    rows[3] = ("n003", f"{SECRET}: note 3", "maybe")
+    csv = write(rows)
+    (tmp_path / "datasets.yaml").write_text(json.dumps({"tasks": {"breast_cancer": {"path": "absent.csv"}}}))
+    tsv = tmp_path / "notes.txt"
+    pd.read_csv(csv).to_csv(tsv, sep="\t", index=False)
+    config = {"path": tsv.name, "format": "tsv", "columns": {"id": "note_id", "text": "note", "label": "annotation"},
+              "labels": {"yes": 1, "no": 0}, "drop_bad_rows": True, "preview": True}
+    with DagsterInstance.ephemeral() as instance:
+        assert not run("prepare_data", instance, partition_key="breast_cancer", asset_selection=[AssetKey("raw_dataset")]).success
+        result = run("prepare_data", instance, partition_key="breast_cancer", asset_selection=[AssetKey("raw_dataset")],
+                     run_config={"ops": {"raw_dataset": {"config": config}}})
+    assert result.success, failure_text(result)
+    metadata = materializations(result, "raw_dataset")["breast_cancer"]
+    assert metadata["dagster/row_count"].value == 39 and metadata["dropped_rows"].value == 1
+    assert metadata["positive_rate"].value == round(8 / 39, 4)
+    assert "n000" in metadata["preview"].value
+
+
+@pytest.mark.parametrize("job, op", [("evaluate", "metrics"), ("compare", "comparison")])
+def test_an_unknown_invalid_policy_fails_at_config_validation(copied_state, job, op):
+    _, instance = copied_state
+    partition = {"partition_key": f"{MODELS[0]}|{EVALUATED[0]}"} if job == "evaluate" else {}
+    with pytest.raises(DagsterInvalidConfigError, match=r"(?s)invalid.*ignore"):
+        run(job, instance, run_config={"ops": {op: {"config": {"invalid": "ignore"}}}}, **partition)
+    assert instance.get_runs() == []  # rejected before a run was created
+
+
+BOOTSTRAP = {"n_resamples": 300, "confidence": 0.8, "seed": 5, "invalid": "exclude"}
+
+
+def test_run_config_sets_the_metrics_bootstrap_and_the_check_limit(copied_state):
+    home, instance = copied_state
+    model, task = MODELS[0], EVALUATED[0]
+    spoil(home, model, task, 6)
+    result = run("evaluate", instance, partition_key=f"{model}|{task}", run_config={"ops": {
+        "metrics": {"config": BOOTSTRAP}, "parsed_labels_few_invalid_answers": {"config": {"limit": 5}},
+    }})
+    assert result.success, failure_text(result)
+    check = check_results(result)["few_invalid_answers"]
+    assert not check.passed and check.metadata["limit"].value == 5 and check.metadata["invalid"].value == 6
+
+    labels = pd.read_parquet(home / "assets" / "parsed_labels" / model / f"{task}.parquet")
+    metrics = pd.read_parquet(home / "assets" / "metrics" / model / f"{task}.parquet").iloc[0]
+    valid = labels[labels["label"] != -1]
+    assert (metrics["n"], metrics["invalid"], metrics["invalid_policy"]) == (len(labels) - 6, 6, "exclude")
+    assert metrics[["precision", "recall", "f1"]].tolist() == pytest.approx(
+        [precision_score(valid["gold"], valid["label"]), recall_score(valid["gold"], valid["label"]), f1_score(valid["gold"], valid["label"])]
+    )
+    expected = binary_report(labels["gold"], labels["label"], **BOOTSTRAP)
+    default = binary_report(labels["gold"], labels["label"])
+    intervals = ["f1_low", "f1_high", "precision_low", "recall_high"]
+    assert metrics[intervals].tolist() == pytest.approx([expected[k] for k in intervals])
+    assert [expected[k] for k in intervals] != pytest.approx([default[k] for k in intervals])  # the settings mattered
+    assert materializations(result, "metrics")[f"{model}|{task}"]["n_resamples"].value == 300
+
+
+def test_run_config_sets_the_comparisons_bootstrap(copied_state):
+    """The second model's answers spoiled on one task, some made invalid, some flipped (so the
+    two models really differ there), then the comparison with run config: its differences are
+    those of the config's settings."""
+    home, instance = copied_state
+    model, task = MODELS[1], EVALUATED[0]
+    spoil(home, model, task, 8, flipped=8)
+    assert run("evaluate", instance, partition_key=f"{model}|{task}").success
+    result = run("compare", instance, run_config={"ops": {"comparison": {"config": BOOTSTRAP}}})
+    assert result.success, failure_text(result)
+
+    labels = pd.concat([
+        pd.read_parquet(home / "assets" / "parsed_labels" / m / f"{t}.parquet").assign(model=m, task=t)
+        for m in MODELS for t in EVALUATED
+    ])
+    differences = pd.read_csv(home / "reports" / "f1_differences.csv")
+    expected = comparison_logic.paired_f1_differences(labels, **BOOTSTRAP)
+    default = comparison_logic.paired_f1_differences(labels, n_resamples=1000, confidence=0.95, seed=0, invalid="negative")
+    pd.testing.assert_frame_equal(differences, expected, check_dtype=False)
+    spoiled = differences.set_index("task").loc[task]
+    assert spoiled["f1_diff"] != 0 and spoiled["f1_diff_low"] < spoiled["f1_diff_high"]
+    assert not differences.equals(default)

@@ -114,3 +114,10 @@ def test_two_processes_writing_at_once_lose_nothing(postgres_url):
         assert all(found[f"writer{n}-{i}"].text == f"answer {i}" for n in range(2) for i in range(300))
     finally:
         cache.close()
+    db = psycopg2.connect(postgres_url)
+    try:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT writes, count(*) FROM responses WHERE key LIKE 'writer%' OR key = 'shared' GROUP BY writes")
+            assert dict(cursor.fetchall()) == {1: 600, 600: 1}  # "shared": 300 puts by each writer, none lost
+    finally:
+        db.close()

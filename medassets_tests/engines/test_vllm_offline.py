@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from conftest import engine_events, engine_probe_env
 
 from medassets.core.prompts import variant_prompts
 
@@ -32,8 +33,13 @@ ENGINE_START_LINE = "Initializing a V1 LLM engine"  # vLLM logs it once per engi
 
 
 @pytest.fixture(scope="module")
-def workspace(make_workspace):
-    workspace = make_workspace(REGISTRY)
+def engine_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("engine") / "events.log"
+
+
+@pytest.fixture(scope="module")
+def workspace(make_workspace, engine_log):
+    workspace = make_workspace(REGISTRY, extra_env=engine_probe_env(engine_log))
     workspace.run(*(f"prepare_data:{task}" for task in TASKS), "prepare_embedded_model", "observe_models")
     return workspace
 
@@ -53,7 +59,7 @@ def predictions_metadata(report: dict) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def killed(workspace):
+def killed(workspace, engine_log):
     """A generate run executed as the UI executes it (a process per step), killed with its
     whole process group (SIGKILL) once the engine has cached 5% of the answers."""
     total = sum(len(prompts(workspace, task)) for task in TASKS)
@@ -64,16 +70,20 @@ def killed(workspace):
         assert time.monotonic() < deadline, "no answer cached within 10 minutes"
         time.sleep(0.05)
     job.kill()
-    return SimpleNamespace(total=total, cached=workspace.cached_answers(), leftovers=job.leftovers())
+    return SimpleNamespace(
+        total=total, cached=workspace.cached_answers(), writes=workspace.cache_writes(),
+        leftovers=job.leftovers(), engine_events=len(engine_events(engine_log)),
+    )
 
 
 @pytest.fixture(scope="module")
-def resumed(workspace, killed):
+def resumed(workspace, killed, engine_log):
     """The same range run again, in process as `make run` runs it."""
     job = workspace.start(GENERATE_RANGE)
     (report,) = job.wait(timeout=900)
     frames = {task: predictions(workspace, task) for task in TASKS}
-    return SimpleNamespace(job=job, report=report, leftovers=job.leftovers(), predictions=frames)
+    events = Counter(engine_events(engine_log)[killed.engine_events :])
+    return SimpleNamespace(job=job, report=report, leftovers=job.leftovers(), predictions=frames, engine_events=events)
 
 
 def test_killed_run_leaves_no_process_and_keeps_the_answers_it_finished(killed):
@@ -90,6 +100,9 @@ def test_resumed_run_generates_only_the_missing_answers_with_one_engine(workspac
         assert metadata["batch_cache_hits"] == len(killed.cached)
         assert metadata["batch_cache_misses"] == killed.total - len(killed.cached)
     assert resumed.job.output.count(ENGINE_START_LINE) == 1
+    # What vLLM itself received and finished (engine_probe), not what medassets counted.
+    missing = killed.total - len(killed.cached)
+    assert resumed.engine_events == {"received": missing, "finished": missing}
 
     # One answer per prompt, in the prompts' order.
     for task in TASKS:
@@ -102,6 +115,10 @@ def test_resumed_run_generates_only_the_missing_answers_with_one_engine(workspac
     rows = workspace.cached_answers()
     assert len(rows) == killed.total
     assert {key: rows[key] for key in killed.cached} == killed.cached
+    # Greedy answers generated again would be identical: the write time and count show they were not.
+    writes = workspace.cache_writes()
+    assert {key: writes[key] for key in killed.cached} == {key: killed.writes[key] for key in killed.cached}
+    assert {count for _, count in writes.values()} == {1}
     fields = ["text", "finish_reason", "prompt_tokens", "completion_tokens"]
     produced = Counter(
         row for frame in resumed.predictions.values() for row in frame[fields].itertuples(index=False, name=None)
@@ -117,7 +134,8 @@ def test_resumed_run_ends_soon_after_the_last_answer_and_leaves_no_process(resum
     assert resumed.leftovers == []
 
 
-def test_rerun_is_served_by_the_cache_without_an_engine(workspace, killed, resumed):
+def test_rerun_is_served_by_the_cache_without_an_engine(workspace, killed, resumed, engine_log):
+    events_before = len(engine_events(engine_log))
     job = workspace.start(GENERATE_RANGE)
     (report,) = job.wait(timeout=300)
     assert report["success"], report["errors"]
@@ -126,6 +144,7 @@ def test_rerun_is_served_by_the_cache_without_an_engine(workspace, killed, resum
         assert metadata["batch_cache_misses"] == 0
         assert "vllm_version" not in metadata  # engine details are recorded only when one was opened
     assert ENGINE_START_LINE not in job.output
+    assert len(engine_events(engine_log)) == events_before
     for task in TASKS:
         pd.testing.assert_frame_equal(predictions(workspace, task), resumed.predictions[task])
     assert job.leftovers() == []

@@ -1,0 +1,187 @@
+"""The `openai` backend's client against a small real HTTP server on 127.0.0.1 that answers as
+scripted: 429 and 5xx a given number of times before answering, answers held long enough to
+count the requests in flight, and reasoning in a separate field (`reasoning_content`, as vLLM's
+reasoning parsers give it, or `reasoning`). The client's retries, concurrency limit and the
+reasoning's way to the predictions and parsed labels are what is tested; vLLM's own server is
+tested in test_openai_server.py."""
+
+import contextlib
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+
+from conftest import small_datasets
+from medassets.core.registry import OpenAIModel, OpenAIServer
+from medassets.engines.openai_server import OpenAIServerEngine, ServerError
+from medassets.tasks import TASKS
+
+SERVED = "scripted"
+TASK = "breast_cancer"
+
+
+class ScriptedServer:
+    """What the server saw, and what it is to answer: `failures` statuses first, one per
+    request, then answers after `hold_s` seconds."""
+
+    def __init__(self, failures=(), hold_s: float = 0.0, reasoning_field: str = "reasoning_content"):
+        self.failures, self.hold_s, self.reasoning_field = list(failures), hold_s, reasoning_field
+        self.statuses: list[int] = []
+        self.answers: dict[str, tuple[str, str]] = {}  # last user message -> (content, reasoning)
+        self.in_flight = self.peak_in_flight = 0
+        self.lock = threading.Lock()
+
+    def answer(self, prompt: str) -> tuple[str, str]:
+        """A positive or negative answer, by the prompt's hash; the reasoning argues the other way."""
+        spec = TASKS[TASK]
+        positive = hashlib.sha256(prompt.encode()).digest()[0] % 2 == 0
+        phrases = (spec.positive_phrase, spec.negative_phrases[0])
+        content, other = phrases if positive else phrases[::-1]
+        return f"{content}.", f"At first I thought {other}, but no."
+
+    def respond(self, handler: BaseHTTPRequestHandler) -> None:
+        if handler.path.endswith("/models"):
+            return self._send(handler, 200, {"data": [{"id": SERVED}]})
+        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+        with self.lock:
+            status = self.failures.pop(0) if self.failures else 200
+            self.statuses.append(status)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            time.sleep(self.hold_s)
+            if status != 200:
+                return self._send(handler, status, {"error": {"message": "scripted failure"}})
+            prompt = body["messages"][-1]["content"]
+            content, reasoning = self.answer(prompt)
+            with self.lock:
+                self.answers[prompt] = (content, reasoning)
+            message = {"role": "assistant", "content": content, self.reasoning_field: reasoning}
+            self._send(handler, 200, {
+                "choices": [{"message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+            })
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+@contextlib.contextmanager
+def scripted_server(script: ScriptedServer) -> Iterator[str]:
+    """The server on a free port of 127.0.0.1, in a thread of the test process; its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            script.respond(self)
+
+        def do_POST(self):
+            script.respond(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def engine(base_url: str, **server) -> OpenAIServerEngine:
+    spec = OpenAIModel(name="any", server=OpenAIServer(base_url=base_url, served_model=SERVED, **server))
+    return OpenAIServerEngine(spec, chat_template=None)
+
+
+def conversations(n: int) -> list[list[dict]]:
+    return [[{"role": "user", "content": f"Tweet number {i}."}] for i in range(n)]
+
+
+def generate(client: OpenAIServerEngine, n: int) -> dict:
+    done = {}
+    client.generate(conversations(n), lambda index, generation: done.__setitem__(index, generation))
+    client.close()
+    return done
+
+
+@pytest.fixture(autouse=True)
+def no_base_url_override(monkeypatch):
+    monkeypatch.delenv("MEDASSETS_OPENAI_BASE_URL", raising=False)
+
+
+def test_429_and_5xx_are_retried_until_the_server_answers():
+    script = ScriptedServer(failures=[429, 503])
+    with scripted_server(script) as url:
+        done = generate(engine(url, max_retries=2, max_concurrency=1), 2)
+    assert script.statuses == [429, 503, 200, 200]
+    assert [done[i].text for i in range(2)] == [script.answer(f"Tweet number {i}.")[0] for i in range(2)]
+
+
+def test_the_last_failure_is_reported_once_the_retries_are_spent():
+    script = ScriptedServer(failures=[429, 502])
+    with scripted_server(script) as url, pytest.raises(ServerError, match=r"/chat/completions: gave up after 2 attempts; last: HTTP 502"):
+        generate(engine(url, max_retries=1), 1)
+    assert script.statuses == [429, 502]
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_no_more_requests_in_flight_than_max_concurrency(limit):
+    script = ScriptedServer(hold_s=0.2)
+    with scripted_server(script) as url:
+        done = generate(engine(url, max_concurrency=limit), 4 * limit)
+    assert len(done) == 4 * limit
+    assert script.peak_in_flight == limit
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_a_separate_reasoning_field_is_the_generations_reasoning(field):
+    script = ScriptedServer(reasoning_field=field)
+    with scripted_server(script) as url:
+        done = generate(engine(url), 3)
+    for i, generation in done.items():
+        assert (generation.text, generation.reasoning) == script.answer(f"Tweet number {i}.")
+
+
+@pytest.mark.slow  # three Dagster runs in a child process (~20 s)
+def test_reasoning_reaches_predictions_and_parsed_labels_of_a_reasoning_model(make_workspace, tmp_path):
+    """`reasoning: true` with the reasoning in its own field: the answer has no `</think>`, and
+    is still valid (without the field it would count as truncated); the reasoning, which argues
+    for the other label, is kept and decides nothing."""
+    script = ScriptedServer(hold_s=0.05)
+    with scripted_server(script) as url:
+        workspace = make_workspace(f"""
+models:
+  - name: reasoner
+    backend: openai
+    reasoning: true
+    server: {{base_url: "{url}", served_model: {SERVED}, max_concurrency: 2}}
+""", datasets=small_datasets(tmp_path))
+        workspace.run(f"prepare_data:{TASK}", f"generate:reasoner|{TASK}", f"evaluate:reasoner|{TASK}")
+    prompts = pd.read_parquet(workspace.asset_file("prompts", TASK))
+    predictions = pd.read_parquet(workspace.asset_file("predictions", "reasoner", TASK))
+    labels = pd.read_parquet(workspace.asset_file("parsed_labels", "reasoner", TASK))
+    assert script.peak_in_flight <= 2 and len(script.answers) == len(prompts) == len(labels)
+    served = [script.answers[prompt] for prompt in prompts["prompt"]]
+    assert list(zip(predictions["text"], predictions["reasoning"])) == served
+    assert labels["reasoning"].tolist() == [reasoning for _, reasoning in served]
+    assert labels["invalid_reason"].isna().all()
+    spec = TASKS[TASK]
+    assert labels["label"].tolist() == [int(content.startswith(spec.positive_phrase)) for content, _ in served]
+    assert set(labels["label"]) == {0, 1}
