@@ -63,6 +63,23 @@ class _SQLCache:
         self._write(self._upsert, (key, json.dumps(asdict(generation)), time.time()))
 
 
+_BUSY_TIMEOUT_S = 60
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Write-ahead logging, so that readers and a writer do not block each other. Two processes
+    switching a new file at once: SQLite answers the second "locked" at once, without waiting."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class ResponseCache(_SQLCache):
     """The cache in a SQLite file."""
 
@@ -70,8 +87,8 @@ class ResponseCache(_SQLCache):
         self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._named_errors():
-            self._db = sqlite3.connect(path, check_same_thread=False, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = sqlite3.connect(path, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+            _switch_to_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_CREATE)
             present = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}

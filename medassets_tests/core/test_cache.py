@@ -49,24 +49,30 @@ def test_each_answer_is_durable_as_soon_as_it_is_put(tmp_path):
     assert ResponseCache(path).get_many(["a"]) == {"a": answer("Yes.")}
 
 
-# argv: cache file, writer name, a folder where both writers meet (so both open the file and write at once).
+# argv: cache file, writer name, a folder where both writers meet twice: to open the new file at
+# once, then to write at once.
 WRITER = """
 import sys, time
 from pathlib import Path
 from medassets.core.cache import ResponseCache
 from medassets.core.generation import Generation
 path, name, meeting = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-(meeting / name).touch()
-while len(list(meeting.iterdir())) < 2:
-    time.sleep(0.005)
+
+def meet(step):
+    (meeting / f"{step}-{name}").touch()
+    while len(list(meeting.glob(f"{step}-*"))) < 2:
+        time.sleep(0.001)
+
+meet("open")
 cache = ResponseCache(path)
+meet("write")
 first = time.time()
-for i in range(300):
+for i in range(__WRITES__):
     cache.put(f"{name}-{i}", Generation(f"answer {i} of {name}", None, "stop", 1, 1))
     cache.put("shared", Generation(name, None, "stop", 1, 1))
 cache.close()
 print(first, time.time())
-"""
+""".replace("__WRITES__", "1000")
 
 
 def test_two_processes_writing_the_sqlite_file_at_once_lose_nothing(tmp_path):
@@ -81,12 +87,13 @@ def test_two_processes_writing_the_sqlite_file_at_once_lose_nothing(tmp_path):
     (first0, last0), (first1, last1) = ([float(t) for t in out.split()] for out, _ in outputs)
     assert first0 < last1 and first1 < last0, "the two writers were meant to write at the same time"
     cache = ResponseCache(path)
-    keys = [f"writer{n}-{i}" for n in range(2) for i in range(300)]
+    keys = [f"writer{n}-{i}" for n in range(2) for i in range(1000)]
     found = cache.get_many(keys + ["shared"])
     cache.close()
-    assert len(found) == 601
-    assert all(found[f"writer{n}-{i}"] == Generation(f"answer {i} of writer{n}", None, "stop", 1, 1) for n in range(2) for i in range(300))
+    assert len(found) == 2001
+    assert all(found[f"writer{n}-{i}"] == Generation(f"answer {i} of writer{n}", None, "stop", 1, 1) for n in range(2) for i in range(1000))
     assert found["shared"].text in {"writer0", "writer1"}
+    assert bookkeeping(path)["shared"][1] == 2000  # every write of the key both wrote was counted
 
 
 def test_a_file_that_is_not_a_database_names_the_file_and_the_fix(tmp_path):
