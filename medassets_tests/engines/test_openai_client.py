@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import small_datasets
+from medassets.core.generation import Request
 from medassets.core.registry import OpenAIModel, OpenAIServer
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
 from medassets.tasks import TASKS
@@ -110,13 +111,13 @@ def engine(base_url: str, **server) -> OpenAIServerEngine:
     return OpenAIServerEngine(spec, chat_template=None)
 
 
-def conversations(n: int) -> list[list[dict]]:
-    return [[{"role": "user", "content": f"Tweet number {i}."}] for i in range(n)]
+def requests(n: int) -> list[Request]:
+    return [Request([{"role": "user", "content": f"Tweet number {i}."}]) for i in range(n)]
 
 
 def generate(client: OpenAIServerEngine, n: int) -> dict:
     done = {}
-    client.generate(conversations(n), lambda index, generation: done.__setitem__(index, generation))
+    client.generate(requests(n), lambda index, generation: done.__setitem__(index, generation))
     client.close()
     return done
 
