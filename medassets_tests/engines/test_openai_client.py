@@ -18,6 +18,7 @@ import pytest
 
 from conftest import small_datasets
 from medassets.core.generation import Request
+from medassets.core.prompts import variant_prompts
 from medassets.core.registry import OpenAIModel, OpenAIServer
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
 from medassets.tasks import TASKS
@@ -175,7 +176,7 @@ models:
     server: {{base_url: "{url}", served_model: {SERVED}, max_concurrency: 2}}
 """, datasets=small_datasets(tmp_path))
         workspace.run(f"prepare_data:{TASK}", f"generate:reasoner|{TASK}", f"evaluate:reasoner|{TASK}")
-    prompts = pd.read_parquet(workspace.asset_file("prompts", TASK))
+    prompts = variant_prompts(pd.read_parquet(workspace.asset_file("prompts", TASK)))
     predictions = pd.read_parquet(workspace.asset_file("predictions", "reasoner", TASK))
     labels = pd.read_parquet(workspace.asset_file("parsed_labels", "reasoner", TASK))
     assert script.peak_in_flight <= 2 and len(script.answers) == len(prompts) == len(labels)
