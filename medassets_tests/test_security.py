@@ -45,7 +45,8 @@ KEY_VARIABLE = "MEDASSETS_TEST_SERVER_KEY"
 def make_ui_command(*overrides: str, env: dict | None = None) -> str:
     """The command `make ui` runs (`-o`: the venv counts as installed, so only the recipe prints)."""
     printed = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "ui", *overrides], cwd=REPO, env=env, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "ui", *overrides],
+        cwd=REPO, env=env, capture_output=True, text=True, check=True,
     ).stdout.strip().splitlines()
     assert len(printed) == 1, printed
     return printed[0]

@@ -169,6 +169,9 @@ def _dagster_dev(home: Path, env: dict[str, str], log: Path, leftovers: list[str
         server = subprocess.Popen(
             command, cwd=home, env=os.environ | env | {TOKEN_VARIABLE: token},
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            # As from a terminal: a test suite started in the background inherits SIGINT ignored,
+            # and dagster dev's children, so ignoring its Ctrl-C, would never stop.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         base = f"http://127.0.0.1:{port}"
