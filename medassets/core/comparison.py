@@ -57,6 +57,8 @@ def model_pairs(models, *, pairs: str = "every", reference: str | None = None) -
         return list(itertools.combinations(models, 2))
     if pairs != "reference":
         raise ValueError(f"pairs must be 'every' or 'reference', got {pairs!r}")
+    if reference is None:
+        raise ValueError("pairs 'reference' compares each model with `reference`: name that model")
     if reference not in models:
         raise ValueError(f"the reference model {reference!r} has no labels; models: {models}")
     return [(model, reference) for model in models if model != reference]

@@ -176,11 +176,11 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
             (found for task in tasks if (found := latest_metadata(instance, "predictions", partition_key(model, task)))), {}
         )
         members = generated.get("members")
-        setup = getattr(registry.get(model), "prompt_setup", None) or (f"{generated.get('rule')} vote of {', '.join(members)}" if members else "")
+        vote = f"{generated.get('rule')} vote of {', '.join(members)}" if members else ""
         model_rows.append({
             "Model": model, "Backend": generated.get("backend", ""), "Revision": generated.get("model_revision", ""),
-            "Setup": setup, "vLLM": generated.get("vllm_version", ""),
-            "Device": generated.get("device", ""),
+            "Setup": getattr(registry.get(model), "prompt_setup", None) or vote,
+            "vLLM": generated.get("vllm_version", ""), "Device": generated.get("device", ""),
         })
     task_rows = []
     for task in tasks:

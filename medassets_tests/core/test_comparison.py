@@ -129,6 +129,8 @@ def test_each_model_against_a_reference():
     assert model_pairs(["c", "a", "b"], pairs="reference", reference="b") == [("a", "b"), ("c", "b")]
     with pytest.raises(ValueError, match="the reference model 'z' has no labels"):
         model_pairs(["a", "b"], pairs="reference", reference="z")
+    with pytest.raises(ValueError, match="name that model"):
+        model_pairs(["a", "b"], pairs="reference")
     differences = paired_f1_differences(
         three_models_on_three_tasks(), n_resamples=20, confidence=0.95, seed=0, invalid="exclude", pairs="reference", reference="c"
     )
