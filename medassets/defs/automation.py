@@ -38,7 +38,8 @@ from medassets.tasks import TASK_KEYS
 
 def model_registry(context: SensorEvaluationContext) -> SensorResult:
     """Keeps the model partitions in step with the model registry file."""
-    registered = list(load_registry(paths.registry_path()))
+    registry = load_registry(paths.registry_path())
+    registered = list(registry)
     current = set(context.instance.get_dynamic_partitions(model_partitions.name))
     added = [name for name in registered if name not in current]
     removed = sorted(current - set(registered))
@@ -52,8 +53,13 @@ def model_registry(context: SensorEvaluationContext) -> SensorResult:
     if added:  # so that automation sees the new models' revisions from now on
         runs.append(RunRequest(job_name=observe_models_job.name))
         prepared = context.instance.get_materialized_partitions(AssetKey("prompts"))
+        # An ensemble of models added with it waits for their labels: `ensemble_members` runs it then.
+        ready = [
+            name for name in added
+            if not isinstance(registry[name], EnsembleModel) or set(registry[name].members) <= current
+        ]
         if prepared >= set(TASK_KEYS):
-            runs += [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in added]
+            runs += [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in ready]
         else:
             context.log.info(f"added models {added}; their predictions wait for the prompts of every task (make run)")
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests)

@@ -246,6 +246,22 @@ def test_automation_is_on_by_default_and_can_be_turned_off(monkeypatch):
     assert off["weekly_reevaluation"] == ["STOPPED", "0 6 * * *"]
 
 
+def test_an_ensemble_added_with_its_members_waits_for_their_labels(two_local_models, tmp_path):
+    registry = tmp_path / "models.yaml"
+    registry.write_text(registry.read_text() + "  - {name: vote, backend: ensemble, members: [model-a, model-b]}\n")
+    with DagsterInstance.ephemeral() as instance:
+        _report(instance, "prompts", TASK_KEYS)
+        result = automation.model_registry(build_sensor_context(instance=instance))
+        generated = {r.tags["dagster/asset_partition_range_start"].split("|")[0] for r in result.run_requests if r.job_name == "generate"}
+        assert generated == set(MODELS)  # not the ensemble: its members have no labels yet
+
+        instance.add_dynamic_partitions("model", list(MODELS))  # the members are known from now on
+        registry.write_text(registry.read_text().replace("name: vote", "name: vote-2"))
+        result = automation.model_registry(build_sensor_context(instance=instance))
+        generated = {r.tags["dagster/asset_partition_range_start"].split("|")[0] for r in result.run_requests if r.job_name == "generate"}
+        assert generated == {"vote-2"}
+
+
 def test_new_member_labels_rerun_the_ensembles_that_count_them(two_local_models, tmp_path):
     registry = tmp_path / "models.yaml"
     registry.write_text(registry.read_text() + "  - {name: vote, backend: ensemble, members: [model-a, model-b]}\n"
