@@ -12,7 +12,7 @@ from dagster import DagsterInstance
 
 from medassets import paths
 from medassets.core.comparison import differences_table
-from medassets.core.registry import EmbeddedSource, EnsembleModel, load_registry
+from medassets.core.registry import load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
 from medassets.defs.io import AssetStorage
@@ -37,17 +37,19 @@ def main() -> None:
         sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
     registry = load_registry(paths.registry_path())
     with DagsterInstance.get() as instance:
-        known = set(instance.get_dynamic_partitions(model_partitions.name))
+        known = instance.get_dynamic_partitions(model_partitions.name)
+        for removed in set(known) - set(registry):
+            instance.delete_dynamic_partition(model_partitions.name, removed)
         instance.add_dynamic_partitions(model_partitions.name, [m for m in registry if m not in known])
         for task in TASK_KEYS:
             _run(instance, jobs.prepare_data_job, f"data for {task}", partition_key=task)
-        if any(isinstance(getattr(spec, "source", None), EmbeddedSource) for spec in registry.values()):
+        if any(spec.uses_embedded_model for spec in registry.values()):
             _run(instance, jobs.prepare_embedded_model_job, "embedded model")
         _run(instance, jobs.observe_models_job, "model revisions")
-        # Ensembles vote with their members' parsed labels: they come after every other model.
-        for model in sorted(registry, key=lambda name: isinstance(registry[name], EnsembleModel)):
-            # One run over the model's six tasks: the engine loads once for all their prompts.
-            _run(instance, jobs.generate_job, f"predictions of {model}", tags=model_range_tags(model))
+        # One run over every model's six tasks: entries that share weights share one engine.
+        models = instance.get_dynamic_partitions(model_partitions.name)
+        _run(instance, jobs.generate_job, f"predictions of {len(models)} models", tags=model_range_tags(models[0], models[-1]))
+        for model in models:
             for task in TASK_KEYS:
                 _run(instance, jobs.evaluate_job, f"evaluation of {model} on {task}", partition_key=partition_key(model, task))
         _run(instance, jobs.compare_job, "comparison")

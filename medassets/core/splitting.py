@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 TEST_SHARE = 0.2
 DEFAULT_SEED = 20250101
@@ -14,6 +13,8 @@ def stratified_split(frame: pd.DataFrame, *, test_share: float = TEST_SHARE, see
 
     Rows are sorted by id before splitting, so the split does not depend on the input's order.
     """
+    from sklearn.model_selection import train_test_split  # imported to split, not to load the definitions
+
     ordered = frame.sort_values("id", kind="stable").reset_index(drop=True)
     train_index, test_index = train_test_split(
         ordered.index, test_size=test_share, random_state=seed, stratify=ordered["label"]

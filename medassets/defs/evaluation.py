@@ -179,7 +179,7 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
         vote = f"{generated.get('rule')} vote of {', '.join(members)}" if members else ""
         model_rows.append({
             "Model": model, "Backend": generated.get("backend", ""), "Revision": generated.get("model_revision", ""),
-            "Setup": getattr(registry.get(model), "prompt_setup", None) or vote,
+            "Setup": (registry[model].prompt_setup if model in registry else None) or vote,
             "vLLM": generated.get("vllm_version", ""), "Device": generated.get("device", ""),
         })
     task_rows = []
@@ -227,7 +227,7 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     )
     shown_differences = comparison_logic.differences_table(differences)
     registry = load_registry(paths.registry_path())
-    setups = {name: (spec.base_model, spec.prompt_setup) for name, spec in registry.items() if hasattr(spec, "prompt_setup")}
+    setups = {name: (spec.base_model, spec.prompt_setup) for name, spec in registry.items() if spec.prompt_setup is not None}
     sensitivity = comparison_logic.prompt_sensitivity(all_metrics, setups)
     for name, frame in (("table3", table), ("f1_differences", differences), ("prompt_sensitivity", sensitivity)):
         storage.write_bytes(f"reports/{name}.csv", frame.to_csv(index=False).encode("utf-8"))

@@ -19,12 +19,12 @@ from dagster import (
 
 from medassets import paths
 from medassets.core.cache import open_response_cache
-from medassets.core.registry import load_registry, registered_model
+from medassets.core.registry import load_registry
 from medassets.defs.conditions import reevaluate_when_changed
-from medassets.defs.io import AssetStorage, frames_by_partition
+from medassets.defs.io import frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, frame_metadata
 from medassets.defs.partitions import model_partitions, partition_key, task_model_partitions, tasks_by_model
-from medassets.engines import backend_for, predict_in_own_process
+from medassets.engines import Batch, answer_key, engine_groups, predict_in_own_process
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.embedded import CONVERSION_VERSION, EMBEDDED_MODEL_NAME, packaged_gguf, prepare_embedded_model
 
@@ -55,13 +55,14 @@ def embedded_model(context: AssetExecutionContext) -> MaterializeResult:
     partitions_def=model_partitions,
     group_name="generation",
     description="Each registered model's weights, observed: the data version of a partition is the "
-    "model's revision (a fingerprint of a local folder, the commit of a hub model in the local cache, "
-    "the packaged file of the embedded model). A new revision makes that model's results stale.",
+    "model's answer key: the revision of its weights (a fingerprint of a local folder, the commit of a hub "
+    "model in the local cache, the packaged file of the embedded model) and every setting that can change "
+    "an answer (dtype, max_model_len, quantization, sampling...). A new one makes that model's results stale.",
 )
 def model_weights(context) -> DataVersionsByPartition:
     models = load_registry(paths.registry_path())
     partitions = set(context.instance.get_dynamic_partitions(model_partitions.name))
-    revisions = {name: backend_for(spec).revision(spec) for name, spec in models.items() if name in partitions}
+    revisions = {name: answer_key(spec) for name, spec in models.items() if name in partitions}
     for name, revision in revisions.items():
         context.log.info(f"{name}: revision {revision}")
     return DataVersionsByPartition({name: DataVersion(revision) for name, revision in revisions.items()})
@@ -87,33 +88,32 @@ def model_weights(context) -> DataVersionsByPartition:
     "(zero-shot Table 2 by default). A backfill over a model's tasks loads the model once and sends all "
     "their prompts in one batch; answers are cached. An ensemble's answers are its members' votes.",
 )
-def predictions(context: AssetExecutionContext, storage: AssetStorage, prompts, split):
+def predictions(context: AssetExecutionContext, prompts, split):
     keys = list(context.partition_keys)
     grouped = tasks_by_model(keys)
     task_keys = sorted({task for tasks in grouped.values() for task in tasks})
     prompts, split = frames_by_partition(prompts, task_keys), frames_by_partition(split, task_keys)
     open_cache = partial(open_response_cache, paths.postgres_url(), paths.cache_path())
+    registry = load_registry(paths.registry_path())
+    batches = [
+        Batch(registry[model], {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks})
+        for model, tasks in grouped.items()
+    ]
+    groups = engine_groups(batches)
     outputs = {}
-    for model, tasks in grouped.items():
-        spec = registered_model(model, paths.registry_path())
-        backend = backend_for(spec)
-        task_prompts, task_splits = {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks}
-        if isinstance(backend, GeneratingBackend) and len(grouped) > 1:
-            # One engine per process: with several models in the step, each generates in its own.
-            batch = predict_in_own_process(
-                backend, spec, task_prompts, task_splits, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info
-            )
+    for backend, group in groups:
+        if isinstance(backend, GeneratingBackend) and len(groups) > 1:
+            # One engine per process: with several engines in the step, each generates in its own.
+            batch_predictions = predict_in_own_process(backend, group, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info)
         else:
-            batch = backend.predict(
-                spec, task_prompts, task_splits, models_dir=paths.models_dir(), open_cache=open_cache,
-                read_labels=lambda member, task: storage.read("parsed_labels", [member, task]), report=context.log.info,
-            )
-        for task, frame in batch.frames.items():
-            key = partition_key(model, task)
-            outputs[key] = frame
-            context.add_asset_metadata(
-                frame_metadata(frame) | batch.metadata
-                | {"truncated_by_max_tokens": int((frame["finish_reason"] == "length").sum())},
-                partition_key=key,
-            )
+            batch_predictions = backend.predict(group, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info)
+        for model, batch in batch_predictions.items():
+            for task, frame in batch.frames.items():
+                key = partition_key(model, task)
+                outputs[key] = frame
+                context.add_asset_metadata(
+                    frame_metadata(frame) | batch.metadata
+                    | {"truncated_by_max_tokens": int((frame["finish_reason"] == "length").sum())},
+                    partition_key=key,
+                )
     return outputs if len(keys) > 1 else outputs[keys[0]]

@@ -26,7 +26,6 @@ from medassets import paths
 from medassets.core.registry import load_registry
 from medassets.defs.jobs import generate_job
 from medassets.defs.partitions import model_and_task
-from medassets.engines import backend_for
 
 PREDICTIONS = AssetKey("predictions")
 SHM = "dshm"
@@ -52,7 +51,7 @@ def generates(run: DagsterRun) -> bool:
 def k8s_config(specs: Iterable) -> dict:
     """The dagster-k8s config of a run generating for these models, one after the other."""
     specs = list(specs)
-    gpus = max((backend_for(spec).gpus(spec) for spec in specs), default=0)
+    gpus = max((spec.gpus for spec in specs), default=0)
     node_selector = {key: value for spec in specs for key, value in spec.kubernetes.node_selector.items()}
     tolerations = [dict(t) for t in dict.fromkeys(tuple(sorted(t.items())) for spec in specs for t in spec.kubernetes.tolerations)]
     container, pod = {}, {}

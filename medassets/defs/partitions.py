@@ -31,9 +31,11 @@ def tasks_by_model(keys: Iterable[str]) -> dict[str, list[str]]:
     return dict(grouped)
 
 
-def model_range_tags(model: str) -> dict[str, str]:
-    """Run tags for one run over a model's six tasks: one engine load for all of them."""
+def model_range_tags(first: str, last: str | None = None) -> dict[str, str]:
+    """Run tags for one run over the six tasks of the models from `first` to `last` (in the
+    partitions' order; default: `first` alone): one engine load for all the prompts of the
+    models that share it."""
     return {
-        "dagster/asset_partition_range_start": partition_key(model, TASK_KEYS[0]),
-        "dagster/asset_partition_range_end": partition_key(model, TASK_KEYS[-1]),
+        "dagster/asset_partition_range_start": partition_key(first, TASK_KEYS[0]),
+        "dagster/asset_partition_range_end": partition_key(last or first, TASK_KEYS[-1]),
     }

@@ -1,19 +1,9 @@
-"""Backends, one file each, found by the registry entry's `backend`. Adding one is a file
-with a `Backend` subclass, its entry type in `core/registry.py`, and a line below."""
+"""Backends, one module each, found by the registry entry's `backend` (`core.registry.BACKENDS`).
+Adding one is a module with its entry type, a `Backend` subclass and its `BACKEND`, and a
+line in that table."""
 
 from __future__ import annotations
 
-from medassets.engines.base import Backend, Predictions, predict_in_own_process
-from medassets.engines.baseline import BaselineBackend
-from medassets.engines.ensemble import EnsembleBackend
-from medassets.engines.openai_server import OpenAIBackend
-from medassets.engines.vllm_offline import VLLMBackend
+from medassets.engines.base import Backend, Batch, Predictions, answer_key, backend_for, engine_groups, predict_in_own_process
 
-BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (VLLMBackend(), OpenAIBackend(), BaselineBackend(), EnsembleBackend())}
-
-
-def backend_for(spec) -> Backend:
-    return BACKENDS[spec.backend]
-
-
-__all__ = ["BACKENDS", "Backend", "Predictions", "backend_for", "predict_in_own_process"]
+__all__ = ["Backend", "Batch", "Predictions", "answer_key", "backend_for", "engine_groups", "predict_in_own_process"]

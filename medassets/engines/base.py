@@ -1,23 +1,34 @@
-"""What the pipeline needs of a backend: the revision of a model's weights, the GPUs it
-needs, the settings that describe it, and its predictions for a batch of test prompts."""
+"""What the pipeline needs of a backend: its entry type, the revision of a model's weights,
+the settings that describe it, and its predictions for a batch of test prompts."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import queue
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
 
-from medassets.core.generation import AnswerSettings, Cache, Engine, Report, predict, task_requests, wait_for_closing_engines
-from medassets.weights.sources import ChatTemplate, chat_template
+from medassets.core.generation import AnswerSettings, Cache, Engine, Report, SharedEngine, predict, task_requests, wait_for_closing_engines
+from medassets.core.registry import BACKENDS, GeneratingEntry, ModelEntry
+from medassets.weights.sources import chat_template
 
 
-ReadLabels = Callable[[str, str], pd.DataFrame]  # (model, task) -> that model's parsed labels
+@dataclass(frozen=True)
+class Batch:
+    """One entry's share of a run: its tasks' test prompts (every variant's) and splits (the
+    train rows the examples come from)."""
+
+    spec: ModelEntry
+    prompts: Mapping[str, pd.DataFrame]  # by task
+    splits: Mapping[str, pd.DataFrame]  # by task
 
 
 @dataclass(frozen=True)
@@ -28,26 +39,23 @@ class Predictions:
 
 class Backend(ABC):
     name: ClassVar[str]  # the registry's `backend` value
+    entry_type: ClassVar[type[ModelEntry]]  # its registry entry
 
     @abstractmethod
     def revision(self, spec) -> str:
-        """What identifies the model's answers, known without loading it."""
-
-    def gpus(self, spec) -> int:
-        """GPUs a run generating for this model needs."""
-        return 0
+        """What identifies the weights (or the fitted method), known without loading them."""
 
     def describe(self, spec) -> dict[str, Any]:
         """The model's settings that matter to a reader of its predictions' metadata."""
         return {}
 
+    def engine_settings(self, spec) -> dict[str, Any]:
+        """What the engine is built from: entries equal in it share one engine in a run."""
+        return {}
+
     @abstractmethod
-    def predict(
-        self, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
-        models_dir: Path, open_cache: Callable[[], Cache], read_labels: ReadLabels, report: Report,
-    ) -> Predictions:
-        """Predictions for each task's test prompts (every variant's; `splits` hold the train
-        rows; `read_labels` gives other models' parsed labels)."""
+    def predict(self, batches: Sequence[Batch], *, models_dir: Path, open_cache: Callable[[], Cache], report: Report) -> dict[str, Predictions]:
+        """Each batch's predictions, by entry name; the batches' entries share `engine_settings`."""
 
 
 class GeneratingBackend(Backend):
@@ -58,70 +66,104 @@ class GeneratingBackend(Backend):
         """The local folder of the weights, when the engine reads one."""
 
     @abstractmethod
-    def open_engine(self, spec, folder: Path | None, template: ChatTemplate) -> Engine:
-        """A running engine; the caller closes it."""
+    def open_engine(self, spec, folder: Path | None) -> Engine:
+        """A running engine built from the entry's `engine_settings`; the caller closes it."""
 
-    def predict(self, spec, prompts, splits, *, models_dir, open_cache, read_labels, report) -> Predictions:
-        folder = self.weights_folder(spec, models_dir)
-        template = chat_template(spec.chat_template, folder)
-        settings = AnswerSettings(
-            backend=self.name, revision=self.revision(spec), chat_template_hash=template.hash, sampling=spec.sampling
-        )
-        items = {
-            task: task_requests(
-                task, prompts[task], splits[task], variant=spec.variant, shots=spec.shots, shot_seed=spec.shot_seed,
-                system_prompt=spec.system_prompt, constrained=spec.decoding == "constrained",
-            )
-            for task in prompts
-        }
+    def predict(self, batches, *, models_dir, open_cache, report) -> dict[str, Predictions]:
+        """One engine, opened at the first answer not cached, for every batch."""
+        first = batches[0].spec
+        folder = self.weights_folder(first, models_dir)
+        results = {}
         cache = open_cache()
         try:
-            frames, stats = predict(
-                items, settings=settings, cache=cache, open_engine=lambda: self.open_engine(spec, folder, template), report=report,
-            )
+            with SharedEngine(lambda: self.open_engine(first, folder), report) as engine:
+                for batch in batches:
+                    results[batch.spec.name] = self._predict_batch(batch, folder, engine, cache, report)
         finally:
             cache.close()
+        return results
+
+    def _predict_batch(self, batch: Batch, folder: Path | None, engine: SharedEngine, cache: Cache, report: Report) -> Predictions:
+        spec: GeneratingEntry = batch.spec
+        template = chat_template(spec.chat_template, folder)
+        settings = AnswerSettings(answer_key=answer_key(spec), chat_template_hash=template.hash)
+        items = {
+            task: task_requests(
+                task, prompts, batch.splits[task], variant=spec.variant, shots=spec.shots, shot_seed=spec.shot_seed,
+                system_prompt=spec.system_prompt, constrained=spec.decoding == "constrained",
+            )
+            for task, prompts in batch.prompts.items()
+        }
+        frames, stats = predict(
+            items, settings=settings, sampling=spec.sampling, chat_template=template.text, cache=cache, engine=engine, report=report,
+        )
         if stats.cache_misses == 0:
             report(f"{spec.name}: every answer came from the cache; nothing was generated")
         metadata = self.describe(spec) | stats.metadata() | {
-            "model_revision": settings.revision, "backend": self.name, "batch_tasks": len(prompts),
-            "sampling": spec.sampling.model_dump(mode="json"), "chat_template_hash": template.hash,
-            "variant": spec.variant, "shots": spec.shots, "shot_seed": spec.shot_seed, "decoding": spec.decoding,
+            "model_revision": self.revision(spec), "answer_key": settings.answer_key, "backend": self.name,
+            "batch_tasks": len(batch.prompts), "sampling": spec.sampling.model_dump(mode="json"),
+            "chat_template_hash": template.hash, "variant": spec.variant, "shots": spec.shots,
+            "shot_seed": spec.shot_seed, "decoding": spec.decoding,
         }
         return Predictions(frames, metadata)
 
 
-def _predict_in_child(backend: GeneratingBackend, spec, prompts, splits, models_dir, open_cache, messages) -> None:
+def backend_for(spec: ModelEntry) -> Backend:
+    """The backend of a registry entry, its module imported on first use."""
+    if spec.backend not in BACKENDS:
+        raise ValueError(f"model {spec.name!r}: {spec.backend!r} is not a backend; backends: {sorted(BACKENDS)}")
+    return import_module(BACKENDS[spec.backend]).BACKEND
+
+
+def answer_key(spec: ModelEntry) -> str:
+    """Equal for two registry entries exactly when they give the same answers to the same
+    messages: the backend, the revision of the weights and every setting that can change an
+    answer (`ModelEntry.answer_neutral` lists those that cannot), never the entry's name.
+
+    The engine's version (vLLM's) is left out on purpose: it is recorded beside every
+    prediction, and the key must be the same where the engine is not installed (the UI's code
+    server, the Kubernetes launcher) as where it runs; an upgrade that changes answers is a
+    new entry or a cleared cache, not a silent miss on every answer."""
+    identity = {"backend": spec.backend, "weights": backend_for(spec).revision(spec), "settings": spec.answer_settings()}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+    return f"{spec.backend}-{digest[:32]}"
+
+
+def engine_groups(batches: Sequence[Batch]) -> list[tuple[Backend, list[Batch]]]:
+    """The batches of a run grouped by backend and engine settings, in their order: entries
+    that differ only in how they ask share one engine."""
+    groups: dict[str, tuple[Backend, list[Batch]]] = {}
+    for batch in batches:
+        backend = backend_for(batch.spec)
+        key = json.dumps([backend.name, backend.engine_settings(batch.spec)], sort_keys=True)
+        groups.setdefault(key, (backend, []))[1].append(batch)
+    return list(groups.values())
+
+
+def _predict_in_child(backend: GeneratingBackend, batches, models_dir, open_cache, messages) -> None:
     try:
-        predictions = backend.predict(
-            spec, prompts, splits, models_dir=models_dir, open_cache=open_cache, read_labels=_no_labels,
-            report=lambda line: messages.put(("log", line)),
-        )
+        predictions = backend.predict(batches, models_dir=models_dir, open_cache=open_cache, report=lambda line: messages.put(("log", line)))
         wait_for_closing_engines()
         messages.put(("result", predictions))
     except BaseException as exc:  # reported to the parent, which raises it in the step
         messages.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def _no_labels(model: str, task: str) -> pd.DataFrame:
-    raise RuntimeError("a generating backend reads no other model's labels")
-
-
 def predict_in_own_process(
-    backend: GeneratingBackend, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
-    models_dir: Path, open_cache: Callable[[], Cache], report: Report,
-) -> Predictions:
+    backend: GeneratingBackend, batches: Sequence[Batch], *, models_dir: Path, open_cache: Callable[[], Cache], report: Report,
+) -> dict[str, Predictions]:
     """`backend.predict` in a child process of its own, its progress relayed to `report`.
 
-    A run that generates for several models gives each its own process: engines loaded one
+    A run that generates with several engines gives each its own process: engines loaded one
     after the other in one process leave device memory that is never released. The process
     ends, with every process its engine started, before this returns. `open_cache` must pickle
     (a `functools.partial`, not a lambda)."""
+    names = ", ".join(batch.spec.name for batch in batches)
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     child = context.Process(
-        target=_predict_in_child, args=(backend, spec, prompts, splits, models_dir, open_cache, messages),
-        name=f"medassets-predict-{spec.name}", daemon=False,  # an engine starts processes of its own
+        target=_predict_in_child, args=(backend, list(batches), models_dir, open_cache, messages),
+        name=f"medassets-predict-{batches[0].spec.name}", daemon=False,  # an engine starts processes of its own
     )
     child.start()
     outcome = None
@@ -131,7 +173,7 @@ def predict_in_own_process(
         except queue.Empty:
             if not child.is_alive():
                 child.join()
-                raise RuntimeError(f"{spec.name}: the generation process exited with code {child.exitcode} and no answer") from None
+                raise RuntimeError(f"{names}: the generation process exited with code {child.exitcode} and no answer") from None
             continue
         if kind == "log":
             report(payload)
@@ -140,5 +182,5 @@ def predict_in_own_process(
     child.join()
     kind, payload = outcome
     if kind == "error":
-        raise RuntimeError(f"{spec.name}: generation failed in its own process: {payload}")
+        raise RuntimeError(f"{names}: generation failed in its own process: {payload}")
     return payload

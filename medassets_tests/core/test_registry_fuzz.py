@@ -11,10 +11,10 @@ import yaml
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from medassets.core.registry import ENTRY_TYPES, RegistryError, load_registry, parse_registry
+from medassets.core.registry import ENTRY_NAMES, RegistryError, entry_type, load_registry, parse_registry
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-FIELDS = sorted({name for entry in ENTRY_TYPES.values() for name in entry.model_fields} | {"api_key", "extra"})
+FIELDS = sorted({name for backend in ENTRY_NAMES for name in entry_type(backend).model_fields} | {"api_key", "extra"})
 NESTED_FIELDS = ["embedded", "path", "hub", "revision", "base_url", "api_key_env", "max_tokens", "temperature", "top_p", "stop", "key", "node_selector", "tolerations"]
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.sampled_from(

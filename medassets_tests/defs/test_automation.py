@@ -111,6 +111,21 @@ def test_a_new_revision_requests_exactly_that_models_partitions(settled, two_loc
     assert result.get_requested_partitions(AssetKey("predictions")) == set()
 
 
+def test_an_answer_changing_setting_requests_that_models_partitions_and_others_nothing(settled, two_local_models):
+    """model-a's dtype changes its answers: its partitions re-run. model-b's memory share and
+    Kubernetes placement change none: nothing re-runs."""
+    instance, cursor = settled
+    registry = two_local_models / "models.yaml"
+    text = registry.read_text()
+    edited = text.replace("    fingerprint: quick\n", "    fingerprint: quick\n    dtype: bfloat16\n", 1)
+    edited += "    gpu_memory_utilization: 0.9\n    kubernetes: {node_selector: {gpu: h100}}\n"
+    registry.write_text(edited)
+    _observe(instance)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    for asset in ("predictions", "parsed_labels", "metrics"):
+        assert result.get_requested_partitions(AssetKey(asset)) == {f"model-a|{t}" for t in TASK_KEYS}, asset
+
+
 def test_content_fingerprint_sees_weights_rewritten_with_the_same_size_and_time(tmp_path, monkeypatch):
     """Weights rewritten in place, keeping size and modification time: the `fingerprint:
     content` model (model-a) gets a new revision and its partitions alone re-run; the quick
@@ -127,7 +142,7 @@ def test_content_fingerprint_sees_weights_rewritten_with_the_same_size_and_time(
             weights.write_bytes(b"WEIGHTS")
             os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         after = _observe(instance)
-        assert before["model-a"].startswith("content-") and after["model-a"] != before["model-a"]
+        assert after["model-a"] != before["model-a"]
         assert after["model-b"] == before["model-b"]
         result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         for asset in ("predictions", "parsed_labels", "metrics"):

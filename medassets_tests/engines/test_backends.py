@@ -1,30 +1,60 @@
-"""The backend registry: one backend per registry entry type, what each says of its models,
-and the baseline's predictions, which parse like a model's."""
+"""The backends: found by name and imported only when used, what each says of its models,
+the answer key that decides which cached answers an entry may reuse, and the baseline's
+predictions, which parse like a model's."""
 
+import subprocess
+import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from medassets.core.datasets import DatasetSource, load_dataset
+from medassets.core.generation import AnswerSettings, Request, cache_key
 from medassets.core.parsing import parse_answer
 from medassets.core.prompts import render_prompts, variant_prompts
-from medassets.core.registry import ENTRY_TYPES, parse_registry
+from medassets.core.registry import BACKENDS, Settings, entry_type, parse_registry
 from medassets.core.splitting import stratified_split
-from medassets.engines import BACKENDS, backend_for
+from medassets.engines import Batch, answer_key, backend_for, engine_groups
 from medassets.engines.base import GeneratingBackend
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+REPO = Path(__file__).resolve().parents[2]
 
 
-def spec(entry: str):
-    return parse_registry(f"models:\n  - name: m\n    {entry}\n")["m"]
+def spec(entry: str, name: str = "m"):
+    return parse_registry(f"models:\n  - name: {name}\n    {entry}\n")[name]
 
 
-def test_every_registry_entry_type_has_its_backend():
-    assert set(BACKENDS) == set(ENTRY_TYPES)
-    for name, backend in BACKENDS.items():
+def test_every_backend_owns_its_entry_type_under_its_name():
+    for name in BACKENDS:
+        backend = backend_for(spec(f"backend: {name}" + ("\n    source: {path: /w}" if name == "vllm" else "")))
         assert backend.name == name
+        assert entry_type(name) is backend.entry_type
+        assert backend.entry_type.model_fields["backend"].default == name
+
+
+def test_an_unknown_backend_lists_the_registered_names():
+    with pytest.raises(ValueError, match=r"backend must be one of baseline, ensemble, openai, vllm \(given: 'tgi'\)"):
+        spec("backend: tgi")
+
+
+def test_reading_the_registry_and_building_a_run_imports_no_engine():
+    """The UI's code server and the Kubernetes launcher load the definitions, read the
+    registry and take each model's answer key and GPUs without vLLM, torch or scikit-learn."""
+    code = (
+        "import sys\n"
+        "from medassets.definitions import defs\n"
+        "from medassets.core.registry import parse_registry\n"
+        "from medassets.defs.kubernetes import k8s_config\n"
+        "from medassets.engines import answer_key\n"
+        "models = parse_registry('models:\\n  - {name: big, source: {hub: org/m, revision: v1}, tensor_parallel_size: 4}\\n"
+        "  - {name: served, backend: openai}\\n  - {name: tfidf, backend: baseline}\\n')\n"
+        "assert k8s_config(models.values())['container_config']['resources'] == {'limits': {'nvidia.com/gpu': 4}}\n"
+        "[answer_key(m) for m in models.values() if m.name != 'big']\n"
+        "print(sorted(m for m in ('vllm', 'torch', 'sklearn', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -35,8 +65,7 @@ def test_every_registry_entry_type_has_its_backend():
     ],
 )
 def test_gpus_per_model(entry, gpus):
-    model = spec(entry)
-    assert backend_for(model).gpus(model) == gpus
+    assert spec(entry).gpus == gpus
 
 
 @pytest.mark.parametrize(
@@ -54,6 +83,112 @@ def test_revisions_known_without_local_weights(entry, revision, tmp_path, monkey
     assert backend_for(model).revision(model) == revision
 
 
+# A changed value for every field of every entry type (nested settings by their path). A field
+# added to an entry type fails the test below until it is listed here, and so until someone
+# decides whether it can change an answer.
+CHANGED = {
+    "backend": None, "name": "renamed", "kubernetes": {"node_selector": {"gpu": "h100"}},
+    "reasoning": True, "system_prompt": "Be brief.", "chat_template": "TEMPLATE", "fingerprint": "content",
+    "sampling.temperature": 0.7, "sampling.top_p": 0.5, "sampling.max_tokens": 9, "sampling.seed": 3, "sampling.stop": ["x"],
+    "variant": "concise", "shots": 2, "shot_seed": 1, "decoding": "constrained",
+    "source": {"path": "OTHER_WEIGHTS"}, "dtype": "bfloat16", "max_model_len": 4096, "quantization": "fp8",
+    "tensor_parallel_size": 2, "gpu_memory_utilization": 0.9,
+    "server.base_url": "http://10.0.0.1:8000/v1", "server.api_key_env": "OTHER_KEY", "server.served_model": "other",
+    "server.max_concurrency": 2, "server.timeout_s": 5.0, "server.max_retries": 0,
+    "seed": 1,
+}
+# What each backend's answers depend on; every other field must keep the key. `fingerprint`
+# changes no answer, but it changes how the weights' revision is taken (a quick fingerprint or
+# every byte), and so the key: switching it costs one regeneration, never a stale answer.
+ANSWER_CHANGING = {
+    "vllm": {"fingerprint", "chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
+             "decoding", "source", "dtype", "max_model_len", "quantization", "tensor_parallel_size"},
+    # without a source, the served model's name is what identifies the weights
+    "openai": {"chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
+               "decoding", "source", "server.served_model"},
+    "baseline": {"seed"},
+}
+
+
+def _fields(model, prefix=""):
+    for name, field in model.model_fields.items():
+        nested = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, Settings) else None
+        if nested is not None and name != "kubernetes":
+            yield from _fields(nested, f"{prefix}{name}.")
+        else:
+            yield prefix + name
+
+
+def _entry(backend: str, tmp_path: Path, **fields) -> dict:
+    base = {"name": "m", "backend": backend}
+    if backend == "vllm":
+        base["source"] = {"path": str(tmp_path / "weights")}
+    if backend == "openai":
+        base["server"] = {"served_model": "m"}
+    for path, value in fields.items():
+        if value == "TEMPLATE":
+            (tmp_path / "template.jinja").write_text("{{ messages }}")
+            value = str(tmp_path / "template.jinja")
+        if value == {"path": "OTHER_WEIGHTS"}:
+            value = {"path": str(tmp_path / "other")}
+        head, _, tail = path.partition(".")
+        if tail:
+            base.setdefault(head, {})[tail] = value
+        else:
+            base[head] = value
+    return base
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_the_answer_key_changes_exactly_with_what_changes_answers(backend, tmp_path, monkeypatch):
+    """Each answer-changing field, changed, changes the answer key, and so every cache key
+    (a miss) and the model's observed revision (its predictions stale); every other field
+    keeps both (cached answers are reused)."""
+    monkeypatch.setenv("MEDASSETS_OPENAI_BASE_URL", "")
+    for folder, config in (("weights", "{}"), ("other", '{"hidden_size": 8}')):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.json").write_text(config)
+    model = entry_type(backend)
+    fields = set(_fields(model))
+    assert fields <= set(CHANGED), f"decide whether these fields can change an answer: {sorted(fields - set(CHANGED))}"
+    original = model.model_validate(_entry(backend, tmp_path))
+    request = Request([{"role": "user", "content": "Is this tweet self-reporting breast cancer?"}])
+
+    def keys(entry):
+        key = answer_key(entry)
+        return key, cache_key(AnswerSettings(answer_key=key, chat_template_hash="model-default"), request)
+
+    for field in sorted(fields - {"backend"}):
+        changed = model.model_validate(_entry(backend, tmp_path, **{field: CHANGED[field]}))
+        if field in ANSWER_CHANGING[backend]:
+            assert keys(changed)[0] != keys(original)[0] and keys(changed)[1] != keys(original)[1], field
+        else:
+            assert keys(changed) == keys(original), field
+
+
+def test_renamed_copies_share_an_answer_key_and_an_engine(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    models = parse_registry(
+        "models:\n"
+        "  - {name: zero-shot, source: {path: W}}\n"
+        "  - {name: two-shot, source: {path: W}, shots: 2, variant: concise}\n"
+        "  - {name: constrained, source: {path: W}, decoding: constrained}\n"
+        "  - {name: half, source: {path: W}, dtype: bfloat16}\n"
+        "  - {name: tfidf, backend: baseline}\n".replace("W", str(tmp_path))
+    )
+    assert answer_key(models["zero-shot"]) == answer_key(models["two-shot"])  # how they ask is in the messages
+    assert answer_key(models["zero-shot"]) != answer_key(models["constrained"])
+    groups = engine_groups([Batch(model, {}, {}) for model in models.values()])
+    assert [[batch.spec.name for batch in group] for _, group in groups] == [["zero-shot", "two-shot", "constrained"], ["half"], ["tfidf"]]
+
+
+def test_an_ensemble_has_no_backend():
+    models = parse_registry("models:\n  - {name: a, backend: baseline}\n  - {name: b, backend: baseline, seed: 1}\n"
+                            "  - {name: vote, backend: ensemble, members: [a, b]}\n")
+    with pytest.raises(ValueError, match="'ensemble' is not a backend"):
+        answer_key(models["vote"])
+
+
 def test_the_baseline_predicts_every_test_prompt_in_the_tasks_own_words(tmp_path):
     task = "breast_cancer"
     split = stratified_split(load_dataset(DatasetSource(path=SAMPLES / f"{task}.csv")).frame)
@@ -61,53 +196,9 @@ def test_the_baseline_predicts_every_test_prompt_in_the_tasks_own_words(tmp_path
     model = spec("backend: baseline")
     backend = backend_for(model)
     assert not isinstance(backend, GeneratingBackend)  # no engine, no cache
-    batch = backend.predict(model, {task: prompts}, {task: split}, models_dir=tmp_path, open_cache=None, read_labels=None, report=print)
+    batch = backend.predict([Batch(model, {task: prompts}, {task: split})], models_dir=tmp_path, open_cache=None, report=print)["m"]
     frame = batch.frames[task]
     assert list(frame["id"]) == list(variant_prompts(prompts)["id"])
     labels = [parse_answer(task, text).label for text in frame["text"]]
     assert set(labels) == {0, 1}  # every answer parses, both classes predicted
     assert batch.metadata["model_revision"] == "tfidf-logreg-v1" and batch.metadata["backend"] == "baseline"
-
-
-ENSEMBLE = """\
-models:
-  - {name: a, backend: baseline}
-  - {name: b, backend: baseline, seed: 1}
-  - {name: c, backend: baseline, seed: 2}
-  - {name: vote, backend: ensemble, members: [a, b, c], rule: RULE}
-"""
-
-
-def test_an_ensemble_answers_with_its_members_vote_in_the_tasks_words(tmp_path):
-    task = "stigma_labeling"
-    ids = [f"i{n}" for n in range(4)]
-    prompts = render_prompts(task, pd.DataFrame({"id": ids, "text": ["x"] * 4, "label": [1, 0, 1, 0]}))
-    member_labels = {"a": [1, 1, 0, -1], "b": [1, 0, 0, -1], "c": [0, 1, -1, -1]}
-
-    def read_labels(model, labels_task):
-        assert labels_task == task
-        return pd.DataFrame({"id": ids[::-1], "label": member_labels[model][::-1]})  # any row order
-
-    models = parse_registry(ENSEMBLE.replace("RULE", "majority"))
-    backend = backend_for(models["vote"])
-    assert backend.gpus(models["vote"]) == 0 and not isinstance(backend, GeneratingBackend)
-    batch = backend.predict(models["vote"], {task: prompts}, {}, models_dir=tmp_path, open_cache=None, read_labels=read_labels, report=print)
-    frame = batch.frames[task]
-    assert frame["id"].tolist() == ids
-    assert [parse_answer(task, text).label for text in frame["text"]] == [1, 1, 0, None]  # none counted: invalid
-    assert frame["reasoning"][2] == "votes: a=0, b=0, c=invalid"
-    assert (batch.metadata["members"], batch.metadata["backend"]) == (["a", "b", "c"], "ensemble")
-    any_rule = parse_registry(ENSEMBLE.replace("RULE", "any"))["vote"]
-    assert backend.revision(any_rule) != backend.revision(models["vote"])
-
-
-def test_an_ensemble_names_a_member_without_labels(tmp_path):
-    task = "stigma_labeling"
-    prompts = render_prompts(task, pd.DataFrame({"id": ["i0"], "text": ["x"], "label": [1]}))
-
-    def read_labels(model, labels_task):
-        raise FileNotFoundError(model)
-
-    vote = parse_registry(ENSEMBLE.replace("RULE", "all"))["vote"]
-    with pytest.raises(RuntimeError, match="ensemble 'vote': member 'a' has no parsed labels on stigma_labeling yet"):
-        backend_for(vote).predict(vote, {task: prompts}, {}, models_dir=tmp_path, open_cache=None, read_labels=read_labels, report=print)

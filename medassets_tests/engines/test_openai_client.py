@@ -18,9 +18,9 @@ import pytest
 
 from conftest import small_datasets
 from medassets.core.generation import Request
+from medassets.core.registry import Sampling
 from medassets.core.prompts import variant_prompts
-from medassets.core.registry import OpenAIModel, OpenAIServer
-from medassets.engines.openai_server import OpenAIServerEngine, ServerError
+from medassets.engines.openai_server import OpenAIModel, OpenAIServer, OpenAIServerEngine, ServerError
 from medassets.tasks import TASKS
 
 SERVED = "scripted"
@@ -109,7 +109,7 @@ def scripted_server(script: ScriptedServer) -> Iterator[str]:
 
 def engine(base_url: str, **server) -> OpenAIServerEngine:
     spec = OpenAIModel(name="any", server=OpenAIServer(base_url=base_url, served_model=SERVED, **server))
-    return OpenAIServerEngine(spec, chat_template=None)
+    return OpenAIServerEngine(spec)
 
 
 def requests(n: int) -> list[Request]:
@@ -118,7 +118,7 @@ def requests(n: int) -> list[Request]:
 
 def generate(client: OpenAIServerEngine, n: int) -> dict:
     done = {}
-    client.generate(requests(n), lambda index, generation: done.__setitem__(index, generation))
+    client.generate(requests(n), sampling=Sampling(), chat_template=None, on_done=lambda index, generation: done.__setitem__(index, generation))
     client.close()
     return done
 

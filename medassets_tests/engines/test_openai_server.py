@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 
 from medassets.core.prompts import answer_phrases, variant_prompts
-from medassets.core.registry import OpenAIModel, OpenAIServer
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
-from medassets.engines.openai_server import OpenAIServerEngine, ServerError
+from medassets.engines.openai_server import OpenAIModel, OpenAIServer, OpenAIServerEngine, ServerError
 from conftest import small_datasets
 from support import free_port, vllm_server
 
@@ -102,12 +101,12 @@ def spec(base_url: str, served_model: str, max_retries: int = 4) -> OpenAIModel:
 def test_a_model_the_server_does_not_serve_is_a_clear_error(server, monkeypatch):
     monkeypatch.delenv("MEDASSETS_OPENAI_BASE_URL", raising=False)
     with pytest.raises(ServerError, match=rf"does not serve 'llama3-70b'; it serves \['{SERVED}'\]"):
-        OpenAIServerEngine(spec(server, "llama3-70b"), chat_template=None)
+        OpenAIServerEngine(spec(server, "llama3-70b"))
 
 
 def test_an_unreachable_server_is_a_clear_error_soon(monkeypatch):
     monkeypatch.delenv("MEDASSETS_OPENAI_BASE_URL", raising=False)
     started = time.monotonic()
     with pytest.raises(ServerError, match=r"127\.0\.0\.1:\d+/v1 is unreachable.*gave up after 2 attempts; last: ConnectError"):
-        OpenAIServerEngine(spec(f"http://127.0.0.1:{free_port()}/v1", SERVED, max_retries=1), chat_template=None)
+        OpenAIServerEngine(spec(f"http://127.0.0.1:{free_port()}/v1", SERVED, max_retries=1))
     assert time.monotonic() - started < 5
