@@ -30,14 +30,14 @@ from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage, frame_metadata, latest_metadata
 from medassets.defs.partitions import model_and_task, model_partitions, partition_key, task_model_partitions, task_partitions
-from medassets.tasks import TASK_KEYS
+from medassets.tasks import TASK_KEYS, tasks_version
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
     f"{metric}{suffix}" for metric in metrics_logic.METRICS for suffix in ("", "_low", "_high")
 ]
 
 
-parsed_labels_code_version = code_version(parsing)
+parsed_labels_code_version = code_version(parsing, tasks_version("positive_phrase", "negative_phrases"))
 
 
 class BootstrapConfig(Config):
@@ -199,7 +199,9 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
     return {"models": pd.DataFrame(model_rows), "tasks": pd.DataFrame(task_rows), "code versions": versions}
 
 
-comparison_code_version = code_version(comparison_logic, metrics_logic, report_logic, error_analysis_logic)
+comparison_code_version = code_version(
+    comparison_logic, metrics_logic, report_logic, error_analysis_logic, tasks_version("title")
+)
 
 
 @asset(
