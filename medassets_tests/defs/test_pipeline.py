@@ -366,6 +366,18 @@ def test_run_config_overrides_the_dataset_entry(user_data, tmp_path):
     assert "n000" in metadata["preview"].value
 
 
+def test_a_split_with_another_test_share_passes_its_check_against_that_share(tmp_path, monkeypatch):
+    use_state(monkeypatch, tmp_path / "state", tmp_path / "models.yaml")
+    with DagsterInstance.ephemeral() as instance:
+        result = run("prepare_data", instance, partition_key="breast_cancer", asset_selection=[AssetKey("raw_dataset"), AssetKey("split")],
+                     run_config={"ops": {"split": {"config": {"test_share": 0.3}}}})
+    assert result.success, failure_text(result)
+    check = check_results(result)["split_is_stratified"]
+    assert check.passed and check.metadata["test_share"].value == 0.3
+    split = pd.read_parquet(tmp_path / "state" / "assets" / "split" / "breast_cancer.parquet")
+    assert (split["part"] == "test").mean() == pytest.approx(0.3, abs=0.01)
+
+
 @pytest.mark.parametrize("job, op", [("evaluate", "metrics"), ("compare", "comparison")])
 def test_an_unknown_invalid_policy_fails_at_config_validation(copied_state, job, op):
     _, instance = copied_state
