@@ -4,6 +4,7 @@ Runs go into the Dagster instance of DAGSTER_HOME, so the Dagster UI shows them 
 """
 
 import io
+import json
 import sys
 import time
 
@@ -11,7 +12,7 @@ import pandas as pd
 from dagster import DagsterInstance
 
 from medassets import paths
-from medassets.core.comparison import differences_table
+from medassets.core.comparison import differences_table, headings
 from medassets.core.registry import load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
@@ -56,14 +57,18 @@ def main() -> None:
         for task in TASK_KEYS:
             _run(instance, jobs.analyze_errors_job, f"error analysis of {task}", partition_key=task)
 
-    storage = AssetStorage()
-    pd.set_option("display.width", 250)
-    pd.set_option("display.max_columns", 50)
+    print_results(AssetStorage())
+
+
+def print_results(storage: AssetStorage) -> None:
+    """Table 3 and the paired differences as the comparison stored them, under headings that
+    state the settings it recorded having computed them with."""
     table = pd.read_csv(io.BytesIO(storage.read_bytes("reports/table3.csv")), keep_default_na=False)
     differences = pd.read_csv(io.BytesIO(storage.read_bytes("reports/f1_differences.csv")))
-    print("\nTable 3: precision, recall and F1 with 95% bootstrap intervals, and invalid answers\n")
+    titles = headings(json.loads(storage.read_bytes("reports/settings.json")))
+    print(f"\nTable 3: {titles['table3']}\n")
     print(table.to_markdown(index=False))
-    print("\nPaired F1 differences (95% paired bootstrap intervals) and McNemar's exact test (Holm across tasks)\n")
+    print(f"\n{titles['f1_differences']}\n")
     print(differences_table(differences).to_markdown(index=False))
     print(f"\nReport (one HTML file, opens offline): {storage.url('reports/report.html')}")
     print(f"Reports (CSV, Parquet, forest plot): {storage.url('reports')}")

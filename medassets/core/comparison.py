@@ -7,8 +7,66 @@ import itertools
 
 import pandas as pd
 
-from medassets.core.metrics import CORRECTIONS, METRICS, mcnemar, paired_difference
+from medassets.core.metrics import CORRECTIONS, METRICS, SETTINGS, mcnemar, paired_difference
 from medassets.tasks import TASK_KEYS, TASKS
+
+
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+_INVALID_POLICY_TEXT = {"negative": "scored as negative", "exclude": "excluded"}
+
+
+def metrics_settings(metrics: pd.DataFrame) -> dict[str, list]:
+    """The confidence levels, invalid-answer policies and resample counts the metrics rows
+    were computed with (each the sorted distinct values: partitions may differ)."""
+    recorded = metrics.reindex(columns=["task", "model", *SETTINGS])
+    unrecorded = recorded[recorded[list(SETTINGS)].isna().any(axis=1)]
+    if len(unrecorded):
+        partitions = ", ".join(f"{model}|{task}" for task, model in zip(unrecorded["task"], unrecorded["model"]))
+        raise ValueError(f"the metrics of {partitions} record no {', '.join(SETTINGS)}: materialize those metrics again")
+    return {setting: sorted(recorded[setting].unique().tolist()) for setting in SETTINGS}
+
+
+def comparison_settings(
+    metrics: pd.DataFrame, *, n_resamples: int, confidence: float, seed: int, invalid: str, correction: str,
+    pairs: str, reference: str | None,
+) -> dict[str, dict]:
+    """What each table was computed with: Table 3 and the forest plot with the metrics' own
+    settings, the paired differences with the comparison's."""
+    return {
+        "table3": metrics_settings(metrics),
+        "f1_differences": {
+            "confidence": confidence, "invalid_policy": invalid, "n_resamples": n_resamples, "seed": seed,
+            "correction": correction, "pairs": pairs, "reference": reference,
+        },
+    }
+
+
+def _percent(confidence: float) -> str:
+    return f"{round(confidence * 100, 4):g}%"
+
+
+def _intervals(confidences: list[float], policies: list[str], kind: str) -> str:
+    """`90% bootstrap intervals; invalid answers excluded`, saying so where partitions differ."""
+    levels = " or ".join(_percent(c) for c in confidences) + (" (differing between partitions)" if len(confidences) > 1 else "")
+    policy = " or ".join(_INVALID_POLICY_TEXT[p] for p in policies) + (" (differing between partitions)" if len(policies) > 1 else "")
+    return f"{levels} {kind} intervals; invalid answers {policy}"
+
+
+def forest_plot_label(metrics_settings: dict[str, list]) -> str:
+    return f"F1 of the positive class ({_intervals(metrics_settings['confidence'], metrics_settings['invalid_policy'], 'bootstrap')})"
+
+
+def headings(settings: dict[str, dict]) -> dict[str, str]:
+    """The heading of each table and the plot, stating the settings its numbers were computed with."""
+    table, pairs = settings["table3"], settings["f1_differences"]
+    return {
+        "table3": "Precision, recall and F1 of the positive class with "
+        + _intervals(table["confidence"], table["invalid_policy"], "percentile bootstrap"),
+        "forest_plot": forest_plot_label(table),
+        "f1_differences": "Paired F1 differences with "
+        + _intervals([pairs["confidence"]], [pairs["invalid_policy"]], "paired bootstrap")
+        + f"; McNemar's exact test, p adjusted across the tasks of each pair by {CORRECTION_NAMES[pairs['correction']]}",
+    }
 
 
 def interval_cell(value: float, low: float, high: float) -> str:
@@ -105,8 +163,7 @@ def paired_f1_differences(
 def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
     """The paired differences for display: `+0.05 (+0.01 to +0.09)` cells, McNemar's discordant
     counts and its p-values, raw and adjusted."""
-    adjusted = {"holm": "Holm", "bh": "BH"}
-    correction = adjusted.get(differences["correction"].iloc[0], "adjusted") if len(differences) else "Holm"
+    correction = CORRECTION_NAMES[differences["correction"].iloc[0]] if len(differences) else "adjusted"
     return pd.DataFrame({
         "Task": [TASKS[t].title for t in differences["task"]],
         "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
@@ -143,7 +200,8 @@ def prompt_sensitivity(metrics: pd.DataFrame, setups: dict[str, tuple[str, str]]
 
 
 def forest_plot(metrics: pd.DataFrame) -> bytes:
-    """F1 with its interval per task and model, as a PNG image."""
+    """F1 with its interval per task and model, as a PNG image; its axis label (also the PNG's
+    `Description`) states the confidence level and invalid-answer policy of the metrics."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,11 +225,12 @@ def forest_plot(metrics: pd.DataFrame) -> bytes:
     ax.set_yticks(range(len(tasks)), [TASKS[t].title for t in tasks])
     ax.invert_yaxis()
     ax.set_xlim(-0.02, 1.02)
-    ax.set_xlabel("F1 of the positive class (95% bootstrap interval)")
+    label = forest_plot_label(metrics_settings(metrics))
+    ax.set_xlabel(label, fontsize="small")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(models), 3), fontsize="small", frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=110)
+    fig.savefig(image, format="png", dpi=110, metadata={"Title": "F1 by task and model", "Description": label})
     plt.close(fig)
     return image.getvalue()

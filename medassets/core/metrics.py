@@ -22,6 +22,7 @@ INVALID_POLICIES = ("negative", "exclude")
 N_RESAMPLES = 1000  # the paper's
 CONFIDENCE = 0.95
 METRICS = ("precision", "recall", "f1")
+SETTINGS = ("confidence", "invalid_policy", "n_resamples")  # recorded beside the numbers they produced
 INVALID = -1  # code of an invalid prediction after normalization
 
 

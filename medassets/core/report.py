@@ -68,20 +68,21 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
 
 def render_report(
     *, table3: pd.DataFrame, differences: pd.DataFrame, labels: pd.DataFrame, sensitivity: pd.DataFrame,
-    forest_png: bytes, provenance: dict[str, pd.DataFrame], invalid_policy: str,
+    forest_png: bytes, provenance: dict[str, pd.DataFrame], headings: dict[str, str],
 ) -> str:
     """The report's HTML. `differences` is `comparison.differences_table`'s display form;
-    `labels` has columns task, model, id, gold, label and invalid_reason."""
+    `labels` has columns task, model, id, gold, label and invalid_reason; `headings` are
+    `comparison.headings`, stating the settings each table was computed with."""
     image = base64.b64encode(forest_png).decode("ascii")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
-        ("table3", "Table 3: precision, recall and F1 of the positive class",
-         f"95% percentile bootstrap intervals; invalid answers scored as <b>{html.escape(invalid_policy)}</b>.",
+        ("table3", "Table 3", f"{html.escape(headings['table3'])}.",
          _table(table3, "table3")),
-        ("forest-plot", "F1 by task and model", "", f"<img alt='F1 forest plot' src='data:image/png;base64,{image}'>"),
+        ("forest-plot", "F1 by task and model", f"{html.escape(headings['forest_plot'])}.",
+         f"<img alt='F1 forest plot' src='data:image/png;base64,{image}'>"),
         ("differences", "Paired differences and McNemar's test",
-         "F1(a) - F1(b) with a paired bootstrap interval; McNemar's exact test on the items only one model gets "
-         "right, its p-value adjusted across the tasks of each pair.", _table(differences, "differences")),
+         f"{html.escape(headings['f1_differences'])}. F1(a) - F1(b); McNemar's test is on the items only one "
+         "model gets right.", _table(differences, "differences")),
         ("confusion", "Confusion matrices", "", _table(confusion_table(labels), "confusion")),
         ("invalid", "Invalid answers by reason", "", _table(invalid_reasons(labels), "invalid")),
         ("sensitivity", "Prompt sensitivity",

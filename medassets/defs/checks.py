@@ -17,11 +17,11 @@ from pydantic import Field
 
 from medassets.core import quality
 from medassets.core.prompts import variant_prompts
-from medassets.core.splitting import TEST_SHARE
 from medassets.defs.data import raw_dataset, split
 from medassets.defs.evaluation import parsed_labels
 from medassets.defs.generation import predictions
 from medassets.defs.io import frames_by_partition
+from medassets.defs.metadata import latest_metadata
 from medassets.defs.partitions import model_and_task, task_model_partitions, task_partitions
 from medassets.tasks import TASKS
 
@@ -60,10 +60,16 @@ def raw_dataset_positive_rate(context: AssetCheckExecutionContext, raw_dataset: 
 
 
 @asset_check(asset=split, partitions_def=task_partitions, blocking=True,
-             description="Great Expectations: test share 20% +-1 point; each part's positive rate within 1 point of the whole.")
+             description="Great Expectations: the test share the split was made with (its `test_share` metadata) "
+             "+-1 point; each part's positive rate within 1 point of the whole.")
 def split_is_stratified(context: AssetCheckExecutionContext, split: pd.DataFrame) -> AssetCheckResult:
-    expectations = quality.split_expectations(split, TEST_SHARE, SPLIT_SHARE_TOLERANCE, SPLIT_RATE_TOLERANCE)
-    return gx_result(quality.validate(quality.split_frame(split), "split", expectations))
+    test_share = latest_metadata(context.instance, "split", context.partition_key).get("test_share")
+    if test_share is None:
+        return AssetCheckResult(passed=False, metadata={
+            "problem": "the split's materialization records no test_share to check against: materialize the split again",
+        })
+    expectations = quality.split_expectations(split, test_share, SPLIT_SHARE_TOLERANCE, SPLIT_RATE_TOLERANCE)
+    return gx_result(quality.validate(quality.split_frame(split), "split", expectations), test_share=test_share)
 
 
 class InvalidAnswersConfig(Config):

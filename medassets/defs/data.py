@@ -72,7 +72,8 @@ def raw_dataset(context: AssetExecutionContext, config: DatasetConfig) -> pd.Dat
     group_name="data",
     kinds={"pandas", "parquet", "great_expectations"},
     tags=DOMAIN_TAGS,
-    description="Stratified, seeded 80/20 train/test split; independent of the input's row order.",
+    description="Stratified, seeded train/test split (80/20 unless run config sets `test_share`, recorded in "
+    "metadata); independent of the input's row order.",
 )
 def split(context: AssetExecutionContext, config: SplitConfig, raw_dataset: pd.DataFrame) -> pd.DataFrame:
     frame = stratified_split(raw_dataset, test_share=config.test_share, seed=config.seed)
@@ -81,6 +82,7 @@ def split(context: AssetExecutionContext, config: SplitConfig, raw_dataset: pd.D
         frame_metadata(frame)
         | {
             "seed": config.seed,
+            "test_share": config.test_share,
             "test_rows": len(test),
             "test_positive_rate": round(float(test["label"].mean()), 4),
         }

@@ -1,6 +1,7 @@
 """Evaluation assets: parsed labels and metrics per (task, model), and the comparison of all models."""
 
 import base64
+import json
 from typing import Literal
 
 import pandas as pd
@@ -30,14 +31,14 @@ from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage, frame_metadata, latest_metadata
 from medassets.defs.partitions import model_and_task, model_partitions, partition_key, task_model_partitions, task_partitions
-from medassets.tasks import TASK_KEYS
+from medassets.tasks import TASK_KEYS, tasks_version
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
     f"{metric}{suffix}" for metric in metrics_logic.METRICS for suffix in ("", "_low", "_high")
 ]
 
 
-parsed_labels_code_version = code_version(parsing)
+parsed_labels_code_version = code_version(parsing, tasks_version("positive_phrase", "negative_phrases"))
 
 
 class BootstrapConfig(Config):
@@ -113,8 +114,9 @@ def report_row(report: dict) -> dict:
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
     code_version=code_version(metrics_logic),
-    description="Precision, recall and F1 of the positive class with 95% percentile bootstrap intervals, "
-    "the invalid count and the confusion matrix.",
+    description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
+    "run config's confidence (95% by default), the invalid count and the confusion matrix; the confidence, "
+    "invalid-answer policy and resamples are recorded in the frame and its metadata.",
 )
 def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labels: pd.DataFrame) -> pd.DataFrame:
     model, task = model_and_task(context.partition_key)
@@ -137,6 +139,7 @@ def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labe
         | {
             "F1": comparison_logic.interval_cell(report["f1"], report["f1_low"], report["f1_high"]),
             "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
+            "confidence": report["confidence"],
             "invalid_policy": report["invalid_policy"],
             "n_resamples": report["n_resamples"],
             "notes": MetadataValue.json(report["notes"]),
@@ -146,7 +149,8 @@ def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labe
             ),
         }
     )
-    return pd.DataFrame([{"task": task, "model": model, **report_row(report), "invalid_policy": report["invalid_policy"]}])
+    settings = {setting: report[setting] for setting in metrics_logic.SETTINGS}
+    return pd.DataFrame([{"task": task, "model": model, **report_row(report), **settings}])
 
 
 class ComparisonConfig(BootstrapConfig):
@@ -199,7 +203,9 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
     return {"models": pd.DataFrame(model_rows), "tasks": pd.DataFrame(task_rows), "code versions": versions}
 
 
-comparison_code_version = code_version(comparison_logic, metrics_logic, report_logic, error_analysis_logic)
+comparison_code_version = code_version(
+    comparison_logic, metrics_logic, report_logic, error_analysis_logic, tasks_version("title")
+)
 
 
 @asset(
@@ -210,8 +216,9 @@ comparison_code_version = code_version(comparison_logic, metrics_logic, report_l
     automation_condition=reevaluate_when_changed(),
     code_version=comparison_code_version,
     description="The paper's Table 3 for every registered model, with invalid counts, paired F1 differences "
-    "with intervals, McNemar's test adjusted across tasks, a forest plot, and a self-contained HTML report. "
-    "Written as CSV, Parquet, PNG and HTML.",
+    "with intervals, McNemar's test adjusted across tasks (Holm by default), a forest plot, and a self-contained "
+    "HTML report. Written as CSV, Parquet, PNG and HTML, with the settings each table was computed with "
+    "(reports/settings.json), which every heading states.",
 )
 def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage: AssetStorage) -> pd.DataFrame:
     models = sorted(context.instance.get_dynamic_partitions(model_partitions.name))
@@ -226,19 +233,25 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
         pairs=config.pairs, reference=config.reference, correction=config.correction,
     )
     shown_differences = comparison_logic.differences_table(differences)
+    settings = comparison_logic.comparison_settings(
+        all_metrics, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed,
+        invalid=config.invalid, correction=config.correction, pairs=config.pairs, reference=config.reference,
+    )
+    headings = comparison_logic.headings(settings)
     registry = load_registry(paths.registry_path())
     setups = {name: (spec.base_model, spec.prompt_setup) for name, spec in registry.items() if spec.prompt_setup is not None}
     sensitivity = comparison_logic.prompt_sensitivity(all_metrics, setups)
     for name, frame in (("table3", table), ("f1_differences", differences), ("prompt_sensitivity", sensitivity)):
         storage.write_bytes(f"reports/{name}.csv", frame.to_csv(index=False).encode("utf-8"))
         storage.write_bytes(f"reports/{name}.parquet", frame.to_parquet(index=False))
+    storage.write_bytes("reports/settings.json", json.dumps(settings, indent=1).encode("utf-8"))
     plot = comparison_logic.forest_plot(all_metrics)
     plot_url = storage.write_bytes("reports/f1_forest.png", plot)
     tasks = [task for task in TASK_KEYS if task in set(all_metrics["task"])]
     report = report_logic.render_report(
         table3=table, differences=shown_differences, labels=labels, sensitivity=sensitivity, forest_png=plot,
         provenance=_provenance(context.instance, registry, sorted(all_metrics["model"].unique()), tasks),
-        invalid_policy=config.invalid,
+        headings=headings,
     )
     report_url = storage.write_bytes("reports/report.html", report.encode("utf-8"))
     context.log.info(f"report: {report_url}")
@@ -246,16 +259,17 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     expected = len(models) * len(TASK_KEYS)
     context.add_output_metadata(
         {
-            "table3": MetadataValue.md(table.to_markdown(index=False)),
-            "f1_differences": MetadataValue.md(shown_differences.to_markdown(index=False)),
+            "table3": MetadataValue.md(f"{headings['table3']}\n\n{table.to_markdown(index=False)}"),
+            "f1_differences": MetadataValue.md(f"{headings['f1_differences']}\n\n{shown_differences.to_markdown(index=False)}"),
             "prompt_sensitivity": MetadataValue.md(sensitivity.to_markdown(index=False) if len(sensitivity) else "no model has several prompt setups"),
-            "forest_plot": MetadataValue.md(f"![F1 by task and model](data:image/png;base64,{image})"),
+            "forest_plot": MetadataValue.md(f"{headings['forest_plot']}\n\n![F1 by task and model](data:image/png;base64,{image})"),
             "forest_plot_file": MetadataValue.path(plot_url),
             "report": MetadataValue.path(report_url),
             "reports": MetadataValue.path(storage.url("reports")),
             "evaluated_partitions": f"{len(stored_metrics)} of {expected}",
             "pairs": config.pairs if config.pairs == "every" else f"each against {config.reference}",
-            "correction": config.correction,
+            "correction": comparison_logic.CORRECTION_NAMES[config.correction],
+            "settings": MetadataValue.json(settings),
         }
     )
     return table

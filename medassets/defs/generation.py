@@ -19,13 +19,15 @@ from dagster import (
 
 from medassets import paths
 from medassets.core.cache import open_response_cache
+from medassets.core.prompts import templates_version
 from medassets.core.registry import load_registry
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import frames_by_partition
-from medassets.defs.metadata import DOMAIN_TAGS, frame_metadata
+from medassets.defs.metadata import DOMAIN_TAGS, code_version, frame_metadata
 from medassets.defs.partitions import model_partitions, partition_key, task_model_partitions, tasks_by_model
 from medassets.engines import Batch, answer_key, engine_groups, predict_in_own_process
 from medassets.engines.base import GeneratingBackend
+from medassets.tasks import tasks_version
 from medassets.weights.embedded import CONVERSION_VERSION, EMBEDDED_MODEL_NAME, packaged_gguf, prepare_embedded_model
 
 
@@ -77,6 +79,9 @@ def model_weights(context) -> DataVersionsByPartition:
     backfill_policy=BackfillPolicy.single_run(),
     group_name="generation",
     kinds={"vllm", "parquet", "great_expectations"},
+    # What generation reads of the task tables beside its input prompts: the answers that few-shot
+    # examples give and constrained decoding chooses from, and the wordings examples are asked in.
+    code_version=code_version(tasks_version("positive_phrase", "negative_phrases"), templates_version()),
     tags=DOMAIN_TAGS,
     # A new embedded-model folder changes no answer unless the revision changed, which
     # model_weights observes; never-observed weights must not hold a new model back either.

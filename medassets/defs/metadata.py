@@ -46,9 +46,11 @@ def frame_metadata(frame: pd.DataFrame, *, preview: bool = False) -> dict[str, A
     return metadata
 
 
-def code_version(*modules: ModuleType) -> str:
-    """Changes exactly when the source of the modules holding an asset's logic changes."""
-    source = "".join(inspect.getsource(module) for module in modules)
+def code_version(*parts: ModuleType | str) -> str:
+    """Changes exactly when what an asset computes with changes: the source of the modules
+    holding its logic, and the versions of the data tables it reads (given as strings, e.g.
+    `tasks_version(...)` of the task fields, `templates_version()` of the prompt wordings)."""
+    source = "".join(inspect.getsource(part) if isinstance(part, ModuleType) else part for part in parts)
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 

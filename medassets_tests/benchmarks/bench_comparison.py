@@ -48,7 +48,7 @@ def timed(function):
 def one_round(labels: pd.DataFrame, models: list[str]) -> dict[str, float]:
     seconds = {}
     metrics, seconds["metrics (per partition)"] = timed(lambda: pd.DataFrame([
-        {"task": task, "model": model, **{k: v for k, v in binary_report(part["gold"], part["label"]).items() if not isinstance(v, (list, str))}}
+        {"task": task, "model": model, **{k: v for k, v in binary_report(part["gold"], part["label"]).items() if not isinstance(v, list)}}
         for (task, model), part in labels.groupby(["task", "model"])
     ]))
     table, seconds["table3"] = timed(lambda: comparison.table3(metrics))
@@ -62,7 +62,9 @@ def one_round(labels: pd.DataFrame, models: list[str]) -> dict[str, float]:
     plot, seconds["forest plot"] = timed(lambda: comparison.forest_plot(metrics))
     _, seconds["HTML report"] = timed(lambda: report.render_report(
         table3=table, differences=comparison.differences_table(every), labels=labels, sensitivity=sensitivity,
-        forest_png=plot, provenance={}, invalid_policy="negative",
+        forest_png=plot, provenance={}, headings=comparison.headings(comparison.comparison_settings(
+            metrics, **options, correction="holm", pairs="every", reference=None,
+        )),
     ))
     return seconds
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from medassets.core.comparison import (
+    comparison_settings,
     differences_table,
     forest_plot,
+    headings,
     interval_cell,
+    metrics_settings,
     model_pairs,
     paired_f1_differences,
     prompt_sensitivity,
     table3,
 )
+from PIL import Image
+
 from medassets.core.metrics import benjamini_hochberg, binary_report, holm, mcnemar, paired_difference
 from medassets.tasks import TASKS
 
@@ -35,7 +42,7 @@ def metrics_row(task: str, model: str, seed: int, invalid: int = 0) -> dict:
     pred = np.where(rng.random(80) < 0.8, truth, 1 - truth)
     pred[:invalid] = -1
     report = binary_report(truth, pred, n_resamples=200, seed=0)
-    return {"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, (list, str))}}
+    return {"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, list)}}
 
 
 @pytest.fixture
@@ -95,6 +102,43 @@ def test_forest_plot_is_a_png(two_by_two):
     assert len(image) > 5_000
 
 
+def settings_of(metrics: pd.DataFrame, **config) -> dict:
+    config = {"n_resamples": 100, "confidence": 0.9, "seed": 0, "invalid": "exclude", "correction": "bh"} | config
+    return comparison_settings(metrics, pairs="every", reference=None, **config)
+
+
+def test_headings_state_the_settings_of_each_table(two_by_two):
+    """Table 3 and the plot with the metrics' own settings (binary_report's defaults here), the
+    differences with the comparison's."""
+    shown = headings(settings_of(two_by_two))
+    assert shown["table3"].endswith("with 95% percentile bootstrap intervals; invalid answers scored as negative")
+    assert shown["forest_plot"] == "F1 of the positive class (95% bootstrap intervals; invalid answers scored as negative)"
+    assert "with 90% paired bootstrap intervals; invalid answers excluded;" in shown["f1_differences"]
+    assert shown["f1_differences"].endswith("adjusted across the tasks of each pair by Benjamini-Hochberg")
+    assert headings(settings_of(two_by_two, correction="holm"))["f1_differences"].endswith("by Holm")
+
+
+def test_headings_say_where_the_metrics_partitions_differ(two_by_two):
+    mixed = two_by_two.assign(confidence=[0.8, 0.95, 0.95], invalid_policy=["exclude", "negative", "negative"])
+    assert metrics_settings(mixed)["confidence"] == [0.8, 0.95]
+    assert headings(settings_of(mixed))["table3"].endswith(
+        "80% or 95% (differing between partitions) percentile bootstrap intervals; invalid answers excluded or "
+        "scored as negative (differing between partitions)"
+    )
+
+
+def test_metrics_that_record_no_settings_are_refused(two_by_two):
+    with pytest.raises(ValueError, match=r"metrics of model-b\|stigma_labeling record no .*materialize those metrics again"):
+        metrics_settings(two_by_two.assign(confidence=[None, 0.95, 0.95]))
+    with pytest.raises(ValueError, match="record no"):
+        forest_plot(two_by_two.drop(columns="invalid_policy"))
+
+
+def test_forest_plot_states_its_settings(two_by_two):
+    image = Image.open(io.BytesIO(forest_plot(two_by_two.assign(confidence=0.9, invalid_policy="exclude"))))
+    assert image.text["Description"] == "F1 of the positive class (90% bootstrap intervals; invalid answers excluded)"
+
+
 def three_models_on_three_tasks(seed=11) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frames = []
@@ -121,7 +165,7 @@ def test_mcnemar_per_task_and_pair_adjusted_across_the_pairs_tasks(correction, a
     for _, pair in differences.groupby(["model_a", "model_b"]):
         assert pair["mcnemar_p_adjusted"].tolist() == pytest.approx(adjust(pair["mcnemar_p"].tolist()))
     shown = differences_table(differences)
-    assert f"p ({'Holm' if correction == 'holm' else 'BH'}, across tasks)" in shown.columns
+    assert f"p ({'Holm' if correction == 'holm' else 'Benjamini-Hochberg'}, across tasks)" in shown.columns
 
 
 def test_each_model_against_a_reference():

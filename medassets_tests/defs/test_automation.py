@@ -198,6 +198,30 @@ def test_editing_the_logic_changes_exactly_its_assets_code_versions(edited, chan
     assert all(before[name] for name in ("prompts", "parsed_labels", "metrics", "comparison", "embedded_model"))
 
 
+EDIT_TASK = (
+    "import dataclasses, sys; from medassets import tasks; task, field, value = sys.argv[1:]; "
+    "tasks.TASKS[task] = dataclasses.replace(tasks.TASKS[task], **{field: value})"
+)
+
+
+@pytest.mark.parametrize("field, changed", [
+    ("positive_phrase", {"predictions", "parsed_labels"}),  # the parser, few-shot answers, constrained decoding
+    ("task_phrase", {"prompts", "predictions"}),  # the wording of prompts and of few-shot examples
+    ("title", {"comparison"}),  # Table 3, the report and the plot
+])
+def test_editing_a_task_changes_exactly_the_code_versions_of_the_assets_that_read_it(field, changed):
+    """The definitions loaded in a process where one task's field was edited before anything read it."""
+    here = Path(__file__).parent
+    output = subprocess.run(
+        [sys.executable, "-c", f"{EDIT_TASK}; {CODE_VERSIONS}", "breast_cancer", field, "edited"],
+        env=os.environ | {"PYTHONPATH": os.pathsep.join([str(Path(medassets.__file__).parents[1]), str(here)])},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    before, after = _code_versions(defs), json.loads(output)
+    assert before.keys() == after.keys()
+    assert {name for name in before if before[name] != after[name]} == changed
+
+
 def test_registry_sensor_adds_and_removes_model_partitions(two_local_models, tmp_path):
     with DagsterInstance.ephemeral() as instance:
         # Before any prompts exist, new models get their partitions but no generation yet.

@@ -5,6 +5,7 @@ MEDASSETS_DATASETS) and an ephemeral Dagster instance."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, DagsterEventType, DagsterInvalidConfigError, MarkdownMetadataValue
 from sklearn.metrics import f1_score, precision_score, recall_score
 
@@ -23,6 +25,8 @@ from medassets.core.parsing import parse_answer
 from medassets.core.prompts import VARIANTS, variant_prompts
 from medassets.definitions import defs
 from medassets.defs import checks
+from medassets.defs.io import AssetStorage
+from medassets.run import print_results
 from medassets.tasks import TASK_KEYS, TASKS
 
 # Two baselines: the second predicts exactly what the first does (lbfgs ignores the seed), so
@@ -366,6 +370,18 @@ def test_run_config_overrides_the_dataset_entry(user_data, tmp_path):
     assert "n000" in metadata["preview"].value
 
 
+def test_a_split_with_another_test_share_passes_its_check_against_that_share(tmp_path, monkeypatch):
+    use_state(monkeypatch, tmp_path / "state", tmp_path / "models.yaml")
+    with DagsterInstance.ephemeral() as instance:
+        result = run("prepare_data", instance, partition_key="breast_cancer", asset_selection=[AssetKey("raw_dataset"), AssetKey("split")],
+                     run_config={"ops": {"split": {"config": {"test_share": 0.3}}}})
+    assert result.success, failure_text(result)
+    check = check_results(result)["split_is_stratified"]
+    assert check.passed and check.metadata["test_share"].value == 0.3
+    split = pd.read_parquet(tmp_path / "state" / "assets" / "split" / "breast_cancer.parquet")
+    assert (split["part"] == "test").mean() == pytest.approx(0.3, abs=0.01)
+
+
 @pytest.mark.parametrize("job, op", [("evaluate", "metrics"), ("compare", "comparison")])
 def test_an_unknown_invalid_policy_fails_at_config_validation(copied_state, job, op):
     _, instance = copied_state
@@ -426,3 +442,60 @@ def test_run_config_sets_the_comparisons_bootstrap(copied_state):
     spoiled = differences.set_index("task").loc[task]
     assert spoiled["f1_diff"] != 0 and spoiled["f1_diff_low"] < spoiled["f1_diff_high"]
     assert not differences.equals(default)
+
+
+def stated_settings(home: Path, comparison_metadata, capsys) -> dict[str, str]:
+    """Every text that states the comparison's settings: the HTML report, the forest plot's
+    axis label (its PNG Description), the UI's markdown, and what `make run` prints."""
+    print_results(AssetStorage())
+    return {
+        "report": (home / "reports" / "report.html").read_text(),
+        "plot": Image.open(io.BytesIO((home / "reports" / "f1_forest.png").read_bytes())).text["Description"],
+        "table3 in the UI": comparison_metadata["table3"].value,
+        "differences in the UI": comparison_metadata["f1_differences"].value,
+        "plot in the UI": comparison_metadata["forest_plot"].value.split("![")[0],
+        "make run": capsys.readouterr().out,
+    }
+
+
+def test_headings_state_the_confidence_correction_and_invalid_policy_of_the_run(copied_state, capsys):
+    home, instance = copied_state
+    for key in EVALUATED_KEYS:
+        result = run("evaluate", instance, partition_key=key, asset_selection=[AssetKey("metrics")],
+                     run_config={"ops": {"metrics": {"config": {"confidence": 0.9, "invalid": "exclude"}}}})
+        assert result.success, failure_text(result)
+    assert pd.read_parquet(home / "assets" / "metrics" / MODELS[0] / f"{EVALUATED[0]}.parquet")["confidence"].tolist() == [0.9]
+    result = run("compare", instance, run_config={"ops": {"comparison": {"config": {
+        "confidence": 0.9, "correction": "bh", "invalid": "exclude"}}}})
+    assert result.success, failure_text(result)
+
+    texts = stated_settings(home, materializations(result, "comparison")[None], capsys)
+    for where, text in texts.items():
+        assert "90%" in text and "invalid answers excluded" in text, where
+        assert "95%" not in text and "Holm" not in text and "scored as negative" not in text, where
+    for where in ("report", "differences in the UI", "make run"):
+        assert "Benjamini-Hochberg" in texts[where], where
+    assert json.loads((home / "reports" / "settings.json").read_text()) == {
+        "table3": {"confidence": [0.9], "invalid_policy": ["exclude"], "n_resamples": [1000]},
+        "f1_differences": {"confidence": 0.9, "invalid_policy": "exclude", "n_resamples": 1000, "seed": 0,
+                           "correction": "bh", "pairs": "every", "reference": None},
+    }
+
+
+def test_table3_states_the_metrics_settings_when_the_comparison_used_others(copied_state, capsys):
+    """The metrics at their defaults (95%, invalid answers negative), the comparison at 90% with
+    invalid answers excluded: each table says what it was computed with."""
+    home, instance = copied_state
+    result = run("compare", instance, run_config={"ops": {"comparison": {"config": {"confidence": 0.9, "invalid": "exclude"}}}})
+    assert result.success, failure_text(result)
+    texts = stated_settings(home, materializations(result, "comparison")[None], capsys)
+    report = texts["report"]
+    table3 = report[report.index("<section id='table3'>"):report.index("<section id='forest-plot'>")]
+    differences = report[report.index("<section id='differences'>"):report.index("<section id='confusion'>")]
+    for text in (table3, texts["plot"], texts["table3 in the UI"]):
+        assert "95% " in text and "invalid answers scored as negative" in text and "90%" not in text, text
+    for text in (differences, texts["differences in the UI"]):
+        assert "90% paired" in text and "invalid answers excluded" in text and "by Holm" in text and "95%" not in text, text
+    printed = texts["make run"]
+    assert "95% percentile bootstrap intervals; invalid answers scored as negative" in printed
+    assert "90% paired bootstrap intervals; invalid answers excluded" in printed
