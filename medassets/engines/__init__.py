@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from medassets.engines.base import Backend, Predictions, predict_in_own_process
 from medassets.engines.baseline import BaselineBackend
-from medassets.engines.ensemble import EnsembleBackend
 from medassets.engines.openai_server import OpenAIBackend
 from medassets.engines.vllm_offline import VLLMBackend
 
-BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (VLLMBackend(), OpenAIBackend(), BaselineBackend(), EnsembleBackend())}
+BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (VLLMBackend(), OpenAIBackend(), BaselineBackend())}
 
 
 def backend_for(spec) -> Backend:

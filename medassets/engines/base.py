@@ -17,8 +17,6 @@ from medassets.core.generation import AnswerSettings, Cache, Engine, Report, pre
 from medassets.weights.sources import ChatTemplate, chat_template
 
 
-ReadLabels = Callable[[str, str], pd.DataFrame]  # (model, task) -> that model's parsed labels
-
 
 @dataclass(frozen=True)
 class Predictions:
@@ -44,10 +42,9 @@ class Backend(ABC):
     @abstractmethod
     def predict(
         self, spec, prompts: Mapping[str, pd.DataFrame], splits: Mapping[str, pd.DataFrame], *,
-        models_dir: Path, open_cache: Callable[[], Cache], read_labels: ReadLabels, report: Report,
+        models_dir: Path, open_cache: Callable[[], Cache], report: Report,
     ) -> Predictions:
-        """Predictions for each task's test prompts (every variant's; `splits` hold the train
-        rows; `read_labels` gives other models' parsed labels)."""
+        """Predictions for each task's test prompts (every variant's; `splits` hold the train rows)."""
 
 
 class GeneratingBackend(Backend):
@@ -61,7 +58,7 @@ class GeneratingBackend(Backend):
     def open_engine(self, spec, folder: Path | None, template: ChatTemplate) -> Engine:
         """A running engine; the caller closes it."""
 
-    def predict(self, spec, prompts, splits, *, models_dir, open_cache, read_labels, report) -> Predictions:
+    def predict(self, spec, prompts, splits, *, models_dir, open_cache, report) -> Predictions:
         folder = self.weights_folder(spec, models_dir)
         template = chat_template(spec.chat_template, folder)
         settings = AnswerSettings(
@@ -94,17 +91,13 @@ class GeneratingBackend(Backend):
 def _predict_in_child(backend: GeneratingBackend, spec, prompts, splits, models_dir, open_cache, messages) -> None:
     try:
         predictions = backend.predict(
-            spec, prompts, splits, models_dir=models_dir, open_cache=open_cache, read_labels=_no_labels,
+            spec, prompts, splits, models_dir=models_dir, open_cache=open_cache,
             report=lambda line: messages.put(("log", line)),
         )
         wait_for_closing_engines()
         messages.put(("result", predictions))
     except BaseException as exc:  # reported to the parent, which raises it in the step
         messages.put(("error", f"{type(exc).__name__}: {exc}"))
-
-
-def _no_labels(model: str, task: str) -> pd.DataFrame:
-    raise RuntimeError("a generating backend reads no other model's labels")
 
 
 def predict_in_own_process(

@@ -22,7 +22,7 @@ class BaselineBackend(Backend):
     def describe(self, spec) -> dict:
         return {"seed": spec.seed}
 
-    def predict(self, spec, prompts, splits, *, models_dir, open_cache, read_labels, report) -> Predictions:
+    def predict(self, spec, prompts, splits, *, models_dir, open_cache, report) -> Predictions:
         started = time.monotonic()
         generations, items = [], {}
         for task, task_prompts in prompts.items():
