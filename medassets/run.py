@@ -12,11 +12,11 @@ from dagster import DagsterInstance
 
 from medassets import paths
 from medassets.core.comparison import differences_table
-from medassets.core.registry import EmbeddedSource, EnsembleModel, load_registry
+from medassets.core.registry import EmbeddedSource, load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
 from medassets.defs.io import AssetStorage
-from medassets.defs.partitions import model_partitions, model_range_tags, partition_key
+from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, partition_key, registered_partitions
 from medassets.tasks import TASK_KEYS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -36,20 +36,27 @@ def main() -> None:
     if not paths.dagster_home():
         sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
     registry = load_registry(paths.registry_path())
+    registered = registered_partitions(registry)
+    models, ensembles = registered[model_partitions.name], registered[ensemble_partitions.name]
     with DagsterInstance.get() as instance:
-        known = set(instance.get_dynamic_partitions(model_partitions.name))
-        instance.add_dynamic_partitions(model_partitions.name, [m for m in registry if m not in known])
+        for dimension, names in registered.items():
+            known = set(instance.get_dynamic_partitions(dimension))
+            instance.add_dynamic_partitions(dimension, [name for name in names if name not in known])
         for task in TASK_KEYS:
             _run(instance, jobs.prepare_data_job, f"data for {task}", partition_key=task)
         if any(isinstance(getattr(spec, "source", None), EmbeddedSource) for spec in registry.values()):
             _run(instance, jobs.prepare_embedded_model_job, "embedded model")
         _run(instance, jobs.observe_models_job, "model revisions")
-        # Ensembles vote with their members' parsed labels: they come after every other model.
-        for model in sorted(registry, key=lambda name: isinstance(registry[name], EnsembleModel)):
+        for model in models:
             # One run over the model's six tasks: the engine loads once for all their prompts.
             _run(instance, jobs.generate_job, f"predictions of {model}", tags=model_range_tags(model))
             for task in TASK_KEYS:
                 _run(instance, jobs.evaluate_job, f"evaluation of {model} on {task}", partition_key=partition_key(model, task))
+        if ensembles:
+            _run(instance, jobs.observe_ensembles_job, "ensemble rules")
+        for ensemble in ensembles:
+            for task in TASK_KEYS:
+                _run(instance, jobs.evaluate_ensembles_job, f"evaluation of {ensemble} on {task}", partition_key=partition_key(ensemble, task))
         _run(instance, jobs.compare_job, "comparison")
         for task in TASK_KEYS:
             _run(instance, jobs.analyze_errors_job, f"error analysis of {task}", partition_key=task)

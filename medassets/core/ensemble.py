@@ -9,6 +9,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from medassets.core.registry import EnsembleModel
+
 INVALID = -1
 
 
@@ -67,7 +69,7 @@ def ensemble_labels(members: Mapping[str, pd.DataFrame], *, rule: str, tie: str,
     }).astype({"id": "string", "votes": "string"})
 
 
-def rules_version(settings: Mapping[str, object]) -> str:
+def rules_version(spec: EnsembleModel) -> str:
     """Changes exactly when an ensemble's members or voting rules change."""
-    text = json.dumps(settings, sort_keys=True)
+    text = json.dumps(spec.model_dump(mode="json", include={"members", "rule", "tie", "invalid_member"}), sort_keys=True)
     return "ensemble-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -21,7 +21,7 @@ from medassets import paths
 from medassets.core.cache import open_response_cache
 from medassets.core.registry import load_registry, registered_model
 from medassets.defs.conditions import reevaluate_when_changed
-from medassets.defs.io import AssetStorage, frames_by_partition
+from medassets.defs.io import frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, frame_metadata
 from medassets.defs.partitions import model_partitions, partition_key, task_model_partitions, tasks_by_model
 from medassets.engines import backend_for, predict_in_own_process
@@ -85,9 +85,9 @@ def model_weights(context) -> DataVersionsByPartition:
     ),
     description="One generation per test prompt, per model, with the prompt its registry entry sets "
     "(zero-shot Table 2 by default). A backfill over a model's tasks loads the model once and sends all "
-    "their prompts in one batch; answers are cached. An ensemble's answers are its members' votes.",
+    "their prompts in one batch; answers are cached.",
 )
-def predictions(context: AssetExecutionContext, storage: AssetStorage, prompts, split):
+def predictions(context: AssetExecutionContext, prompts, split):
     keys = list(context.partition_keys)
     grouped = tasks_by_model(keys)
     task_keys = sorted({task for tasks in grouped.values() for task in tasks})
@@ -105,8 +105,7 @@ def predictions(context: AssetExecutionContext, storage: AssetStorage, prompts, 
             )
         else:
             batch = backend.predict(
-                spec, task_prompts, task_splits, models_dir=paths.models_dir(), open_cache=open_cache,
-                read_labels=lambda member, task: storage.read("parsed_labels", [member, task]), report=context.log.info,
+                spec, task_prompts, task_splits, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info,
             )
         for task, frame in batch.frames.items():
             key = partition_key(model, task)

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from medassets.core.ensemble import ensemble_labels, rules_version, vote
+from medassets.core.registry import EnsembleModel
 
 # One row per item, one column per member: 1, 0 or -1 (invalid).
 VOTES = np.array([
@@ -67,7 +68,8 @@ def test_ensemble_labels_name_a_member_missing_an_item():
         ensemble_labels(members, rule="majority", tie="negative", invalid_member="abstain")
 
 
-def test_rules_version_changes_with_the_settings_only():
-    settings = {"members": ["a", "b"], "rule": "any", "tie": "negative", "invalid_member": "abstain"}
-    assert rules_version(settings) == rules_version(dict(reversed(settings.items())))
-    assert rules_version(settings) != rules_version(settings | {"rule": "all"})
+def test_rules_version_changes_with_the_members_and_rules_only():
+    vote_a = EnsembleModel(name="vote-a", members=["a", "b"], rule="any")
+    assert rules_version(vote_a) == rules_version(EnsembleModel(name="vote-b", members=["a", "b"], rule="any"))
+    for changed in ({"members": ("a", "c")}, {"rule": "all"}, {"tie": "positive"}, {"invalid_member": "negative"}):
+        assert rules_version(vote_a.model_copy(update=changed)) != rules_version(vote_a), changed
