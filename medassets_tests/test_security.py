@@ -163,7 +163,7 @@ def test_the_key_comes_from_the_named_variable_and_leaks_nowhere(keyed_server, m
     def predict():
         return backend.predict(
             spec, prompts, splits, models_dir=models_dir, open_cache=functools.partial(ResponseCache, cache_path),
-            read_labels=None, report=lines.append,
+            report=lines.append,
         )
 
     monkeypatch.delenv(KEY_VARIABLE, raising=False)

@@ -163,9 +163,9 @@ EVERY_MODEL_ON_THE_TASK = MultiPartitionMapping({
     group_name="evaluation",
     kinds={"pandas", "parquet"},
     tags=DOMAIN_TAGS,
-    # A new ensemble runs once its members' labels exist: it is no `model` partition, and the
-    # registry sensor starts no generation for it.
-    automation_condition=reevaluate_when_changed(fill_in=True),
+    # A new ensemble runs once its rules are observed (the registry sensor has them observed)
+    # and its members' labels exist.
+    automation_condition=reevaluate_when_changed(),
     code_version=code_version(ensemble_logic),
     description="An ensemble's label for each test item: the vote of its members' parsed labels (by its registry "
     "entry's rule, tie and invalid_member), with each member's vote. It depends on every model's parsed labels "

@@ -3,7 +3,6 @@ and the baseline's predictions, which parse like a model's."""
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from medassets.core.datasets import DatasetSource, load_dataset
@@ -21,8 +20,9 @@ def spec(entry: str):
     return parse_registry(f"models:\n  - name: m\n    {entry}\n")["m"]
 
 
-def test_every_registry_entry_type_has_its_backend():
-    assert set(BACKENDS) == set(ENTRY_TYPES)
+def test_every_registry_entry_type_but_the_ensemble_has_its_backend():
+    # An ensemble generates nothing: its labels are an asset of their own (defs/evaluation.py).
+    assert set(BACKENDS) == set(ENTRY_TYPES) - {"ensemble"}
     for name, backend in BACKENDS.items():
         assert backend.name == name
 
@@ -61,53 +61,10 @@ def test_the_baseline_predicts_every_test_prompt_in_the_tasks_own_words(tmp_path
     model = spec("backend: baseline")
     backend = backend_for(model)
     assert not isinstance(backend, GeneratingBackend)  # no engine, no cache
-    batch = backend.predict(model, {task: prompts}, {task: split}, models_dir=tmp_path, open_cache=None, read_labels=None, report=print)
+    batch = backend.predict(model, {task: prompts}, {task: split}, models_dir=tmp_path, open_cache=None, report=print)
     frame = batch.frames[task]
     assert list(frame["id"]) == list(variant_prompts(prompts)["id"])
     labels = [parse_answer(task, text).label for text in frame["text"]]
     assert set(labels) == {0, 1}  # every answer parses, both classes predicted
     assert batch.metadata["model_revision"] == "tfidf-logreg-v1" and batch.metadata["backend"] == "baseline"
 
-
-ENSEMBLE = """\
-models:
-  - {name: a, backend: baseline}
-  - {name: b, backend: baseline, seed: 1}
-  - {name: c, backend: baseline, seed: 2}
-  - {name: vote, backend: ensemble, members: [a, b, c], rule: RULE}
-"""
-
-
-def test_an_ensemble_answers_with_its_members_vote_in_the_tasks_words(tmp_path):
-    task = "stigma_labeling"
-    ids = [f"i{n}" for n in range(4)]
-    prompts = render_prompts(task, pd.DataFrame({"id": ids, "text": ["x"] * 4, "label": [1, 0, 1, 0]}))
-    member_labels = {"a": [1, 1, 0, -1], "b": [1, 0, 0, -1], "c": [0, 1, -1, -1]}
-
-    def read_labels(model, labels_task):
-        assert labels_task == task
-        return pd.DataFrame({"id": ids[::-1], "label": member_labels[model][::-1]})  # any row order
-
-    models = parse_registry(ENSEMBLE.replace("RULE", "majority"))
-    backend = backend_for(models["vote"])
-    assert backend.gpus(models["vote"]) == 0 and not isinstance(backend, GeneratingBackend)
-    batch = backend.predict(models["vote"], {task: prompts}, {}, models_dir=tmp_path, open_cache=None, read_labels=read_labels, report=print)
-    frame = batch.frames[task]
-    assert frame["id"].tolist() == ids
-    assert [parse_answer(task, text).label for text in frame["text"]] == [1, 1, 0, None]  # none counted: invalid
-    assert frame["reasoning"][2] == "votes: a=0, b=0, c=invalid"
-    assert (batch.metadata["members"], batch.metadata["backend"]) == (["a", "b", "c"], "ensemble")
-    any_rule = parse_registry(ENSEMBLE.replace("RULE", "any"))["vote"]
-    assert backend.revision(any_rule) != backend.revision(models["vote"])
-
-
-def test_an_ensemble_names_a_member_without_labels(tmp_path):
-    task = "stigma_labeling"
-    prompts = render_prompts(task, pd.DataFrame({"id": ["i0"], "text": ["x"], "label": [1]}))
-
-    def read_labels(model, labels_task):
-        raise FileNotFoundError(model)
-
-    vote = parse_registry(ENSEMBLE.replace("RULE", "all"))["vote"]
-    with pytest.raises(RuntimeError, match="ensemble 'vote': member 'a' has no parsed labels on stigma_labeling yet"):
-        backend_for(vote).predict(vote, {task: prompts}, {}, models_dir=tmp_path, open_cache=None, read_labels=read_labels, report=print)
