@@ -14,11 +14,12 @@ defs = Definitions(
     assets=[
         data.raw_dataset, data.split, data.prompts,
         generation.embedded_model, generation.model_weights, generation.predictions,
-        evaluation.parsed_labels, evaluation.metrics, evaluation.comparison, evaluation.error_analysis,
+        evaluation.parsed_labels, evaluation.metrics, evaluation.ensemble_rules, evaluation.ensemble_labels,
+        evaluation.ensemble_metrics, evaluation.comparison, evaluation.error_analysis,
     ],
     asset_checks=[
         checks.raw_dataset_is_valid, checks.raw_dataset_positive_rate, checks.split_is_stratified,
-        checks.predictions_are_complete, checks.few_invalid_answers,
+        checks.predictions_are_complete, checks.few_invalid_answers, checks.ensemble_few_invalid_answers,
     ],
     jobs=JOBS,
     sensors=sensors,

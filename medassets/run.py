@@ -17,7 +17,7 @@ from medassets.core.registry import load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
 from medassets.defs.io import AssetStorage
-from medassets.defs.partitions import model_partitions, model_range_tags, partition_key
+from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, partition_key, registered_partitions
 from medassets.tasks import TASK_KEYS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -37,22 +37,30 @@ def main() -> None:
     if not paths.dagster_home():
         sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
     registry = load_registry(paths.registry_path())
+    registered = registered_partitions(registry)
+    models, ensembles = registered[model_partitions.name], registered[ensemble_partitions.name]
     with DagsterInstance.get() as instance:
-        known = instance.get_dynamic_partitions(model_partitions.name)
-        for removed in set(known) - set(registry):
-            instance.delete_dynamic_partition(model_partitions.name, removed)
-        instance.add_dynamic_partitions(model_partitions.name, [m for m in registry if m not in known])
+        for dimension, names in registered.items():  # in step with the registry, as its sensor keeps them
+            known = instance.get_dynamic_partitions(dimension)
+            for removed in set(known) - set(names):
+                instance.delete_dynamic_partition(dimension, removed)
+            instance.add_dynamic_partitions(dimension, [name for name in names if name not in known])
         for task in TASK_KEYS:
             _run(instance, jobs.prepare_data_job, f"data for {task}", partition_key=task)
         if any(spec.uses_embedded_model for spec in registry.values()):
             _run(instance, jobs.prepare_embedded_model_job, "embedded model")
         _run(instance, jobs.observe_models_job, "model revisions")
         # One run over every model's six tasks: entries that share weights share one engine.
-        models = instance.get_dynamic_partitions(model_partitions.name)
-        _run(instance, jobs.generate_job, f"predictions of {len(models)} models", tags=model_range_tags(models[0], models[-1]))
+        in_order = instance.get_dynamic_partitions(model_partitions.name)
+        _run(instance, jobs.generate_job, f"predictions of {len(models)} models", tags=model_range_tags(in_order[0], in_order[-1]))
         for model in models:
             for task in TASK_KEYS:
                 _run(instance, jobs.evaluate_job, f"evaluation of {model} on {task}", partition_key=partition_key(model, task))
+        if ensembles:
+            _run(instance, jobs.observe_ensembles_job, "ensemble rules")
+        for ensemble in ensembles:
+            for task in TASK_KEYS:
+                _run(instance, jobs.evaluate_ensembles_job, f"evaluation of {ensemble} on {task}", partition_key=partition_key(ensemble, task))
         _run(instance, jobs.compare_job, "comparison")
         for task in TASK_KEYS:
             _run(instance, jobs.analyze_errors_job, f"error analysis of {task}", partition_key=task)

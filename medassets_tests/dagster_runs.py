@@ -8,7 +8,8 @@ DIR/dagster.yaml if there is one, whose relative paths are read from the working
 directory); they execute in
 this process, as `make run` executes them, or with --multiprocess in a process per step, as
 the UI executes them. MEDASSETS_HOME, MEDASSETS_REGISTRY and MEDASSETS_DATASETS are read as
-medassets reads them, and every registered model is added as a `model` partition first.
+medassets reads them, and every registered model (ensemble) is added as a `model` (`ensemble`)
+partition first.
 RESULT.json holds, per run: success, the materialization metadata by asset and partition
 key, the log messages with their times, and the errors of failed steps. A run followed by
 @CONFIG.json runs with that file's run config (as the launchpad would give it).
@@ -50,6 +51,14 @@ def evaluate():
     return _job("evaluate")
 
 
+def observe_ensembles():
+    return _job("observe_ensembles")
+
+
+def evaluate_ensembles():
+    return _job("evaluate_ensembles")
+
+
 def compare():
     return _job("compare")
 
@@ -60,7 +69,10 @@ def analyze_errors():
 
 JOBS = {
     job.__name__: job
-    for job in (prepare_data, prepare_embedded_model, observe_models, generate, evaluate, compare, analyze_errors)
+    for job in (
+        prepare_data, prepare_embedded_model, observe_models, observe_ensembles, generate, evaluate, evaluate_ensembles, compare,
+        analyze_errors,
+    )
 }
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
@@ -114,13 +126,14 @@ def main() -> None:
 
     from medassets import paths
     from medassets.core.registry import load_registry
+    from medassets.defs.partitions import registered_partitions
 
     args.instance.mkdir(parents=True, exist_ok=True)
     reports = []
     with DagsterInstance.from_config(str(args.instance)) as instance:
-        models = list(load_registry(paths.registry_path()))
-        known = set(instance.get_dynamic_partitions("model"))
-        instance.add_dynamic_partitions("model", [m for m in models if m not in known])
+        for dimension, names in registered_partitions(load_registry(paths.registry_path())).items():
+            known = set(instance.get_dynamic_partitions(dimension))
+            instance.add_dynamic_partitions(dimension, [name for name in names if name not in known])
         for run in args.runs:
             run, _, config_file = run.partition("@")
             job, _, keys = run.partition(":")

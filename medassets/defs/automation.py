@@ -2,21 +2,23 @@
 
 - A new revision of a model's weights (observed by `model_weights`), new prompts, or a
   change of an asset's own code re-runs exactly the partitions it affects, and what
-  follows them (declarative automation).
-- The `model_registry` sensor keeps the `model` partitions in step with the registry: a new
-  entry gets its partition and a run of its six tasks; a removed one loses its partition
-  (its stored results stay on disk).
-- The `ensemble_members` sensor re-runs an ensemble on a task when a member's parsed labels
-  there are new (an ensemble reads them from storage: a declared dependency would be a cycle).
+  follows them (declarative automation). An ensemble's labels depend on the models' parsed
+  labels and on its rules (`ensemble_rules`): new labels of a model, or changed rules, re-run
+  them the same way, and a new ensemble runs once its members' labels exist.
+- The `model_registry` sensor keeps the `model` and `ensemble` partitions in step with the
+  registry: a new model gets its partition and a run of its six tasks; a new ensemble its
+  partition; a removed entry loses its partition (its stored results stay on disk). When an
+  ensemble's settings change (or one is added) it observes the ensembles' rules.
 - The weekly schedule observes every model's weights; automation re-runs what changed.
 
 Whether they start running and the schedule's cron are settings (`paths.py`), passed in
 when the definitions are built.
 """
 
+import json
+
 from dagster import (
     AssetKey,
-    AssetRecordsFilter,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
@@ -30,65 +32,41 @@ from dagster import (
 )
 
 from medassets import paths
-from medassets.core.registry import EnsembleModel, load_registry
-from medassets.defs.jobs import generate_job, observe_models_job
-from medassets.defs.partitions import model_and_task, model_partitions, model_range_tags, partition_key
+from medassets.core.ensemble import rules_version
+from medassets.core.registry import load_registry
+from medassets.defs.jobs import generate_job, observe_ensembles_job, observe_models_job
+from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, registered_partitions
 from medassets.tasks import TASK_KEYS
 
 
 def model_registry(context: SensorEvaluationContext) -> SensorResult:
-    """Keeps the model partitions in step with the model registry file."""
+    """Keeps the model and ensemble partitions in step with the model registry file. Its
+    cursor holds the ensembles' rules versions: when they change, the rules are observed."""
     registry = load_registry(paths.registry_path())
-    registered = list(registry)
-    current = set(context.instance.get_dynamic_partitions(model_partitions.name))
-    added = [name for name in registered if name not in current]
-    removed = sorted(current - set(registered))
-    requests = []
-    if added:
-        requests.append(model_partitions.build_add_request(added))
-    if removed:
-        requests.append(model_partitions.build_delete_request(removed))
-        context.log.info(f"removed model partitions {removed}; their stored results stay readable")
+    registered = registered_partitions(registry)
+    requests, added = [], {}
+    for partitions in (model_partitions, ensemble_partitions):
+        current = set(context.instance.get_dynamic_partitions(partitions.name))
+        added[partitions.name] = [name for name in registered[partitions.name] if name not in current]
+        removed = sorted(current - set(registered[partitions.name]))
+        if added[partitions.name]:
+            requests.append(partitions.build_add_request(added[partitions.name]))
+        if removed:
+            requests.append(partitions.build_delete_request(removed))
+            context.log.info(f"removed {partitions.name} partitions {removed}; their stored results stay readable")
     runs = []
-    if added:  # so that automation sees the new models' revisions from now on
+    new_models = added[model_partitions.name]
+    if new_models:  # so that automation sees the new models' revisions from now on
         runs.append(RunRequest(job_name=observe_models_job.name))
         prepared = context.instance.get_materialized_partitions(AssetKey("prompts"))
-        # An ensemble of models added with it waits for their labels: `ensemble_members` runs it then.
-        ready = [
-            name for name in added
-            if not isinstance(registry[name], EnsembleModel) or set(registry[name].members) <= current
-        ]
         if prepared >= set(TASK_KEYS):
-            runs += [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in ready]
+            runs += [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in new_models]
         else:
-            context.log.info(f"added models {added}; their predictions wait for the prompts of every task (make run)")
-    return SensorResult(run_requests=runs, dynamic_partitions_requests=requests)
-
-
-def ensemble_members(context: SensorEvaluationContext) -> SensorResult:
-    """Requests an ensemble's predictions on a task when a member's parsed labels there are
-    newer than the cursor; automation then re-runs its labels, metrics and the comparison.
-    The first evaluation only sets the cursor: what came before it is the starting point."""
-    labels = AssetKey("parsed_labels")
-    if context.cursor is None:
-        latest = context.instance.fetch_materializations(labels, limit=1).records
-        return SensorResult(cursor=str(latest[0].storage_id if latest else 0))
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=labels, after_storage_id=int(context.cursor)), limit=1000, ascending=True
-    ).records
-    if not records:
-        return SensorResult()
-    ensembles = {name: spec for name, spec in load_registry(paths.registry_path()).items() if isinstance(spec, EnsembleModel)}
-    changed = {model_and_task(record.partition_key) for record in records}
-    stale = sorted(
-        {(ensemble, task) for member, task in changed for ensemble, spec in ensembles.items() if member in spec.members}
-    )
-    last = records[-1].storage_id
-    runs = [
-        RunRequest(job_name=generate_job.name, partition_key=partition_key(ensemble, task), run_key=f"{ensemble}|{task}|{last}")
-        for ensemble, task in stale
-    ]
-    return SensorResult(run_requests=runs, cursor=str(last))
+            context.log.info(f"added models {new_models}; their predictions wait for the prompts of every task (make run)")
+    rules = json.dumps({name: rules_version(registry[name]) for name in registered[ensemble_partitions.name]}, sort_keys=True)
+    if registered[ensemble_partitions.name] and rules != context.cursor:
+        runs.append(RunRequest(job_name=observe_ensembles_job.name))
+    return SensorResult(run_requests=runs, dynamic_partitions_requests=requests, cursor=rules)
 
 
 def automation(*, running: bool, cron: str) -> tuple[list[SensorDefinition], list[ScheduleDefinition]]:
@@ -96,13 +74,9 @@ def automation(*, running: bool, cron: str) -> tuple[list[SensorDefinition], lis
     sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
     reevaluation = AutomationConditionSensorDefinition("reevaluation", target=AssetSelection.all(), default_status=sensor_status)
     registry = sensor(
-        jobs=[generate_job, observe_models_job], minimum_interval_seconds=60, default_status=sensor_status,
-        description="Keeps the model partitions in step with the model registry file.",
+        jobs=[generate_job, observe_models_job, observe_ensembles_job], minimum_interval_seconds=60, default_status=sensor_status,
+        description="Keeps the model and ensemble partitions in step with the model registry file.",
     )(model_registry)
-    members = sensor(
-        jobs=[generate_job], minimum_interval_seconds=30, default_status=sensor_status,
-        description="Re-runs an ensemble on a task when a member's parsed labels there are new.",
-    )(ensemble_members)
     weekly = ScheduleDefinition(
         name="weekly_reevaluation",
         job=observe_models_job,
@@ -110,4 +84,4 @@ def automation(*, running: bool, cron: str) -> tuple[list[SensorDefinition], lis
         default_status=DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED,
         description="Observes every model's weights; automation then re-runs what a new revision affects.",
     )
-    return [reevaluation, registry, members], [weekly]
+    return [reevaluation, registry], [weekly]

@@ -1,14 +1,17 @@
 """Asset checks: Great Expectations suites on the raw data, the split and the predictions,
-and the paper's invalid-answer criterion on the parsed labels."""
+and the paper's invalid-answer criterion on the parsed labels and the ensembles' labels."""
 
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetIn,
+    AssetsDefinition,
     Config,
     MetadataValue,
+    MultiPartitionsDefinition,
     MultiToSingleDimensionPartitionMapping,
     asset_check,
 )
@@ -18,11 +21,11 @@ from pydantic import Field
 from medassets.core import quality
 from medassets.core.prompts import variant_prompts
 from medassets.defs.data import raw_dataset, split
-from medassets.defs.evaluation import parsed_labels
+from medassets.defs.evaluation import ensemble_labels, parsed_labels
 from medassets.defs.generation import predictions
 from medassets.defs.io import frames_by_partition
 from medassets.defs.metadata import latest_metadata
-from medassets.defs.partitions import model_and_task, task_model_partitions, task_partitions
+from medassets.defs.partitions import model_and_task, task_ensemble_partitions, task_model_partitions, task_partitions
 from medassets.tasks import TASKS
 
 # A user's data may differ from the paper's: a positive rate this far from Table 1's is a warning.
@@ -79,23 +82,32 @@ class InvalidAnswersConfig(Config):
     )
 
 
-@asset_check(asset=parsed_labels, partitions_def=task_model_partitions,
-             description="The paper's criterion: fewer than 10 invalid answers (a warning; metrics still run).")
-def few_invalid_answers(context: AssetCheckExecutionContext, config: InvalidAnswersConfig, parsed_labels: pd.DataFrame) -> AssetCheckResult:
-    invalid = parsed_labels[parsed_labels["label"] == -1]
-    return AssetCheckResult(
-        passed=len(invalid) < config.limit,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "invalid": len(invalid),
-            "limit": config.limit,
-            "invalid_reasons": MetadataValue.json(invalid["invalid_reason"].value_counts().to_dict()),
-            # ids and reasons only: answers can quote a clinical note
-            "examples": MetadataValue.json(
-                [{"id": i, "reason": r} for i, r in zip(invalid["id"].head(5), invalid["invalid_reason"].head(5))]
-            ),
-        },
-    )
+def _few_invalid_answers(labels: AssetsDefinition, partitions_def: MultiPartitionsDefinition) -> AssetChecksDefinition:
+    """The paper's invalid-answer criterion on a labels asset (a model's parsed labels, an ensemble's labels)."""
+
+    @asset_check(asset=labels, name="few_invalid_answers", partitions_def=partitions_def,
+                 description="The paper's criterion: fewer than 10 invalid answers (a warning; metrics still run).")
+    def _check(context: AssetCheckExecutionContext, config: InvalidAnswersConfig, labels: pd.DataFrame) -> AssetCheckResult:
+        invalid = labels[labels["label"] == -1]
+        return AssetCheckResult(
+            passed=len(invalid) < config.limit,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "invalid": len(invalid),
+                "limit": config.limit,
+                "invalid_reasons": MetadataValue.json(invalid["invalid_reason"].value_counts().to_dict()),
+                # ids and reasons only: answers can quote a clinical note
+                "examples": MetadataValue.json(
+                    [{"id": i, "reason": r} for i, r in zip(invalid["id"].head(5), invalid["invalid_reason"].head(5))]
+                ),
+            },
+        )
+
+    return _check
+
+
+few_invalid_answers = _few_invalid_answers(parsed_labels, task_model_partitions)
+ensemble_few_invalid_answers = _few_invalid_answers(ensemble_labels, task_ensemble_partitions)
 
 
 @asset_check(asset=predictions, partitions_def=task_model_partitions,

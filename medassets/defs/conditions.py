@@ -4,12 +4,13 @@ from dagster import AssetSelection, AutomationCondition
 
 
 def reevaluate_when_changed(
-    not_updates: AssetSelection | None = None, may_be_missing: AssetSelection | None = None
+    not_updates: AssetSelection | None = None, may_be_missing: AssetSelection | None = None, *, fill_in: bool = False
 ) -> AutomationCondition:
     """Like eager: run when an upstream asset was updated (a new model revision observed,
     new prompts, new predictions) or the asset's own code version changed, once nothing
     upstream is missing or in progress. Unlike eager, partitions never materialized are
-    not filled in: a new model is started by the registry sensor.
+    not filled in (a new model is started by the registry sensor), unless `fill_in`: then a
+    new partition runs once its deps exist (a new ensemble, once its members' labels do).
 
     `not_updates`: deps whose updates don't count; `may_be_missing`: deps that may be missing.
     """
@@ -19,8 +20,11 @@ def reevaluate_when_changed(
         updated = updated.ignore(not_updates)
     if may_be_missing is not None:
         missing = missing.ignore(may_be_missing)
+    trigger = updated | AutomationCondition.code_version_changed()
+    if fill_in:
+        trigger = trigger | AutomationCondition.newly_missing()
     return (
-        (updated | AutomationCondition.code_version_changed()).since_last_handled()
+        trigger.since_last_handled()
         & ~missing
         & ~AutomationCondition.any_deps_in_progress()
         & ~AutomationCondition.in_progress()

@@ -1,4 +1,5 @@
-"""Evaluation assets: parsed labels and metrics per (task, model), and the comparison of all models."""
+"""Evaluation assets: parsed labels and metrics per (task, model), an ensemble's labels and
+metrics per (task, ensemble), and the comparison of all of them."""
 
 import base64
 import json
@@ -6,18 +7,28 @@ from typing import Literal
 
 import pandas as pd
 from dagster import (
+    AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
     AssetIn,
+    AssetsDefinition,
     Config,
+    DataVersion,
+    DataVersionsByPartition,
+    DimensionPartitionMapping,
+    IdentityPartitionMapping,
     MetadataValue,
+    MultiPartitionMapping,
+    MultiPartitionsDefinition,
     MultiToSingleDimensionPartitionMapping,
     asset,
+    observable_source_asset,
 )
 from pydantic import Field
 
 from medassets import paths
 from medassets.core import comparison as comparison_logic
+from medassets.core import ensemble as ensemble_logic
 from medassets.core import error_analysis as error_analysis_logic
 from medassets.core import metrics as metrics_logic
 from medassets.core import parsing
@@ -25,12 +36,20 @@ from medassets.core import report as report_logic
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
 from medassets.core.prompts import templates_version, variant_prompts
-from medassets.core.registry import load_registry, registered_model
+from medassets.core.registry import EnsembleModel, load_registry, registered_model
 from medassets.defs.data import DatasetConfig, dataset_source
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage, frame_metadata, latest_metadata
-from medassets.defs.partitions import model_and_task, model_partitions, partition_key, task_model_partitions, task_partitions
+from medassets.defs.partitions import (
+    ensemble_partitions,
+    model_and_task,
+    model_partitions,
+    partition_key,
+    task_ensemble_partitions,
+    task_model_partitions,
+    task_partitions,
+)
 from medassets.tasks import TASK_KEYS, tasks_version
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
@@ -107,50 +126,148 @@ def report_row(report: dict) -> dict:
     return {field: report[field] for field in _METRIC_FIELDS}
 
 
+def _ensemble(name: str) -> EnsembleModel:
+    spec = registered_model(name, paths.registry_path())
+    if not isinstance(spec, EnsembleModel):
+        raise RuntimeError(f"{paths.registry_path()}: {name!r} is an `ensemble` partition but no longer an ensemble entry")
+    return spec
+
+
+@observable_source_asset(
+    partitions_def=ensemble_partitions,
+    group_name="evaluation",
+    description="Each registered ensemble's members and voting rules, observed: the data version of a partition "
+    "is a hash of them, so changing them in the registry makes that ensemble's labels stale.",
+)
+def ensemble_rules(context) -> DataVersionsByPartition:
+    registry = load_registry(paths.registry_path())
+    partitions = set(context.instance.get_dynamic_partitions(ensemble_partitions.name))
+    versions = {
+        name: ensemble_logic.rules_version(spec)
+        for name, spec in registry.items() if name in partitions and isinstance(spec, EnsembleModel)
+    }
+    return DataVersionsByPartition({name: DataVersion(version) for name, version in versions.items()})
+
+
+# An ensemble on a task reads every model's labels on that task (a partition mapping cannot
+# pick its members alone): a superset of its members; partitions not stored yet are left out.
+EVERY_MODEL_ON_THE_TASK = MultiPartitionMapping({
+    "task": DimensionPartitionMapping("task", IdentityPartitionMapping()),
+    "model": DimensionPartitionMapping("ensemble", AllPartitionMapping()),
+})
+
+
 @asset(
-    partitions_def=task_model_partitions,
+    partitions_def=task_ensemble_partitions,
+    ins={"parsed_labels": AssetIn(partition_mapping=EVERY_MODEL_ON_THE_TASK, metadata={"allow_missing_partitions": True})},
+    deps=[AssetDep(ensemble_rules, partition_mapping=MultiToSingleDimensionPartitionMapping("ensemble"))],
     group_name="evaluation",
     kinds={"pandas", "parquet"},
     tags=DOMAIN_TAGS,
+    # A new ensemble runs once its rules are observed (the registry sensor has them observed)
+    # and its members' labels exist.
     automation_condition=reevaluate_when_changed(),
-    code_version=code_version(metrics_logic),
-    description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
-    "run config's confidence (95% by default), the invalid count and the confusion matrix; the confidence, "
-    "invalid-answer policy and resamples are recorded in the frame and its metadata.",
+    code_version=code_version(ensemble_logic),
+    description="An ensemble's label for each test item: the vote of its members' parsed labels (by its registry "
+    "entry's rule, tie and invalid_member), with each member's vote. It depends on every model's parsed labels "
+    "on the task, a superset of its members: any model's new labels there re-run it, and automation waits "
+    "until every model's labels on the task exist.",
 )
-def metrics(context: AssetExecutionContext, config: BootstrapConfig, parsed_labels: pd.DataFrame) -> pd.DataFrame:
-    model, task = model_and_task(context.partition_key)
-    report = binary_report(
-        parsed_labels["gold"], parsed_labels["label"], n_resamples=config.n_resamples,
-        confidence=config.confidence, seed=config.seed, invalid=config.invalid,
-    )
-    for note in report["notes"]:
-        context.log.warning(f"{model} on {task}: {note}")
-    confusion = pd.DataFrame(report["confusion"], index=["true 1", "true 0"], columns=["predicted 1", "predicted 0", "invalid"])
-    # What produced these numbers, to walk back from a metric in the UI.
-    produced_by = {
-        "model_revision": latest_metadata(context.instance, "predictions", context.partition_key).get("model_revision"),
-        "prompt_template_version": latest_metadata(context.instance, "prompts", task).get("template_version"),
-        "split_seed": latest_metadata(context.instance, "split", task).get("seed"),
-        "parser_version": parsed_labels_code_version,
-    }
+def ensemble_labels(context: AssetExecutionContext, parsed_labels: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    ensemble, task = model_and_task(context.partition_key)
+    spec = _ensemble(ensemble)
+    stored = {model_and_task(key)[0]: frame for key, frame in parsed_labels.items()}
+    absent = [member for member in spec.members if member not in stored]
+    if absent:
+        raise RuntimeError(
+            f"ensemble {ensemble!r}: members {absent} have no parsed labels on {task} yet; materialize their "
+            "predictions and parsed_labels first"
+        )
+    try:
+        frame = ensemble_logic.ensemble_labels(
+            {member: stored[member] for member in spec.members}, rule=spec.rule, tie=spec.tie, invalid_member=spec.invalid_member
+        )
+    except ValueError as exc:
+        raise RuntimeError(f"ensemble {ensemble!r} on {task}: {exc}") from None
+    context.log.info(f"{ensemble} on {task}: {len(frame)} labels from {spec.rule} votes of {', '.join(spec.members)}")
     context.add_output_metadata(
-        {key: round(float(value), 4) for key, value in report_row(report).items()}
+        frame_metadata(frame.drop(columns="gold"))
         | {
-            "F1": comparison_logic.interval_cell(report["f1"], report["f1_low"], report["f1_high"]),
-            "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
-            "confidence": report["confidence"],
-            "invalid_policy": report["invalid_policy"],
-            "n_resamples": report["n_resamples"],
-            "notes": MetadataValue.json(report["notes"]),
-            "produced_by": MetadataValue.json(produced_by),
-            "dagster/column_lineage": column_lineage(
-                {metric: {"parsed_labels": ["gold", "label"]} for metric in ("precision", "recall", "f1", "invalid")}
-            ),
+            "invalid": int((frame["label"] == -1).sum()),
+            "invalid_reasons": MetadataValue.json(frame["invalid_reason"].value_counts().to_dict()),
+            "backend": "ensemble",
+            "model_revision": ensemble_logic.rules_version(spec),
+            "members": MetadataValue.json(list(spec.members)),
+            "rule": spec.rule, "tie": spec.tie, "invalid_member": spec.invalid_member,
+            "dagster/column_lineage": column_lineage({
+                "id": {"parsed_labels": ["id"]},
+                "gold": {"parsed_labels": ["gold"]},
+                "label": {"parsed_labels": ["label"]},
+                "invalid_reason": {"parsed_labels": ["label"]},
+                "votes": {"parsed_labels": ["label"]},
+            }),
         }
     )
-    settings = {setting: report[setting] for setting in metrics_logic.SETTINGS}
-    return pd.DataFrame([{"task": task, "model": model, **report_row(report), **settings}])
+    return frame
+
+
+def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPartitionsDefinition, labelled_by: str) -> AssetsDefinition:
+    """The metrics of each partition of `labels`; `labelled_by` is the asset whose metadata
+    holds the revision of what answered (predictions, or an ensemble's labels)."""
+    labels_name = labels.key.to_user_string()
+
+    @asset(
+        name=name,
+        partitions_def=partitions_def,
+        ins={"labels": AssetIn(labels.key)},
+        group_name="evaluation",
+        kinds={"pandas", "parquet"},
+        tags=DOMAIN_TAGS,
+        automation_condition=reevaluate_when_changed(),
+        code_version=code_version(metrics_logic),
+        description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
+        "run config's confidence (95% by default), the invalid count and the confusion matrix, from "
+        f"{labels_name}; the confidence, invalid-answer policy and resamples are recorded in the frame and its metadata.",
+    )
+    def _metrics(context: AssetExecutionContext, config: BootstrapConfig, labels: pd.DataFrame) -> pd.DataFrame:
+        model, task = model_and_task(context.partition_key)
+        report = binary_report(
+            labels["gold"], labels["label"], n_resamples=config.n_resamples,
+            confidence=config.confidence, seed=config.seed, invalid=config.invalid,
+        )
+        for note in report["notes"]:
+            context.log.warning(f"{model} on {task}: {note}")
+        confusion = pd.DataFrame(report["confusion"], index=["true 1", "true 0"], columns=["predicted 1", "predicted 0", "invalid"])
+        # What produced these numbers, to walk back from a metric in the UI.
+        produced_by = {
+            "model_revision": latest_metadata(context.instance, labelled_by, context.partition_key).get("model_revision"),
+            "prompt_template_version": latest_metadata(context.instance, "prompts", task).get("template_version"),
+            "split_seed": latest_metadata(context.instance, "split", task).get("seed"),
+            "parser_version": parsed_labels_code_version,
+        }
+        context.add_output_metadata(
+            {key: round(float(value), 4) for key, value in report_row(report).items()}
+            | {
+                "F1": comparison_logic.interval_cell(report["f1"], report["f1_low"], report["f1_high"]),
+                "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
+                "confidence": report["confidence"],
+                "invalid_policy": report["invalid_policy"],
+                "n_resamples": report["n_resamples"],
+                "notes": MetadataValue.json(report["notes"]),
+                "produced_by": MetadataValue.json(produced_by),
+                "dagster/column_lineage": column_lineage(
+                    {metric: {labels_name: ["gold", "label"]} for metric in ("precision", "recall", "f1", "invalid")}
+                ),
+            }
+        )
+        settings = {setting: report[setting] for setting in metrics_logic.SETTINGS}
+        return pd.DataFrame([{"task": task, "model": model, **report_row(report), **settings}])
+
+    return _metrics
+
+
+metrics = _metrics_asset("metrics", parsed_labels, task_model_partitions, labelled_by="predictions")
+ensemble_metrics = _metrics_asset("ensemble_metrics", ensemble_labels, task_ensemble_partitions, labelled_by="ensemble_labels")
 
 
 class ComparisonConfig(BootstrapConfig):
@@ -167,8 +284,21 @@ class ComparisonConfig(BootstrapConfig):
     )
 
 
-def _labels_by_model_and_task(storage: AssetStorage, models) -> pd.DataFrame:
-    frames = storage.read_model_task_frames("parsed_labels", models)
+def _evaluated(instance) -> tuple[list[str], list[str]]:
+    """The registered models and ensembles (their dynamic partitions), each sorted."""
+    return (sorted(instance.get_dynamic_partitions(model_partitions.name)),
+            sorted(instance.get_dynamic_partitions(ensemble_partitions.name)))
+
+
+def _stored_frames(storage: AssetStorage, kind: str, models: list[str], ensembles: list[str]) -> dict[tuple[str, str], pd.DataFrame]:
+    """Every stored (model, task) frame of the models' `kind` asset and the ensembles' own
+    (`labels`: parsed_labels and ensemble_labels; `metrics`: metrics and ensemble_metrics)."""
+    model_asset = {"labels": "parsed_labels", "metrics": "metrics"}[kind]
+    return storage.read_model_task_frames(model_asset, models) | storage.read_model_task_frames(f"ensemble_{kind}", ensembles)
+
+
+def _labels_by_model_and_task(storage: AssetStorage, models: list[str], ensembles: list[str]) -> pd.DataFrame:
+    frames = _stored_frames(storage, "labels", models, ensembles)
     return pd.concat([frame.assign(model=model, task=task) for (model, task), frame in frames.items()], ignore_index=True)
 
 
@@ -176,8 +306,9 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
     """What produced every number: model revisions and settings, prompt wordings, split seeds, code versions."""
     model_rows = []
     for model in models:
+        labelled_by = "ensemble_labels" if isinstance(registry.get(model), EnsembleModel) else "predictions"
         generated = next(
-            (found for task in tasks if (found := latest_metadata(instance, "predictions", partition_key(model, task)))), {}
+            (found for task in tasks if (found := latest_metadata(instance, labelled_by, partition_key(model, task)))), {}
         )
         members = generated.get("members")
         vote = f"{generated.get('rule')} vote of {', '.join(members)}" if members else ""
@@ -196,6 +327,7 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
         })
     versions = pd.DataFrame([
         {"Logic": "parser (parsed_labels)", "Version": parsed_labels_code_version},
+        {"Logic": "ensemble vote (ensemble_labels)", "Version": code_version(ensemble_logic)},
         {"Logic": "metrics", "Version": code_version(metrics_logic)},
         {"Logic": "comparison", "Version": comparison_code_version},
         {"Logic": "prompt templates", "Version": templates_version()},
@@ -209,24 +341,24 @@ comparison_code_version = code_version(
 
 
 @asset(
-    deps=[metrics, parsed_labels],
+    deps=[metrics, parsed_labels, ensemble_metrics, ensemble_labels],
     group_name="evaluation",
     kinds={"pandas", "parquet", "html"},
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
     code_version=comparison_code_version,
-    description="The paper's Table 3 for every registered model, with invalid counts, paired F1 differences "
-    "with intervals, McNemar's test adjusted across tasks (Holm by default), a forest plot, and a self-contained "
-    "HTML report. Written as CSV, Parquet, PNG and HTML, with the settings each table was computed with "
-    "(reports/settings.json), which every heading states.",
+    description="The paper's Table 3 for every registered model and ensemble, with invalid counts, paired F1 "
+    "differences with intervals, McNemar's test adjusted across tasks (Holm by default), a forest plot, and a "
+    "self-contained HTML report. Written as CSV, Parquet, PNG and HTML, with the settings each table was computed "
+    "with (reports/settings.json), which every heading states.",
 )
 def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage: AssetStorage) -> pd.DataFrame:
-    models = sorted(context.instance.get_dynamic_partitions(model_partitions.name))
-    stored_metrics = storage.read_model_task_frames("metrics", models)
+    models, ensembles = _evaluated(context.instance)
+    stored_metrics = _stored_frames(storage, "metrics", models, ensembles)
     if not stored_metrics:
         raise RuntimeError("no metrics are materialized yet: materialize the metrics asset first")
     all_metrics = pd.concat(stored_metrics.values(), ignore_index=True)
-    labels = _labels_by_model_and_task(storage, models)
+    labels = _labels_by_model_and_task(storage, models, ensembles)
     table = comparison_logic.table3(all_metrics)
     differences = comparison_logic.paired_f1_differences(
         labels, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid,
@@ -256,7 +388,7 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     report_url = storage.write_bytes("reports/report.html", report.encode("utf-8"))
     context.log.info(f"report: {report_url}")
     image = base64.b64encode(plot).decode("ascii")
-    expected = len(models) * len(TASK_KEYS)
+    expected = (len(models) + len(ensembles)) * len(TASK_KEYS)
     context.add_output_metadata(
         {
             "table3": MetadataValue.md(f"{headings['table3']}\n\n{table.to_markdown(index=False)}"),
@@ -277,22 +409,24 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
 
 @asset(
     partitions_def=task_partitions,
-    deps=[AssetDep(parsed_labels, partition_mapping=MultiToSingleDimensionPartitionMapping("task"))],
+    deps=[AssetDep(parsed_labels, partition_mapping=MultiToSingleDimensionPartitionMapping("task")),
+          AssetDep(ensemble_labels, partition_mapping=MultiToSingleDimensionPartitionMapping("task"))],
     group_name="evaluation",
     kinds={"pandas", "parquet"},
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
     code_version=code_version(error_analysis_logic),
-    description="One row per test item of the task: the gold label, each model's label or invalid reason, and "
+    description="One row per test item of the task: the gold label, each model's (and ensemble's) label or invalid reason, and "
     "which models got it right; with the counts of items all models get right, none does, and only one gets "
     "wrong or right. Ids only; the item's text only where the dataset allows previews.",
 )
 def error_analysis(context: AssetExecutionContext, storage: AssetStorage) -> pd.DataFrame:
     task = context.partition_key
-    models = sorted(context.instance.get_dynamic_partitions(model_partitions.name))
+    models, ensembles = _evaluated(context.instance)
     frames = [
-        storage.read("parsed_labels", [model, task]).assign(model=model)
-        for model in models if storage.exists("parsed_labels", [model, task])
+        storage.read(asset, [model, task]).assign(model=model)
+        for asset, names in (("parsed_labels", models), ("ensemble_labels", ensembles))
+        for model in names if storage.exists(asset, [model, task])
     ]
     if not frames:
         raise RuntimeError(f"no parsed labels of any model on {task} yet: materialize parsed_labels first")

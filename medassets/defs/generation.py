@@ -91,7 +91,7 @@ def model_weights(context) -> DataVersionsByPartition:
     ),
     description="One generation per test prompt, per model, with the prompt its registry entry sets "
     "(zero-shot Table 2 by default). A backfill over a model's tasks loads the model once and sends all "
-    "their prompts in one batch; answers are cached. An ensemble's answers are its members' votes.",
+    "their prompts in one batch; answers are cached.",
 )
 def predictions(context: AssetExecutionContext, prompts, split):
     keys = list(context.partition_keys)

@@ -6,7 +6,8 @@ comparison's reports at <root>/reports/. The root is any fsspec URL: a local fol
 `AssetStorage` is the one place that knows where files live: the IO manager writes and reads
 through it, and so does any asset that reads other assets' partitions itself (the comparison).
 A step that covers several partitions (a single-run backfill) returns, and receives, a dict
-from partition key to DataFrame: one IO manager serves both.
+from partition key to DataFrame: one IO manager serves both. An input whose metadata sets
+`allow_missing_partitions` is always such a dict, of the upstream partitions stored so far.
 """
 
 from __future__ import annotations
@@ -187,6 +188,9 @@ class ParquetIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         if not context.has_asset_partitions:
             return self.storage.read(self._asset(context), [])
-        keys = list(context.asset_partition_keys)
-        frames = {key: self.storage.read(self._asset(context), self._parts(context, key)) for key in keys}
+        asset, keys = self._asset(context), list(context.asset_partition_keys)
+        if context.definition_metadata.get("allow_missing_partitions"):
+            stored = [key for key in keys if self.storage.exists(asset, self._parts(context, key))]
+            return {key: self.storage.read(asset, self._parts(context, key)) for key in stored}
+        frames = {key: self.storage.read(asset, self._parts(context, key)) for key in keys}
         return frames[keys[0]] if len(keys) == 1 else frames

@@ -25,7 +25,7 @@ from dagster_k8s.job import UserDefinedDagsterK8sConfig
 from medassets import paths
 from medassets.core.registry import load_registry
 from medassets.defs.jobs import generate_job
-from medassets.defs.partitions import model_and_task
+from medassets.defs.partitions import model_and_task, model_partitions, registered_partitions
 
 PREDICTIONS = AssetKey("predictions")
 SHM = "dshm"
@@ -75,7 +75,8 @@ class ModelAwareK8sRunLauncher(K8sRunLauncher):
         if not generates(dagster_run):
             return context
         registry = load_registry(paths.registry_path())
-        specs = [registry[name] for name in run_models(dagster_run.tags, list(registry)) if name in registry]
+        models = registered_partitions(registry)[model_partitions.name]
+        specs = [registry[name] for name in run_models(dagster_run.tags, models) if name in models]
         config = k8s_config(specs)
         if not config:
             return context

@@ -1,16 +1,29 @@
-"""Partitions: `task` is static (the six tasks), `model` is dynamic (the model registry).
-Per-(task, model) keys read "model|task": Dagster orders the two dimensions by name."""
+"""Partitions: `task` is static (the six tasks); `model` and `ensemble` are dynamic, synced
+from the model registry (an ensemble entry is an `ensemble` partition, every other entry a
+`model` partition). Keys read "model|task" and "ensemble|task": Dagster orders the two
+dimensions by name, so both name the model first."""
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from dagster import DynamicPartitionsDefinition, MultiPartitionKey, MultiPartitionsDefinition, StaticPartitionsDefinition
 
+from medassets.core.registry import EnsembleModel
 from medassets.tasks import TASK_KEYS
 
 task_partitions = StaticPartitionsDefinition(list(TASK_KEYS))
 model_partitions = DynamicPartitionsDefinition(name="model")
+ensemble_partitions = DynamicPartitionsDefinition(name="ensemble")
 task_model_partitions = MultiPartitionsDefinition({"task": task_partitions, "model": model_partitions})
+task_ensemble_partitions = MultiPartitionsDefinition({"task": task_partitions, "ensemble": ensemble_partitions})
+
+
+def registered_partitions(registry: Mapping[str, object]) -> dict[str, list[str]]:
+    """The registry's names by the dynamic partitions they are keys of, in the registry's order."""
+    names: dict[str, list[str]] = {model_partitions.name: [], ensemble_partitions.name: []}
+    for name, spec in registry.items():
+        names[ensemble_partitions.name if isinstance(spec, EnsembleModel) else model_partitions.name].append(name)
+    return names
 
 
 def partition_key(model: str, task: str) -> str:
@@ -18,8 +31,9 @@ def partition_key(model: str, task: str) -> str:
 
 
 def model_and_task(key: str) -> tuple[str, str]:
-    dimensions = task_model_partitions.get_partition_key_from_str(key).keys_by_dimension
-    return dimensions["model"], dimensions["task"]
+    """The model (or ensemble) and the task of a "model|task" (or "ensemble|task") key."""
+    model, task = key.split("|")
+    return model, task
 
 
 def tasks_by_model(keys: Iterable[str]) -> dict[str, list[str]]:

@@ -1,5 +1,6 @@
-"""Re-evaluation: automation requests exactly what a model update or a code change affects;
-the registry sensor keeps the model partitions in step; the schedule observes the weights."""
+"""Re-evaluation: automation requests exactly what a model update, an ensemble member's new
+labels, an ensemble's new rules or a code change affects; the registry sensor keeps the model
+and ensemble partitions in step; the schedule observes the weights."""
 
 import json
 import os
@@ -178,7 +179,8 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
 
 @pytest.mark.parametrize("edited, changed", [
     ("core/parsing.py", {"parsed_labels"}),
-    ("core/metrics.py", {"metrics", "comparison"}),
+    ("core/metrics.py", {"metrics", "ensemble_metrics", "comparison"}),
+    ("core/ensemble.py", {"ensemble_labels"}),
 ])
 def test_editing_the_logic_changes_exactly_its_assets_code_versions(edited, changed, tmp_path):
     """The definitions loaded from a copy of the package whose parser (or metrics) source
@@ -285,35 +287,110 @@ def test_automation_is_on_by_default_and_can_be_turned_off(monkeypatch):
     assert off["weekly_reevaluation"] == ["STOPPED", "0 6 * * *"]
 
 
-def test_an_ensemble_added_with_its_members_waits_for_their_labels(two_local_models, tmp_path):
+ENSEMBLE = "vote"
+ENSEMBLE_KEYS = [f"{ENSEMBLE}|{task}" for task in TASK_KEYS]
+
+
+def _register_ensemble(tmp_path, rule: str = "majority") -> None:
     registry = tmp_path / "models.yaml"
-    registry.write_text(registry.read_text() + "  - {name: vote, backend: ensemble, members: [model-a, model-b]}\n")
+    entries = registry.read_text().split(f"  - {{name: {ENSEMBLE}")[0]
+    registry.write_text(entries + f"  - {{name: {ENSEMBLE}, backend: ensemble, members: [model-a, model-b], rule: {rule}}}\n")
+
+
+def _observe_ensembles(instance) -> None:
+    assert defs.resolve_job_def("observe_ensembles").execute_in_process(instance=instance).success
+
+
+@pytest.fixture
+def settled_with_ensemble(two_local_models, tmp_path):
+    """`settled`, with an ensemble of the two models: its rules observed, its labels and metrics materialized."""
+    _register_ensemble(tmp_path)
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", list(MODELS))
+        instance.add_dynamic_partitions("ensemble", [ENSEMBLE])
+        _observe(instance)
+        _observe_ensembles(instance)
+        _everything_materialized(instance)
+        for asset in ("ensemble_labels", "ensemble_metrics"):
+            _report(instance, asset, ENSEMBLE_KEYS)
+        result = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert result.total_requested == 0
+        yield instance, result.cursor
+
+
+def test_a_members_new_labels_rerun_the_ensemble_on_that_task(settled_with_ensemble):
+    instance, cursor = settled_with_ensemble
+    _report(instance, "parsed_labels", ["model-b|stigma_labeling"])
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    for asset in ("ensemble_labels", "ensemble_metrics"):
+        assert result.get_requested_partitions(AssetKey(asset)) == {f"{ENSEMBLE}|stigma_labeling"}, asset
+    assert result.get_requested_partitions(AssetKey("metrics")) == {"model-b|stigma_labeling"}
+    assert result.get_requested_partitions(AssetKey("error_analysis")) == {"stigma_labeling"}
+    assert result.get_num_requested(AssetKey("comparison")) == 1
+
+
+def test_changed_rules_rerun_the_ensemble_on_every_task(settled_with_ensemble, tmp_path):
+    instance, cursor = settled_with_ensemble
+    _observe_ensembles(instance)  # the same rules observed again: nothing to do
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.total_requested == 0
+    _register_ensemble(tmp_path, rule="any")
+    _observe_ensembles(instance)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_requested_partitions(AssetKey("ensemble_labels")) == set(ENSEMBLE_KEYS)
+    assert result.get_requested_partitions(AssetKey("parsed_labels")) == set()
+
+
+def test_a_new_ensemble_runs_once_its_members_labels_exist(settled, tmp_path):
+    instance, cursor = settled
+    _register_ensemble(tmp_path)
+    instance.add_dynamic_partitions("ensemble", [ENSEMBLE])
+    _observe_ensembles(instance)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.get_requested_partitions(AssetKey("ensemble_labels")) == set(ENSEMBLE_KEYS)
+    assert result.get_requested_partitions(AssetKey("predictions")) == set()
+
+
+def test_a_new_ensemble_waits_for_its_members_labels(two_local_models, tmp_path):
+    _register_ensemble(tmp_path)
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", list(MODELS))
+        instance.add_dynamic_partitions("ensemble", [ENSEMBLE])
+        _observe(instance)
+        _observe_ensembles(instance)
+        _report(instance, "embedded_model", [None])
+        for asset in ("raw_dataset", "split", "prompts"):
+            _report(instance, asset, TASK_KEYS)
+        result = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert result.get_requested_partitions(AssetKey("ensemble_labels")) == set()
+
+        _report(instance, "predictions", [key for key in ALL_KEYS if key.startswith("model-a")])
+        _report(instance, "parsed_labels", [key for key in ALL_KEYS if key.startswith("model-a")])
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_requested_partitions(AssetKey("ensemble_labels")) == set()  # model-b's labels are missing
+
+        _report(instance, "predictions", [key for key in ALL_KEYS if key.startswith("model-b")])
+        _report(instance, "parsed_labels", [key for key in ALL_KEYS if key.startswith("model-b")])
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+        assert result.get_requested_partitions(AssetKey("ensemble_labels")) == set(ENSEMBLE_KEYS)
+
+
+def test_registry_sensor_keeps_ensembles_in_their_own_dimension_and_observes_their_rules(two_local_models, tmp_path):
+    _register_ensemble(tmp_path)
     with DagsterInstance.ephemeral() as instance:
         _report(instance, "prompts", TASK_KEYS)
         result = automation.model_registry(build_sensor_context(instance=instance))
+        added = {request.partitions_def_name: sorted(request.partition_keys) for request in result.dynamic_partitions_requests}
+        assert added == {"model": sorted(MODELS), "ensemble": [ENSEMBLE]}
         generated = {r.tags["dagster/asset_partition_range_start"].split("|")[0] for r in result.run_requests if r.job_name == "generate"}
-        assert generated == set(MODELS)  # not the ensemble: its members have no labels yet
+        assert generated == set(MODELS)  # an ensemble generates nothing: automation runs its labels
+        assert [r.job_name for r in result.run_requests].count("observe_ensembles") == 1
 
-        instance.add_dynamic_partitions("model", list(MODELS))  # the members are known from now on
-        registry.write_text(registry.read_text().replace("name: vote", "name: vote-2"))
-        result = automation.model_registry(build_sensor_context(instance=instance))
-        generated = {r.tags["dagster/asset_partition_range_start"].split("|")[0] for r in result.run_requests if r.job_name == "generate"}
-        assert generated == {"vote-2"}
+        instance.add_dynamic_partitions("model", list(MODELS))
+        instance.add_dynamic_partitions("ensemble", [ENSEMBLE])
+        same = automation.model_registry(build_sensor_context(instance=instance, cursor=result.cursor))
+        assert same.run_requests == [] and same.dynamic_partitions_requests == []
 
-
-def test_new_member_labels_rerun_the_ensembles_that_count_them(two_local_models, tmp_path):
-    registry = tmp_path / "models.yaml"
-    registry.write_text(registry.read_text() + "  - {name: vote, backend: ensemble, members: [model-a, model-b]}\n"
-                        "  - {name: other, backend: baseline}\n")
-    with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions("model", [*MODELS, "vote", "other"])
-        _report(instance, "parsed_labels", ALL_KEYS)  # before the sensor ever ran: history
-        first = automation.ensemble_members(build_sensor_context(instance=instance))
-        assert first.run_requests == [] and first.cursor
-
-        _report(instance, "parsed_labels", ["model-b|stigma_labeling", "other|breast_cancer", "vote|stigma_labeling"])
-        result = automation.ensemble_members(build_sensor_context(instance=instance, cursor=first.cursor))
-        (request,) = result.run_requests
-        assert (request.job_name, request.partition_key) == ("generate", "vote|stigma_labeling")
-        again = automation.ensemble_members(build_sensor_context(instance=instance, cursor=result.cursor))
-        assert again.run_requests == []
+        _register_ensemble(tmp_path, rule="all")
+        changed = automation.model_registry(build_sensor_context(instance=instance, cursor=same.cursor))
+        assert [r.job_name for r in changed.run_requests] == ["observe_ensembles"]

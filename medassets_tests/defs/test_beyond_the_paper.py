@@ -40,9 +40,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 def evaluated(make_workspace, tmp_path_factory):
     datasets = small_datasets(tmp_path_factory.mktemp("small-data"))
     workspace = make_workspace(REGISTRY, datasets=datasets)
-    runs = [f"prepare_data:{task}" for task in TASK_KEYS] + ["prepare_embedded_model", "observe_models"]
-    for model in MODELS:  # the ensemble last: it votes with the others' parsed labels
+    runs = [f"prepare_data:{task}" for task in TASK_KEYS] + ["prepare_embedded_model", "observe_models", "observe_ensembles"]
+    for model in (*GENERATED, BASELINE):
         runs += [generate_range(model)] + [f"evaluate:{partition_key(model, task)}" for task in TASK_KEYS]
+    runs += [f"evaluate_ensembles:{partition_key(ENSEMBLE, task)}" for task in TASK_KEYS]
     runs += ["compare"] + [f"analyze_errors:{task}" for task in TASK_KEYS]
     reports = workspace.run(*runs, timeout=1200)
     workspace.reports = reports
@@ -50,6 +51,8 @@ def evaluated(make_workspace, tmp_path_factory):
 
 
 def frames(workspace, asset: str, model: str) -> pd.DataFrame:
+    """A model's frames of `parsed_labels` or `metrics` on every task (an ensemble's own assets' for the ensemble)."""
+    asset = f"ensemble_{asset.removeprefix('parsed_')}" if model == ENSEMBLE else asset
     return pd.concat([pd.read_parquet(workspace.asset_file(asset, model, task)).assign(task=task) for task in TASK_KEYS])
 
 

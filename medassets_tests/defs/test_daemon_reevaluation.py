@@ -5,7 +5,7 @@ the only actor, on a temporary instance and a small dataset (a few rows per task
    tasks, then parsed labels, metrics and an updated comparison that includes it;
 2. a changed revision of a registered `path:` model (its weights touched), followed by the
    `observe_models` job, re-runs exactly that model's six predictions in one run, then what
-   depends on them, and no other model's partitions.
+   depends on them (an ensemble it is a member of among them), and no other model's partitions.
 
 Every wait is bounded and names what did not happen; the daemon and everything it started
 are stopped and checked gone.
@@ -31,7 +31,7 @@ from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 
 pytestmark = pytest.mark.slow
 
-BASELINE, LOCAL, ADDED = "tfidf-logreg", "local-smollm", "tfidf-logreg-added"
+BASELINE, LOCAL, ADDED, ENSEMBLE = "tfidf-logreg", "local-smollm", "tfidf-logreg-added", "vote"
 INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 WAIT_S = 420
 
@@ -43,6 +43,9 @@ def _registry(weights: Path) -> str:
   - name: {LOCAL}
     source: {{path: {weights}}}
     sampling: {{max_tokens: 8}}
+  - name: {ENSEMBLE}
+    backend: ensemble
+    members: [{BASELINE}, {LOCAL}]
 """
 
 
@@ -105,7 +108,7 @@ def failed_runs(instance) -> list[str]:
 
 @pytest.fixture(scope="module")
 def evaluated(make_workspace, models_dir, tmp_path_factory):
-    """Both models evaluated on the small dataset, and compared, by in-process runs."""
+    """Both models and their ensemble evaluated on the small dataset, and compared, by in-process runs."""
     weights = tmp_path_factory.mktemp("local-weights")
     for path in (models_dir / EMBEDDED_MODEL_NAME).iterdir():  # a folder of its own, with the embedded model's files
         (weights / path.name).symlink_to(path)
@@ -113,9 +116,10 @@ def evaluated(make_workspace, models_dir, tmp_path_factory):
     workspace = make_workspace(_registry(weights), datasets=datasets)
     (workspace.root / "instance").mkdir()
     (workspace.root / "instance" / "dagster.yaml").write_text(INSTANCE_CONFIG)
-    runs = [f"prepare_data:{task}" for task in TASK_KEYS] + ["observe_models"]
+    runs = [f"prepare_data:{task}" for task in TASK_KEYS] + ["observe_models", "observe_ensembles"]
     runs += [generate_range(BASELINE), generate_range(LOCAL)]
-    runs += [f"evaluate:{partition_key(model, task)}" for model in (BASELINE, LOCAL) for task in TASK_KEYS] + ["compare"]
+    runs += [f"evaluate:{partition_key(model, task)}" for model in (BASELINE, LOCAL) for task in TASK_KEYS]
+    runs += [f"evaluate_ensembles:{partition_key(ENSEMBLE, task)}" for task in TASK_KEYS] + ["compare"]
     workspace.run(*runs, timeout=600)
     return workspace, weights
 
@@ -175,6 +179,9 @@ def test_a_new_revision_reruns_exactly_that_models_partitions(evaluated, daemon)
                              daemon)
         assert len({run for key in keys for run in predicted[key]}) == 1, "the six tasks were not re-generated in one run"
         wait_for(f"new metrics of {LOCAL} on its six tasks", lambda: keys <= set(materialized_after(instance, "metrics", touched)), daemon)
+        votes = {partition_key(ENSEMBLE, task) for task in TASK_KEYS}
+        wait_for(f"new labels and metrics of the ensemble {ENSEMBLE} (a member's labels changed)",
+                 lambda: votes <= set(materialized_after(instance, "ensemble_metrics", touched)), daemon)
         wait_for("an updated comparison", lambda: materialized_after(instance, "comparison", touched), daemon)
         time.sleep(35)  # one more automation tick: nothing else may follow
         for asset in ("predictions", "parsed_labels", "metrics"):

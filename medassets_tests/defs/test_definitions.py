@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 from dagster import (
+    AssetKey,
     BackfillPolicy,
+    DagsterInstance,
     Definitions,
     DynamicPartitionsDefinition,
     MultiPartitionsDefinition,
     StaticPartitionsDefinition,
+    partition_loading_context,
 )
 
 from medassets.definitions import defs
@@ -26,15 +29,37 @@ from medassets.tasks import TASK_KEYS
 ROOT = Path(__file__).resolve().parents[2]
 PER_TASK = {"raw_dataset", "split", "prompts", "error_analysis"}
 PER_TASK_AND_MODEL = {"predictions", "parsed_labels", "metrics"}
+PER_TASK_AND_ENSEMBLE = {"ensemble_labels", "ensemble_metrics"}
 SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
 
 
 def test_definitions_are_loadable():
     Definitions.validate_loadable(defs)
-    assert set(SPECS) == PER_TASK | PER_TASK_AND_MODEL | {"embedded_model", "model_weights", "comparison"}
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {
-        "prepare_data", "prepare_embedded_model", "observe_models", "generate", "evaluate", "compare", "analyze_errors",
+    assert set(SPECS) == PER_TASK | PER_TASK_AND_MODEL | PER_TASK_AND_ENSEMBLE | {
+        "embedded_model", "model_weights", "ensemble_rules", "comparison",
     }
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {
+        "prepare_data", "prepare_embedded_model", "observe_models", "observe_ensembles", "generate", "evaluate",
+        "evaluate_ensembles", "compare", "analyze_errors",
+    }
+
+
+def test_an_ensembles_labels_depend_on_every_models_labels_on_its_task_and_on_its_rules():
+    """The lineage draws the ensemble's dependency on its members' parsed labels: all models' on the
+    same task (a superset of its members), and its own rules; what reads labels reads both sets."""
+    graph = defs.resolve_asset_graph()
+    labels = graph.get(AssetKey("ensemble_labels"))
+    assert labels.parent_keys == {AssetKey("parsed_labels"), AssetKey("ensemble_rules")}
+    with DagsterInstance.ephemeral() as instance, partition_loading_context(dynamic_partitions_store=instance):
+        instance.add_dynamic_partitions("model", ["a", "b", "c"])
+        instance.add_dynamic_partitions("ensemble", ["vote"])
+        parents = graph.get_parent_partition_keys_for_child("vote|stigma_labeling", AssetKey("parsed_labels"), AssetKey("ensemble_labels"))
+        assert set(parents.partitions_subset.get_partition_keys()) == {f"{m}|stigma_labeling" for m in "abc"}
+        rules = graph.get_parent_partition_keys_for_child("vote|stigma_labeling", AssetKey("ensemble_rules"), AssetKey("ensemble_labels"))
+        assert set(rules.partitions_subset.get_partition_keys()) == {"vote"}
+    assert graph.get(AssetKey("ensemble_metrics")).parent_keys == {AssetKey("ensemble_labels")}
+    for reader in ("comparison", "error_analysis"):
+        assert {AssetKey("parsed_labels"), AssetKey("ensemble_labels")} <= graph.get(AssetKey(reader)).parent_keys, reader
 
 
 def test_dagster_cli_validates_the_workspace(tmp_path):
@@ -87,6 +112,12 @@ def test_partitions():
         assert [d.name for d in multi.partitions_defs] == ["model", "task"]
         assert multi.get_partitions_def_for_dimension("model") == model
         assert multi.get_partitions_def_for_dimension("task").get_partition_keys() == list(TASK_KEYS)
+    ensemble = SPECS["ensemble_rules"].partitions_def
+    assert isinstance(ensemble, DynamicPartitionsDefinition) and ensemble.name == "ensemble"
+    for key in PER_TASK_AND_ENSEMBLE:
+        multi = SPECS[key].partitions_def
+        assert [d.name for d in multi.partitions_defs] == ["ensemble", "task"]
+        assert multi.get_partitions_def_for_dimension("ensemble") == ensemble
     assert SPECS["comparison"].partitions_def is None
 
 
