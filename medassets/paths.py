@@ -24,8 +24,9 @@ needed (a step, a sensor tick, the definitions being built), never at import tim
 - DAGSTER_HOME: Dagster's instance folder; `make run` requires it (the Makefile sets it).
 
 Set for libraries when unset, never read as settings: OMP_NUM_THREADS and
-VLLM_CPU_OMP_THREADS_BIND (vLLM on a CPU uses every core), HF_HUB_OFFLINE=1 (nothing is
-downloaded at run time) by the vLLM engine; GX_ANALYTICS_ENABLED=false by `core/quality.py`.
+VLLM_CPU_OMP_THREADS_BIND (vLLM on a CPU uses every core) by the vLLM engine; HF_HUB_OFFLINE=1
+(nothing is downloaded at run time) by `hub_offline` below, called wherever Hugging Face
+libraries are first imported; GX_ANALYTICS_ENABLED=false by `core/quality.py`.
 """
 
 from __future__ import annotations
@@ -91,3 +92,9 @@ def api_key(variable: str) -> str:
 
 def dagster_home() -> str | None:
     return os.environ.get("DAGSTER_HOME") or None
+
+
+def hub_offline() -> None:
+    """Hugging Face libraries read only the local cache, unless the environment says otherwise.
+    They read the variable when first imported, and vLLM's engine process inherits it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")

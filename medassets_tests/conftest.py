@@ -169,7 +169,6 @@ class Workspace:
             "MEDASSETS_HOME": str(self.home),
             "MEDASSETS_REGISTRY": str(self.registry),
             "MEDASSETS_DATASETS": str(self.datasets),
-            "HF_HUB_OFFLINE": "1",
         } | self.extra_env
 
     def cached_answers(self) -> dict[str, str]:

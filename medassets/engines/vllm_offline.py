@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from medassets import paths
 from medassets.core.generation import Generation, OnDone, Request
 from medassets.core.registry import GeneratingEntry, Sampling, Source
 from medassets.engines.base import GeneratingBackend
@@ -83,7 +84,7 @@ class VLLMEngine:
         in_process = on_cpu and spec.tensor_parallel_size == 1
         if in_process:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download at run time
+        paths.hub_offline()  # never download at run time
         from vllm import LLM
 
         self.llm = LLM(

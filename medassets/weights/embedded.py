@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from medassets.paths import hub_offline
 from medassets.weights.folders import file_sha256
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
@@ -63,6 +64,7 @@ def prepare_embedded_model(folder: Path, gguf: Path | None = None) -> PreparedMo
     if marker.is_file() and json.loads(marker.read_text()) == expected:
         return PreparedModel(folder, revision, converted=False)
 
+    hub_offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medassets.core.prompts import text_hash
 from medassets.core.registry import EmbeddedSource, HubSource, PathSource, Source
+from medassets.paths import hub_offline
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME, embedded_revision, prepare_embedded_model
 from medassets.weights.folders import ModelSourceError, folder_content_hash, folder_fingerprint, model_chat_template
 
@@ -23,6 +24,7 @@ def _check_embedded(source: EmbeddedSource) -> None:
 
 def hub_folder(source: HubSource) -> Path:
     """The snapshot of a hub model in the local Hugging Face cache; never downloads."""
+    hub_offline()
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 

@@ -87,7 +87,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     env = {name: value for name, value in os.environ.items() if not name.startswith("MEDASSETS_")} | {
         "MEDASSETS_HOME": str(home), "MEDASSETS_REGISTRY": str(registry),
-        "MEDASSETS_DATASETS": str(REPO / "data" / "datasets.yaml"), "HF_HUB_OFFLINE": "1",
+        "MEDASSETS_DATASETS": str(REPO / "data" / "datasets.yaml"),
         # What VLLMEngine sets when they are unset; set here so that both sides run alike.
         "OMP_NUM_THREADS": str(cores), "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}",
     }

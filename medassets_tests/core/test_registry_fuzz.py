@@ -11,6 +11,7 @@ import yaml
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
+from medassets.core.prompts import VARIANTS
 from medassets.core.registry import ENTRY_NAMES, RegistryError, entry_type, load_registry, parse_registry
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -114,3 +115,80 @@ def test_a_registry_file_of_any_bytes_loads_or_raises_registry_error(content):
             load_registry(path)
         except RegistryError as exc:
             assert str(path) in str(exc)
+
+
+# Valid entries of every backend, each field present or left to its default, with values
+# anywhere in their allowed ranges: the reader must accept them all, as written.
+TEXT = st.text(max_size=12)
+UNIT = st.floats(0, 1, exclude_min=True)  # (0, 1]
+SOURCES = st.one_of(
+    st.fixed_dictionaries({"embedded": TEXT}),
+    st.fixed_dictionaries({"path": TEXT}),
+    st.fixed_dictionaries({"hub": TEXT, "revision": st.text(min_size=1, max_size=12)}),
+)
+PLACEMENT = st.fixed_dictionaries({}, optional={
+    "node_selector": st.dictionaries(TEXT, TEXT, max_size=3),
+    "tolerations": st.lists(st.dictionaries(st.sampled_from(["key", "operator", "value", "effect"]), TEXT), max_size=2),
+})
+SAMPLING = st.fixed_dictionaries({}, optional={
+    "temperature": st.floats(0, 100), "top_p": UNIT, "max_tokens": st.integers(1, 10**6), "seed": st.integers(),
+    "stop": st.lists(TEXT, max_size=3),
+})
+GENERATING = {
+    "reasoning": st.booleans(), "system_prompt": st.none() | TEXT, "chat_template": st.none() | TEXT,
+    "fingerprint": st.sampled_from(["quick", "content"]), "sampling": SAMPLING, "variant": st.sampled_from(sorted(VARIANTS)),
+    "shots": st.integers(0, 64), "shot_seed": st.integers(), "decoding": st.sampled_from(["free", "constrained"]),
+    "kubernetes": PLACEMENT,
+}
+VALID_ENTRIES = {
+    "vllm": st.fixed_dictionaries({"source": SOURCES}, optional=GENERATING | {
+        "backend": st.just("vllm"), "dtype": TEXT, "max_model_len": st.integers(1, 10**6),
+        "tensor_parallel_size": st.integers(1, 64), "gpu_memory_utilization": UNIT,
+    }),
+    "openai": st.fixed_dictionaries({"backend": st.just("openai")}, optional=GENERATING | {
+        "source": SOURCES,
+        "server": st.fixed_dictionaries({}, optional={
+            "base_url": TEXT, "api_key_env": TEXT, "served_model": st.none() | TEXT, "max_concurrency": st.integers(1, 1000),
+            "timeout_s": st.floats(0, 1e6, exclude_min=True), "max_retries": st.integers(0, 100),
+        }),
+    }),
+    "baseline": st.fixed_dictionaries({"backend": st.just("baseline")}, optional={"seed": st.integers(), "kubernetes": PLACEMENT}),
+}
+
+
+def as_written(value, written):
+    """A parsed value in the shape it was written: the fields written (the rest are defaults),
+    tuples as lists."""
+    if isinstance(value, dict) and isinstance(written, dict):
+        return {key: as_written(value[key], written[key]) for key in written if key in value}
+    if isinstance(value, (list, tuple)):
+        return [as_written(item, item) for item in value]
+    return value
+
+
+@st.composite
+def valid_registries(draw) -> list[dict]:
+    """Entries of distinct valid names, and perhaps an ensemble of some of the others."""
+    names = draw(st.lists(st.from_regex(NAME_RULE, fullmatch=True), min_size=2, max_size=4, unique=True))
+    entries = [draw(st.sampled_from(sorted(VALID_ENTRIES)).flatmap(VALID_ENTRIES.get)) | {"name": name} for name in names[1:]]
+    if len(entries) >= 2 and draw(st.booleans()):
+        members = draw(st.lists(st.sampled_from([entry["name"] for entry in entries]), min_size=2, unique=True))
+        ensemble = {"name": names[0], "backend": "ensemble", "members": members}
+        ensemble |= draw(st.fixed_dictionaries({}, optional={
+            "rule": st.sampled_from(["majority", "any", "all"]), "tie": st.sampled_from(["negative", "positive", "invalid"]),
+            "invalid_member": st.sampled_from(["abstain", "negative"]), "kubernetes": PLACEMENT,
+        }))
+        entries.append(ensemble)
+    return entries
+
+
+@settings(max_examples=200)
+@given(entries=valid_registries(), flow=st.booleans())
+def test_a_valid_registry_written_as_yaml_parses_back_to_its_values(entries, flow):
+    text = yaml.safe_dump({"models": entries}, allow_unicode=True, default_flow_style=flow)
+    models = parse_registry(text, "fuzz.yaml")
+    assert list(models) == [entry["name"] for entry in entries]
+    for entry in entries:
+        spec = models[entry["name"]]
+        assert spec.backend == entry.get("backend", "vllm")
+        assert as_written(spec.model_dump(), entry) == entry

@@ -17,15 +17,19 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from conftest import REPO, small_datasets
 from dagster_runs import generate_range
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.execution.backfill import BulkActionsFilter
 from support import TOKEN_VARIABLE, processes_with_token
 
-from medassets.defs.partitions import partition_key
+from medassets.definitions import defs
+from medassets.defs.kubernetes import run_models
+from medassets.defs.partitions import model_and_task, partition_key
 from medassets.tasks import TASK_KEYS
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 
@@ -137,9 +141,9 @@ def daemon(evaluated):
     assert left == [], f"processes of the daemon left running: {left}"
 
 
-def _ticks(instance, sensor: str) -> list:
+def _ticks(instance, sensor: str, limit: int = 1) -> list:
     state = next((state for state in instance.all_instigator_state() if state.name == sensor), None)
-    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)) if state else []
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=limit)) if state else []
 
 
 def test_an_appended_model_is_generated_evaluated_and_compared(evaluated, daemon):
@@ -182,9 +186,31 @@ def test_a_new_revision_reruns_exactly_that_models_partitions(evaluated, daemon)
         votes = {partition_key(ENSEMBLE, task) for task in TASK_KEYS}
         wait_for(f"new labels and metrics of the ensemble {ENSEMBLE} (a member's labels changed)",
                  lambda: votes <= set(materialized_after(instance, "ensemble_metrics", touched)), daemon)
-        wait_for("an updated comparison", lambda: materialized_after(instance, "comparison", touched), daemon)
-        time.sleep(35)  # one more automation tick: nothing else may follow
+        (compared,) = wait_for("an updated comparison", lambda: comparisons_after(instance, touched), daemon)
+        # One more automation tick, evaluated after the comparison: nothing else may follow.
+        wait_for("an automation tick after the comparison",
+                 lambda: [t for t in _ticks(instance, "reevaluation", limit=5) if t.timestamp > compared and t.end_timestamp], daemon)
         for asset in ("predictions", "parsed_labels", "metrics"):
             others = set(materialized_after(instance, asset, touched)) - keys
             assert others == set(), f"{asset} re-ran for other models: {sorted(others)}"
+        # Nor was any other model's run or backfill requested, even one not yet executed.
+        since = datetime.fromtimestamp(touched, timezone.utc)
+        registered = [BASELINE, LOCAL]
+        runs = instance.get_runs(RunsFilter(created_after=since))
+        assert any(run_models(run.tags, registered) == [LOCAL] for run in runs)
+        assert {model for run in runs for model in run_models(run.tags, registered)} == {LOCAL}
+        asset_graph = defs.resolve_asset_graph()
+        backfilled = {
+            model_and_task(target.partition_key)[0]
+            for backfill in instance.get_backfills(BulkActionsFilter(created_after=since))
+            for target in backfill.get_asset_backfill_data(asset_graph).target_subset.iterate_asset_partitions()
+            if target.partition_key and "|" in target.partition_key
+        }
+        assert backfilled <= {LOCAL}, f"backfills requested for other models: {sorted(backfilled - {LOCAL})}"
         assert failed_runs(instance) == []
+
+
+def comparisons_after(instance, since: float) -> list[float]:
+    """The timestamps of the comparison's materializations after `since`."""
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("comparison"), after_timestamp=since), limit=10).records
+    return [max(record.timestamp for record in records)] if records else []

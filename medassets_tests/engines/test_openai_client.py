@@ -15,11 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
+from dagster import DagsterInstance
 
 from conftest import small_datasets
 from medassets.core.generation import Request
+from medassets.core.prompts import render, variant_prompts
 from medassets.core.registry import Sampling
-from medassets.core.prompts import variant_prompts
+from medassets.definitions import defs
 from medassets.engines.openai_server import OpenAIModel, OpenAIServer, OpenAIServerEngine, ServerError
 from medassets.tasks import TASKS
 
@@ -34,6 +36,7 @@ class ScriptedServer:
     def __init__(self, failures=(), hold_s: float = 0.0, reasoning_field: str = "reasoning_content"):
         self.failures, self.hold_s, self.reasoning_field = list(failures), hold_s, reasoning_field
         self.statuses: list[int] = []
+        self.chats: list[list[dict]] = []  # the messages of each chat request, as received
         self.answers: dict[str, tuple[str, str]] = {}  # last user message -> (content, reasoning)
         self.in_flight = self.peak_in_flight = 0
         self.lock = threading.Lock()
@@ -53,6 +56,7 @@ class ScriptedServer:
         with self.lock:
             status = self.failures.pop(0) if self.failures else 200
             self.statuses.append(status)
+            self.chats.append(body["messages"])
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -187,3 +191,35 @@ models:
     spec = TASKS[TASK]
     assert labels["label"].tolist() == [int(content.startswith(spec.positive_phrase)) for content, _ in served]
     assert set(labels["label"]) == {0, 1}
+
+
+def test_few_shot_examples_sent_through_dagster_are_train_rows_with_their_gold_answers(tmp_path, monkeypatch):
+    """`shots: 2` materialized by the `generate` job: every request the server receives holds two
+    example turns, each a train-split row's prompt answered with its gold label's phrase, and
+    never a test row; then the test prompt."""
+    script = ScriptedServer()
+    registry = tmp_path / "models.yaml"
+    home = tmp_path / "home"
+    monkeypatch.setenv("MEDASSETS_HOME", str(home))
+    monkeypatch.setenv("MEDASSETS_REGISTRY", str(registry))
+    monkeypatch.setenv("MEDASSETS_DATASETS", str(small_datasets(tmp_path)))
+    with scripted_server(script) as url, DagsterInstance.ephemeral() as instance:
+        registry.write_text(f"models:\n  - {{name: two-shot, backend: openai, shots: 2, server: {{base_url: '{url}', served_model: {SERVED}}}}}\n")
+        assert defs.resolve_job_def("prepare_data").execute_in_process(instance=instance, partition_key=TASK).success
+        instance.add_dynamic_partitions("model", ["two-shot"])
+        assert defs.resolve_job_def("generate").execute_in_process(instance=instance, partition_key=f"two-shot|{TASK}").success
+    split = pd.read_parquet(home / "assets" / "split" / f"{TASK}.parquet")
+    train, test = split[split["part"] == "train"], split[split["part"] == "test"]
+    gold = {1: TASKS[TASK].positive_phrase, 0: TASKS[TASK].negative_phrases[0]}
+    train_turns = {render(TASK, text): gold[label] for text, label in zip(train["text"], train["label"])}
+    test_prompts = {render(TASK, text) for text in test["text"]}
+    assert len(script.chats) == len(test) and script.statuses == [200] * len(test)
+    for messages in script.chats:
+        *examples, question = messages
+        assert [m["role"] for m in examples] == ["user", "assistant"] * 2
+        assert {answer["content"].rstrip(".").lower() for answer in examples[1::2]} == {phrase.lower() for phrase in gold.values()}
+        for turn, answer in zip(examples[::2], examples[1::2]):
+            assert turn["content"] in train_turns and turn["content"] not in test_prompts
+            assert answer["content"].rstrip(".").lower() == train_turns[turn["content"]].lower()
+        assert question == {"role": "user", "content": question["content"]} and question["content"] in test_prompts
+    assert sorted(messages[-1]["content"] for messages in script.chats) == sorted(test_prompts)

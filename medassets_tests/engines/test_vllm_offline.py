@@ -130,7 +130,9 @@ def test_resumed_run_generates_only_the_missing_answers_with_one_engine(workspac
 def test_resumed_run_ends_soon_after_the_last_answer_and_leaves_no_process(resumed):
     finished = [log["time"] for log in resumed.report["logs"] if re.match(r"generated (\d+)/\1 in ", log["message"])]
     assert finished, "no 'generated N/N' progress message"
-    assert resumed.job.exited_at - finished[-1] < 15
+    # A clean end takes seconds; an engine left running holds the run for minutes (9 seen). The
+    # bound leaves a busy machine a minute of margin and still tells the two apart.
+    assert resumed.job.exited_at - finished[-1] < 60
     assert resumed.leftovers == []
 
 

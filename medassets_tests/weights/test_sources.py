@@ -3,6 +3,9 @@ the chat template in effect, and clear errors for weights that are not here."""
 
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +73,31 @@ def test_the_chat_template_in_effect(folder, tmp_path):
     override.write_text("{{ messages | tojson }}")
     chosen = chat_template(str(override), folder)
     assert chosen.text == "{{ messages | tojson }}" and chosen.hash not in (own.hash, "model-default")
+
+
+# Each in a fresh interpreter whose environment does not set offline mode: the code under test
+# must set it before the Hugging Face libraries are imported (they read it once, at import).
+OFFLINE_CALLERS = {
+    "hub lookup": "from medassets.core.registry import HubSource; from medassets.weights.sources import source_folder\n"
+                  "source_folder(HubSource(hub='org/never-downloaded', revision='main'), Path(sys.argv[1]))",
+    "embedded conversion": "from medassets.weights.embedded import prepare_embedded_model\n"
+                           "(Path(sys.argv[1]) / 'bogus.gguf').write_bytes(b'not a gguf')\n"
+                           "prepare_embedded_model(Path(sys.argv[1]) / 'converted', gguf=Path(sys.argv[1]) / 'bogus.gguf')",
+}
+
+
+@pytest.mark.parametrize("caller", list(OFFLINE_CALLERS))
+def test_the_code_keeps_the_hub_offline_when_the_environment_does_not(caller, tmp_path):
+    code = (
+        "import os, sys\nfrom pathlib import Path\n"
+        "try:\n" + "".join(f"    {line}\n" for line in OFFLINE_CALLERS[caller].splitlines()) +
+        "except Exception as exc:\n    print('failed as expected:', type(exc).__name__)\n"
+        "from huggingface_hub import constants\n"
+        "print('HF_HUB_OFFLINE', os.environ.get('HF_HUB_OFFLINE'), constants.HF_HUB_OFFLINE)\n"
+    )
+    env = {name: value for name, value in os.environ.items() if name not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_HUB_CACHE": str(tmp_path / "hub")}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "HF_HUB_OFFLINE 1 True" in done.stdout, done.stdout + done.stderr[-3000:]
