@@ -86,7 +86,8 @@ class GeneratingBackend(Backend):
     def _predict_batch(self, batch: Batch, folder: Path | None, engine: SharedEngine, cache: Cache, report: Report) -> Predictions:
         spec: GeneratingEntry = batch.spec
         template = chat_template(spec.chat_template, folder)
-        settings = AnswerSettings(answer_key=answer_key(spec), chat_template_hash=template.hash)
+        revision = self.revision(spec)  # once: a content fingerprint reads every byte of the weights
+        settings = AnswerSettings(answer_key=_answer_key(spec, revision), chat_template_hash=template.hash)
         items = {
             task: task_requests(
                 task, prompts, batch.splits[task], variant=spec.variant, shots=spec.shots, shot_seed=spec.shot_seed,
@@ -100,7 +101,7 @@ class GeneratingBackend(Backend):
         if stats.cache_misses == 0:
             report(f"{spec.name}: every answer came from the cache; nothing was generated")
         metadata = self.describe(spec) | stats.metadata() | {
-            "model_revision": self.revision(spec), "answer_key": settings.answer_key, "backend": self.name,
+            "model_revision": revision, "answer_key": settings.answer_key, "backend": self.name,
             "batch_tasks": len(batch.prompts), "sampling": spec.sampling.model_dump(mode="json"),
             "chat_template_hash": template.hash, "variant": spec.variant, "shots": spec.shots,
             "shot_seed": spec.shot_seed, "decoding": spec.decoding,
@@ -120,11 +121,15 @@ def answer_key(spec: ModelEntry) -> str:
     messages: the backend, the revision of the weights and every setting that can change an
     answer (`ModelEntry.answer_neutral` lists those that cannot), never the entry's name.
 
-    The engine's version (vLLM's) is left out on purpose: it is recorded beside every
-    prediction, and the key must be the same where the engine is not installed (the UI's code
-    server, the Kubernetes launcher) as where it runs; an upgrade that changes answers is a
-    new entry or a cleared cache, not a silent miss on every answer."""
-    identity = {"backend": spec.backend, "weights": backend_for(spec).revision(spec), "settings": spec.answer_settings()}
+    The engine's version (vLLM's) is left out on purpose: the key must be the same where the
+    engine is not installed (the UI's code server, the Kubernetes launcher) as where it runs,
+    and a patch release would otherwise regenerate every answer. After an engine upgrade the
+    cached answers are reused; delete the cache to regenerate them with the new engine."""
+    return _answer_key(spec, backend_for(spec).revision(spec))
+
+
+def _answer_key(spec: ModelEntry, revision: str) -> str:
+    identity = {"backend": spec.backend, "weights": revision, "settings": spec.answer_settings()}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
     return f"{spec.backend}-{digest[:32]}"
 
