@@ -8,7 +8,7 @@ from dataclasses import dataclass
 SOCIAL_MEDIA = "social_media"
 CLINICAL_NOTE = "clinical_note"
 
-# Table 2, verbatim, with one correction documented in DESIGN.md: the paper prints the
+# Table 2, verbatim, with one correction: the paper prints the
 # negative phrase as "the tweet is not self-reporting potential"; it reads
 # "the tweet is not self-reporting {{task}}". Parsing accepts both.
 SOCIAL_MEDIA_TEMPLATE = (

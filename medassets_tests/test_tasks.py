@@ -42,7 +42,7 @@ TABLE_2 = (
     '\tdiscussed".\n'
 )
 
-# The one correction DESIGN.md documents.
+# The one correction of Table 2 (tasks.py).
 PAPER_NEGATIVE = '"the tweet is not self-reporting potential"'
 CORRECTED_NEGATIVE = '"the tweet is not self-reporting {{task}}"'
 

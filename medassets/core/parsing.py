@@ -1,4 +1,4 @@
-"""Turn a model's answer into a binary label with the task's answer phrases (DESIGN.md).
+"""Turn a model's answer into a binary label with the task's answer phrases.
 
 Rules:
 - Reasoning: the text before the last closing ``</think>`` is reasoning, with or without

@@ -1,4 +1,4 @@
-"""Property-based tests of answer parsing (DESIGN.md's rules), with hypothesis: any text parses
+"""Property-based tests of answer parsing (the rules in core/parsing.py), with hypothesis: any text parses
 without raising, and the label of an answer built from the task's phrases is what the rules
 say, whatever its case, whitespace, markdown emphasis, dashes and quotes, and its reasoning.
 Examples are derandomized (medassets_tests/conftest.py): the same ones on every run."""
