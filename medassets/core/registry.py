@@ -1,9 +1,10 @@
 """The model registry: one entry per model; its name is the `model` partition key.
 
-Each backend has its own entry type, chosen by the `backend` field (default `vllm`), so an
-entry holds exactly the settings its backend reads. Every field says what it means, its
-default and its unit. Errors name the registry file and the line of the offending entry or
-field.
+Each backend owns its entry type, defined in its module (`BACKENDS` below) and chosen by the
+`backend` field (default `vllm`), so an entry holds exactly the settings its backend reads;
+ensembles, which answer nothing themselves, are defined here. Every field says what it
+means, its default and its unit. Errors name the registry file and the line of the
+offending entry or field.
 """
 
 from __future__ import annotations
