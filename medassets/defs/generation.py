@@ -20,7 +20,7 @@ from dagster import (
 from medassets import paths
 from medassets.core.cache import open_response_cache
 from medassets.core.prompts import templates_version
-from medassets.core.registry import load_registry
+from medassets.core.registry import load_registry, registered_model
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, frame_metadata
@@ -99,9 +99,8 @@ def predictions(context: AssetExecutionContext, prompts, split):
     task_keys = sorted({task for tasks in grouped.values() for task in tasks})
     prompts, split = frames_by_partition(prompts, task_keys), frames_by_partition(split, task_keys)
     open_cache = partial(open_response_cache, paths.postgres_url(), paths.cache_path())
-    registry = load_registry(paths.registry_path())
     batches = [
-        Batch(registry[model], {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks})
+        Batch(registered_model(model, paths.registry_path()), {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks})
         for model, tasks in grouped.items()
     ]
     groups = engine_groups(batches)
