@@ -1,17 +1,34 @@
-"""The paper's Table 3 for any number of models, paired differences, and a forest plot."""
+"""The paper's Table 3 for any number of models, paired differences, a forest plot, and
+for models that give scores: paired AUROC differences and their curves."""
 
 from __future__ import annotations
 
 import io
 import itertools
 
+import numpy as np
 import pandas as pd
 
-from medassets.core.metrics import CORRECTIONS, METRICS, SETTINGS, mcnemar, paired_difference
+from medassets.core.metrics import (
+    CORRECTIONS,
+    ECE_BINS,
+    METRICS,
+    SCORE_METRICS,
+    SETTINGS,
+    delong,
+    mcnemar,
+    paired_auroc_difference,
+    paired_difference,
+    pr_points,
+    reliability_bins,
+    roc_points,
+    score_report,
+)
 from medassets.tasks import TASK_KEYS, TASKS
 
 
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+NO_SCORES = "–"  # Table 3's AUROC and AUPRC cell of a model that gives no scores
 _INVALID_POLICY_TEXT = {"negative": "scored as negative", "exclude": "excluded"}
 
 
@@ -33,12 +50,21 @@ def comparison_settings(
     """What each table was computed with: Table 3 and the forest plot with the metrics' own
     settings, the paired differences with the comparison's."""
     return {
-        "table3": metrics_settings(metrics),
+        "table3": metrics_settings(metrics) | {"scores": has_scores(metrics)},
         "f1_differences": {
             "confidence": confidence, "invalid_policy": invalid, "n_resamples": n_resamples, "seed": seed,
             "correction": correction, "pairs": pairs, "reference": reference,
         },
+        "auroc_differences": {
+            "confidence": confidence, "n_resamples": n_resamples, "seed": seed,
+            "correction": correction, "pairs": pairs, "reference": reference,
+        },
     }
+
+
+def has_scores(metrics: pd.DataFrame) -> bool:
+    """Whether some row of the metrics has a finite AUROC (older metrics have no such column)."""
+    return "auroc" in metrics and bool(np.isfinite(metrics["auroc"].astype(float)).any())
 
 
 def _percent(confidence: float) -> str:
@@ -59,14 +85,24 @@ def forest_plot_label(metrics_settings: dict[str, list]) -> str:
 def headings(settings: dict[str, dict]) -> dict[str, str]:
     """The heading of each table and the plot, stating the settings its numbers were computed with."""
     table, pairs = settings["table3"], settings["f1_differences"]
-    return {
-        "table3": "Precision, recall and F1 of the positive class with "
+    scored = " and, where a model gives scores, AUROC and AUPRC" if table.get("scores") else ""
+    shown = {
+        "table3": f"Precision, recall and F1 of the positive class{scored} with "
         + _intervals(table["confidence"], table["invalid_policy"], "percentile bootstrap"),
         "forest_plot": forest_plot_label(table),
         "f1_differences": "Paired F1 differences with "
         + _intervals([pairs["confidence"]], [pairs["invalid_policy"]], "paired bootstrap")
         + f"; McNemar's exact test, p adjusted across the tasks of each pair by {CORRECTION_NAMES[pairs['correction']]}",
+        "score_curves": "ROC and precision-recall curves and a reliability diagram of each model that gives scores "
+        f"(calibration in {ECE_BINS} equal-width bins of the score; ECE weighs each bin by its items)",
     }
+    if "auroc_differences" in settings:
+        scores = settings["auroc_differences"]
+        shown["auroc_differences"] = (
+            f"Paired AUROC differences with {_percent(scores['confidence'])} paired bootstrap intervals; DeLong's test, "
+            f"p adjusted across the tasks of each pair by {CORRECTION_NAMES[scores['correction']]}"
+        )
+    return shown
 
 
 def interval_cell(value: float, low: float, high: float) -> str:
@@ -81,7 +117,9 @@ def _task_order(tasks) -> list[str]:
 def table3(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per task; for each metric and model a cell with its interval, then the invalid counts.
 
-    `metrics` has one row per (task, model) with the fields of `binary_report`.
+    `metrics` has one row per (task, model) with the fields of `binary_report`, and may have
+    those of `score_report` (NaN for a model without scores). When some row has a finite
+    AUROC, AUROC and AUPRC columns follow F1, with `NO_SCORES` for a model without scores.
     """
     models = sorted(metrics["model"].unique())
     indexed = metrics.set_index(["task", "model"])
@@ -95,6 +133,16 @@ def table3(metrics: pd.DataFrame) -> pd.DataFrame:
                 row[column] = interval_cell(r[metric], r[f"{metric}_low"], r[f"{metric}_high"])
             else:
                 row[column] = "not evaluated"
+        if has_scores(metrics):
+            for metric, model in itertools.product(SCORE_METRICS, models):
+                column = f"{metric.upper()} {model}"
+                if (task, model) not in indexed.index:
+                    row[column] = "not evaluated"
+                elif np.isfinite(float(indexed.loc[(task, model), metric])):
+                    r = indexed.loc[(task, model)]
+                    row[column] = interval_cell(r[metric], r[f"{metric}_low"], r[f"{metric}_high"])
+                else:
+                    row[column] = NO_SCORES
         for model in models:
             invalid = indexed["invalid"].get((task, model))
             row[f"Invalid {model}"] = "" if invalid is None else int(invalid)
@@ -177,6 +225,91 @@ def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+AUROC_DIFFERENCE_COLUMNS = [
+    "task", "model_a", "model_b", "n", "auroc_a", "auroc_b", "auroc_diff", "auroc_diff_low", "auroc_diff_high",
+    "delong_z", "delong_p", "delong_p_adjusted", "correction",
+]
+
+
+def scored_models(labels: pd.DataFrame, task: str) -> list[str]:
+    """The models with a finite score on every one of their items of `task`, sorted."""
+    if "score" not in labels:
+        return []
+    of_task = labels[labels["task"] == task]
+    finite = np.isfinite(of_task["score"].astype(float)).groupby(of_task["model"]).all()
+    return sorted(finite.index[finite])
+
+
+def paired_auroc_differences(
+    labels: pd.DataFrame, *, n_resamples: int, confidence: float, seed: int,
+    pairs: str = "every", reference: str | None = None, correction: str = "holm",
+) -> pd.DataFrame:
+    """For each task and pair of models both scoring every item of the task: AUROC(a) - AUROC(b)
+    with a paired bootstrap interval, and DeLong's test, its p-value adjusted across the tasks
+    of the pair (`holm` or `bh`), like McNemar's in `paired_f1_differences`.
+
+    `labels` has columns task, model, id, gold and score (NaN, or no column, for a model
+    without scores). Items pair by id; an item only one model scored is left out of that
+    pair. Pairs are chosen among the scored models as `model_pairs` does (none when the
+    reference gives no scores); a task whose paired items lack a class, or have fewer than
+    two of either, has no row. Fewer than two scored models give an empty frame.
+    """
+    adjust = CORRECTIONS[correction]
+    tasks = _task_order(labels["task"])
+    scored = {task: scored_models(labels, task) for task in tasks}
+    models = sorted(set().union(*scored.values()))
+    unscored_reference = pairs == "reference" and reference is not None and reference not in models
+    chosen = [] if len(models) < 2 or unscored_reference else model_pairs(
+        models, pairs=pairs, reference=reference
+    )
+    rows = []
+    for task in tasks:
+        of_task = labels[(labels["task"] == task) & labels["model"].isin(scored[task])]
+        if of_task.empty:
+            continue
+        wide = of_task.pivot(index="id", columns="model", values="score")
+        gold = of_task.drop_duplicates("id").set_index("id")["gold"].reindex(wide.index)
+        for a, b in chosen:
+            if a not in wide or b not in wide:
+                continue
+            both = wide[a].notna() & wide[b].notna()
+            truth = gold[both].to_numpy()
+            if min(truth.sum(), len(truth) - truth.sum()) < 2:
+                continue
+            scores_a, scores_b = wide.loc[both, a].to_numpy(), wide.loc[both, b].to_numpy()
+            interval = paired_auroc_difference(
+                truth, scores_a, scores_b, n_resamples=n_resamples, confidence=confidence, seed=seed
+            )
+            test = delong(truth, scores_a, scores_b)
+            rows.append({
+                "task": task, "model_a": a, "model_b": b, "n": interval["n"],
+                "auroc_a": interval["a"], "auroc_b": interval["b"], "auroc_diff": interval["diff"],
+                "auroc_diff_low": interval["low"], "auroc_diff_high": interval["high"],
+                "delong_z": test["z"], "delong_p": test["p_value"], "correction": correction,
+            })
+    frame = pd.DataFrame(rows, columns=AUROC_DIFFERENCE_COLUMNS)
+    for _, across_tasks in frame.groupby(["model_a", "model_b"]):
+        frame.loc[across_tasks.index, "delong_p_adjusted"] = adjust(across_tasks["delong_p"])
+    return frame.astype({"delong_p_adjusted": float})
+
+
+def auroc_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
+    """The paired AUROC differences for display: each model's AUROC, `+0.05 (+0.01 to +0.09)`
+    cells, DeLong's p-values, raw and adjusted."""
+    correction = CORRECTION_NAMES[differences["correction"].iloc[0]] if len(differences) else "adjusted"
+    return pd.DataFrame({
+        "Task": [TASKS[t].title for t in differences["task"]],
+        "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
+        "AUROC a / b": [f"{a:.2f} / {b:.2f}" for a, b in zip(differences["auroc_a"], differences["auroc_b"])],
+        "AUROC difference": [
+            f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})"
+            for d, lo, hi in zip(differences["auroc_diff"], differences["auroc_diff_low"], differences["auroc_diff_high"])
+        ],
+        "DeLong p": [f"{p:.3g}" for p in differences["delong_p"]],
+        f"p ({correction}, across tasks)": [f"{p:.3g}" for p in differences["delong_p_adjusted"]],
+    })
+
+
 def prompt_sensitivity(metrics: pd.DataFrame, setups: dict[str, tuple[str, str]]) -> pd.DataFrame:
     """Per base model with several registry entries, and task: each entry's F1 and the spread
     (largest minus smallest). `setups` maps a model to its (base model, prompt setup)."""
@@ -232,5 +365,53 @@ def forest_plot(metrics: pd.DataFrame) -> bytes:
     fig.tight_layout()
     image = io.BytesIO()
     fig.savefig(image, format="png", dpi=110, metadata={"Title": "F1 by task and model", "Description": label})
+    plt.close(fig)
+    return image.getvalue()
+
+
+def score_curves_plot(labels: pd.DataFrame, task: str) -> bytes:
+    """ROC curves, precision-recall curves and a reliability diagram of every model scoring all
+    items of `task` (`scored_models`), side by side, as a PNG image (its `Description` names
+    the models). Raises ValueError when no model has scores on the task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = scored_models(labels, task)
+    if not models:
+        raise ValueError(f"no model has a score on every item of task {task!r}: nothing to plot")
+    of_task = labels[labels["task"] == task]
+    fig, (roc_ax, pr_ax, calibration_ax) = plt.subplots(1, 3, figsize=(13, 4.4))
+    for model in models:
+        rows = of_task[of_task["model"] == model]
+        truth, scores = rows["gold"].to_numpy(), rows["score"].to_numpy(dtype=float)
+        report = score_report(truth, scores, n_resamples=1)
+        if 0 < truth.sum() < len(truth):
+            roc_ax.plot(*roc_points(truth, scores), label=f"{model} (AUROC {report['auroc']:.2f})")
+        if truth.sum() > 0:
+            recall, precision = pr_points(truth, scores)
+            pr_ax.step(recall, precision, where="post", label=f"{model} (AP {report['auprc']:.2f})")
+        bins = reliability_bins(truth, scores)
+        bins = bins[bins["n"] > 0]
+        calibration_ax.plot(bins["mean_score"], bins["observed_rate"], "o-", label=f"{model} (ECE {report['ece']:.2f})")
+    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    calibration_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    prevalence = of_task.drop_duplicates("id")["gold"].mean()
+    pr_ax.axhline(prevalence, color="grey", linestyle=":", linewidth=1)
+    for ax, title, xlabel, ylabel in (
+        (roc_ax, "ROC", "False positive rate", "True positive rate"),
+        (pr_ax, "Precision-recall", "Recall", "Precision"),
+        (calibration_ax, f"Reliability ({ECE_BINS} equal-width bins)", "Mean score in bin", "Observed positive rate"),
+    ):
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize="small")
+    fig.suptitle(TASKS[task].title)
+    fig.tight_layout()
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100, metadata={
+        "Title": f"Score curves: {TASKS[task].title}", "Description": f"Models: {', '.join(models)}",
+    })
     plt.close(fig)
     return image.getvalue()

@@ -66,13 +66,39 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
     return f"<div class='scroll'>{table}</div>"
 
 
+def _score_sections(auroc_differences, score_curves, headings) -> list[tuple[str, str, str, str]]:
+    sections = []
+    if auroc_differences is not None:
+        sections.append((
+            "auroc-differences", "Paired AUROC differences and DeLong's test",
+            f"{html.escape(headings['auroc_differences'])}. AUROC(a) - AUROC(b) on the items both models score.",
+            _table(auroc_differences, "auroc-differences"),
+        ))
+    if score_curves is not None:
+        images = "".join(
+            f"<h3>{html.escape(TASKS[task].title)}</h3><img alt='ROC, precision-recall and reliability curves: "
+            f"{html.escape(TASKS[task].title)}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
+            for task, png in sorted(score_curves.items(), key=lambda item: TASK_KEYS.index(item[0]))
+        )
+        sections.append((
+            "score-curves", "ROC, precision-recall and reliability curves", f"{html.escape(headings['score_curves'])}.",
+            images or "<p class='note'>Nothing to show.</p>",
+        ))
+    return sections
+
+
 def render_report(
     *, table3: pd.DataFrame, differences: pd.DataFrame, labels: pd.DataFrame, sensitivity: pd.DataFrame,
     forest_png: bytes, provenance: dict[str, pd.DataFrame], headings: dict[str, str],
+    auroc_differences: pd.DataFrame | None = None, score_curves: dict[str, bytes] | None = None,
 ) -> str:
     """The report's HTML. `differences` is `comparison.differences_table`'s display form;
     `labels` has columns task, model, id, gold, label and invalid_reason; `headings` are
-    `comparison.headings`, stating the settings each table was computed with."""
+    `comparison.headings`, stating the settings each table was computed with.
+
+    For models that give scores: `auroc_differences` is `comparison.auroc_differences_table`'s
+    display form and `score_curves` maps a task to `comparison.score_curves_plot`'s PNG; each,
+    when given, adds its section after the paired differences."""
     image = base64.b64encode(forest_png).decode("ascii")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
@@ -83,6 +109,7 @@ def render_report(
         ("differences", "Paired differences and McNemar's test",
          f"{html.escape(headings['f1_differences'])}. F1(a) - F1(b); McNemar's test is on the items only one "
          "model gets right.", _table(differences, "differences")),
+        *_score_sections(auroc_differences, score_curves, headings),
         ("confusion", "Confusion matrices", "", _table(confusion_table(labels), "confusion")),
         ("invalid", "Invalid answers by reason", "", _table(invalid_reasons(labels), "invalid")),
         ("sensitivity", "Prompt sensitivity",

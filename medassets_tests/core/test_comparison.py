@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 
 import numpy as np
@@ -9,6 +10,9 @@ import pandas as pd
 import pytest
 
 from medassets.core.comparison import (
+    AUROC_DIFFERENCE_COLUMNS,
+    NO_SCORES,
+    auroc_differences_table,
     comparison_settings,
     differences_table,
     forest_plot,
@@ -16,13 +20,26 @@ from medassets.core.comparison import (
     interval_cell,
     metrics_settings,
     model_pairs,
+    paired_auroc_differences,
     paired_f1_differences,
     prompt_sensitivity,
+    score_curves_plot,
+    scored_models,
     table3,
 )
 from PIL import Image
 
-from medassets.core.metrics import benjamini_hochberg, binary_report, holm, mcnemar, paired_difference
+from medassets.core import report
+from medassets.core.metrics import (
+    benjamini_hochberg,
+    binary_report,
+    delong,
+    holm,
+    mcnemar,
+    paired_auroc_difference,
+    paired_difference,
+    score_report,
+)
 from medassets.tasks import TASKS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -197,3 +214,163 @@ def test_prompt_sensitivity_gives_each_setups_f1_and_the_spread():
     row = table.iloc[0]
     assert row["m-2shot (paper, 2-shot, free)"] == "0.62" and row["m-constrained (paper, 0-shot, constrained)"] == "0.41"
     assert row["Spread"] == "0.21"
+
+
+# Scores: Table 3's AUROC and AUPRC, paired AUROC differences, curves, the report's section
+
+
+def scored_metrics_row(task: str, model: str, seed: int, scored: bool = True) -> dict:
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, 80)
+    row = metrics_row(task, model, seed)
+    if scored:
+        report = score_report(truth, np.clip(0.3 * truth + 0.7 * rng.random(80), 0, 1), n_resamples=200)
+        return row | {k: v for k, v in report.items() if k.startswith(("auroc", "auprc")) or k in ("brier", "ece")}
+    return row | {k: np.nan for k in ("auroc", "auroc_low", "auroc_high", "auprc", "auprc_low", "auprc_high", "brier", "ece")}
+
+
+def test_table3_adds_auroc_and_auprc_where_some_model_gives_scores(two_by_two):
+    metrics = pd.DataFrame([
+        scored_metrics_row("stigma_labeling", "model-b", 1),
+        scored_metrics_row("breast_cancer", "model-b", 2),
+        scored_metrics_row("breast_cancer", "model-a", 3, scored=False),
+    ])
+    table = table3(metrics)
+    assert list(table.columns) == [
+        "Task",
+        "Precision model-a", "Precision model-b", "Recall model-a", "Recall model-b", "F1 model-a", "F1 model-b",
+        "AUROC model-a", "AUROC model-b", "AUPRC model-a", "AUPRC model-b",
+        "Invalid model-a", "Invalid model-b",
+    ]
+    row = metrics.iloc[1]  # breast_cancer, model-b
+    assert table.loc[0, "AUROC model-b"] == interval_cell(row["auroc"], row["auroc_low"], row["auroc_high"])
+    assert table.loc[0, "AUPRC model-b"] == interval_cell(row["auprc"], row["auprc_low"], row["auprc_high"])
+    assert table.loc[0, "AUROC model-a"] == table.loc[0, "AUPRC model-a"] == NO_SCORES == "–"
+    assert table.loc[1, "AUROC model-a"] == "not evaluated"
+    # The paper's columns are those of a frame without scores.
+    without = table3(metrics.drop(columns=[c for c in metrics if c.startswith(("auroc", "auprc"))]))
+    assert without.equals(table.drop(columns=[c for c in table if c.startswith(("AUROC", "AUPRC"))]))
+    unscored = metrics.assign(auroc=np.nan)
+    assert not any(column.startswith("AUROC") for column in table3(unscored).columns)
+
+
+def test_headings_of_the_score_sections(two_by_two):
+    plain = headings(settings_of(two_by_two))
+    assert "AUROC" not in plain["table3"]
+    scored = pd.DataFrame([scored_metrics_row("breast_cancer", "m", 1)])
+    shown = headings(settings_of(scored, confidence=0.9, correction="bh"))
+    assert shown["table3"].startswith("Precision, recall and F1 of the positive class and, where a model gives scores, AUROC and AUPRC with 95%")
+    assert shown["auroc_differences"] == (
+        "Paired AUROC differences with 90% paired bootstrap intervals; DeLong's test, p adjusted across the tasks of "
+        "each pair by Benjamini-Hochberg"
+    )
+    assert "10 equal-width bins" in shown["score_curves"]
+
+
+def scored_labels(seed=21, tasks=("breast_cancer", "stigma_labeling", "medication_change_discussion")) -> pd.DataFrame:
+    """Models a, b, c score every item (c best); model d gives labels only."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for task in tasks:
+        gold = rng.integers(0, 2, 100)
+        ids = [f"{task}-{i}" for i in range(100)]
+        for m, model in enumerate(("a", "b", "c", "d")):
+            score = 1 / (1 + np.exp(-(rng.normal(size=100) + (0.5 + 0.8 * m) * (2 * gold - 1))))
+            frames.append(pd.DataFrame({
+                "task": task, "model": model, "id": ids, "gold": gold, "label": (score >= 0.5).astype(int),
+                "score": score if model != "d" else np.nan,
+            }).sample(frac=1, random_state=m))  # each model's rows in its own order: pairing goes by id
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("correction, adjust", [("holm", holm), ("bh", benjamini_hochberg)])
+def test_paired_auroc_differences_per_task_and_pair(correction, adjust):
+    labels = scored_labels()
+    differences = paired_auroc_differences(labels, n_resamples=200, confidence=0.9, seed=4, correction=correction)
+    assert list(differences.columns) == AUROC_DIFFERENCE_COLUMNS
+    assert len(differences) == 3 * 3  # pairs of a, b, c on three tasks; d gives no scores
+    assert sorted(set(zip(differences["model_a"], differences["model_b"]))) == [("a", "b"), ("a", "c"), ("b", "c")]
+    for _, row in differences.iterrows():
+        of = labels[labels["task"] == row["task"]]
+        a = of[of["model"] == row["model_a"]].set_index("id").sort_index()
+        b = of[of["model"] == row["model_b"]].set_index("id").sort_index()
+        expected = paired_auroc_difference(a["gold"], a["score"], b["score"], n_resamples=200, confidence=0.9, seed=4)
+        test = delong(a["gold"], a["score"], b["score"])
+        assert row[["auroc_a", "auroc_b", "auroc_diff", "auroc_diff_low", "auroc_diff_high"]].tolist() == pytest.approx(
+            [expected["a"], expected["b"], expected["diff"], expected["low"], expected["high"]]
+        )
+        assert (row["n"], row["delong_z"], row["delong_p"]) == (100, pytest.approx(test["z"]), pytest.approx(test["p_value"]))
+    for _, pair in differences.groupby(["model_a", "model_b"]):
+        assert pair["delong_p_adjusted"].tolist() == pytest.approx(adjust(pair["delong_p"].tolist()))
+    assert (differences["correction"] == correction).all()
+    shown = auroc_differences_table(differences)
+    first = differences.iloc[0]
+    assert shown.loc[0, "AUROC difference"] == (
+        f"{first['auroc_diff']:+.2f} ({first['auroc_diff_low']:+.2f} to {first['auroc_diff_high']:+.2f})"
+    )
+    assert shown.loc[0, "AUROC a / b"] == f"{first['auroc_a']:.2f} / {first['auroc_b']:.2f}"
+    assert f"p ({'Holm' if correction == 'holm' else 'Benjamini-Hochberg'}, across tasks)" in shown.columns
+
+
+def test_a_model_missing_a_score_on_a_task_is_left_out_of_that_task():
+    labels = scored_labels()
+    missing = labels.index[(labels["model"] == "a") & (labels["task"] == "breast_cancer")][0]
+    labels.loc[missing, "score"] = np.nan
+    assert scored_models(labels, "breast_cancer") == ["b", "c"]
+    assert scored_models(labels, "stigma_labeling") == ["a", "b", "c"]
+    differences = paired_auroc_differences(labels, n_resamples=50, confidence=0.95, seed=0)
+    on_breast_cancer = differences[differences["task"] == "breast_cancer"]
+    assert list(zip(on_breast_cancer["model_a"], on_breast_cancer["model_b"])) == [("b", "c")]
+    assert len(differences) == 1 + 3 + 3
+
+
+def test_paired_auroc_differences_against_a_reference():
+    differences = paired_auroc_differences(
+        scored_labels(), n_resamples=50, confidence=0.95, seed=0, pairs="reference", reference="c"
+    )
+    assert sorted(set(zip(differences["model_a"], differences["model_b"]))) == [("a", "c"), ("b", "c")]
+    unscored_reference = paired_auroc_differences(
+        scored_labels(), n_resamples=50, confidence=0.95, seed=0, pairs="reference", reference="d"
+    )
+    assert unscored_reference.empty
+
+
+def test_fewer_than_two_scored_models_give_an_empty_frame_with_its_columns():
+    labels = scored_labels(tasks=("breast_cancer",))
+    one_scored = labels.assign(score=np.where(labels["model"] == "a", labels["score"], np.nan))
+    for frame in (one_scored, labels.drop(columns="score")):
+        differences = paired_auroc_differences(frame, n_resamples=20, confidence=0.95, seed=0)
+        assert differences.empty and list(differences.columns) == AUROC_DIFFERENCE_COLUMNS
+        assert auroc_differences_table(differences).empty
+
+
+def test_score_curves_plot_shows_every_scored_model():
+    labels = scored_labels(tasks=("breast_cancer",))
+    png = score_curves_plot(labels, "breast_cancer")
+    image = Image.open(io.BytesIO(png))
+    assert png[:8] == PNG_MAGIC and image.size[0] > 2 * image.size[1]  # three panels side by side
+    assert image.text["Description"] == "Models: a, b, c"
+    assert image.text["Title"] == f"Score curves: {TASKS['breast_cancer'].title}"
+    with pytest.raises(ValueError, match="no model has a score on every item of task 'breast_cancer'"):
+        score_curves_plot(labels.assign(score=np.nan), "breast_cancer")
+
+
+def render(**extra) -> tuple[str, dict, pd.DataFrame]:
+    labels = scored_labels(tasks=("breast_cancer",)).assign(invalid_reason=None)
+    metrics = pd.DataFrame([scored_metrics_row("breast_cancer", m, k) for k, m in enumerate("abcd")])
+    shown = headings(settings_of(metrics))
+    return report.render_report(
+        table3=table3(metrics), differences=pd.DataFrame(), labels=labels, sensitivity=pd.DataFrame(),
+        forest_png=forest_plot(metrics), provenance={}, headings=shown, **extra,
+    ), shown, labels
+
+
+def test_report_shows_auroc_differences_and_score_curves_when_given():
+    page, shown, labels = render()
+    assert "auroc-differences" not in page and "score-curves" not in page  # existing callers: unchanged
+    differences = auroc_differences_table(paired_auroc_differences(labels, n_resamples=20, confidence=0.9, seed=0))
+    page, shown, _ = render(auroc_differences=differences, score_curves={"breast_cancer": score_curves_plot(labels, "breast_cancer")})
+    assert page.index("id='differences'") < page.index("id='auroc-differences'") < page.index("id='score-curves'")
+    assert html.escape(shown["auroc_differences"]) in page and html.escape(shown["score_curves"]) in page
+    assert "<table" in page.split("id='auroc-differences'")[1].split("</section>")[0]
+    assert page.count("alt='ROC, precision-recall and reliability curves:") == 1
