@@ -259,7 +259,7 @@ def paired_auroc_differences(
     scored = {task: scored_models(labels, task) for task in tasks}
     models = sorted(set().union(*scored.values()))
     unscored_reference = pairs == "reference" and reference is not None and reference not in models
-    chosen = [] if len(models) < 2 or unscored_reference else model_pairs(
+    chosen = [] if unscored_reference else model_pairs(
         models, pairs=pairs, reference=reference
     )
     rows = []
