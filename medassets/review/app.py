@@ -40,7 +40,7 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make Chromium send `Origin: null` on forms
     (b"x-frame-options", b"DENY"),
     (b"cache-control", b"no-store"),  # pages hold note text: no copy on disk
 ]
