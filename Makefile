@@ -5,8 +5,11 @@ PORT ?= 3000
 # The UI has no login: it listens on this machine only unless UI_HOST says otherwise
 # (`make ui UI_HOST=0.0.0.0` on a machine whose network you trust).
 UI_HOST ?= 127.0.0.1
+# The review page shows items' text and has no login either: this machine only unless REVIEW_HOST says otherwise.
+REVIEW_PORT ?= 3001
+REVIEW_HOST ?= 127.0.0.1
 
-.PHONY: install browser postgres run test ui clean
+.PHONY: install browser postgres review run test ui clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +41,9 @@ test: install browser postgres
 
 ui: install
 	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(PORT)
+
+review: install
+	DAGSTER_HOME=$(CURDIR) $(BIN)/python -m medassets.review --host $(REVIEW_HOST) --port $(REVIEW_PORT)
 
 clean:
 	rm -rf $(VENV) .dagster .medassets

@@ -67,11 +67,19 @@ def analyze_errors():
     return _job("analyze_errors")
 
 
+def observe_adjudications():
+    return _job("observe_adjudications")
+
+
+def adjudicate():
+    return _job("adjudicate")
+
+
 JOBS = {
     job.__name__: job
     for job in (
         prepare_data, prepare_embedded_model, observe_models, observe_ensembles, generate, evaluate, evaluate_ensembles, compare,
-        analyze_errors,
+        analyze_errors, observe_adjudications, adjudicate,
     )
 }
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}

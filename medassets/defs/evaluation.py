@@ -37,6 +37,7 @@ from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
 from medassets.core.prompts import templates_version, variant_prompts
 from medassets.core.registry import EnsembleModel, load_registry, registered_model
+from medassets.defs import adjudication
 from medassets.defs.data import DatasetConfig, dataset_source
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
@@ -120,6 +121,15 @@ def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, pro
         }
     )
     return frame
+
+
+class MetricsConfig(BootstrapConfig):
+    """The bootstrap settings, and which gold labels the answers are scored against."""
+
+    gold: Literal["original", "adjudicated"] = Field(
+        "original", description="Score against the dataset's `original` gold labels (the default) or the "
+        "`adjudicated` ones (the adjudicated_gold asset: the review page's verdicts applied).",
+    )
 
 
 def report_row(report: dict) -> dict:
@@ -229,8 +239,9 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         "run config's confidence (95% by default), the invalid count and the confusion matrix, from "
         f"{labels_name}; the confidence, invalid-answer policy and resamples are recorded in the frame and its metadata.",
     )
-    def _metrics(context: AssetExecutionContext, config: BootstrapConfig, labels: pd.DataFrame) -> pd.DataFrame:
+    def _metrics(context: AssetExecutionContext, config: MetricsConfig, storage: AssetStorage, labels: pd.DataFrame) -> pd.DataFrame:
         model, task = model_and_task(context.partition_key)
+        labels, gold_changed = adjudication.gold_labels(labels, config.gold, task, storage)
         report = binary_report(
             labels["gold"], labels["label"], n_resamples=config.n_resamples,
             confidence=config.confidence, seed=config.seed, invalid=config.invalid,
@@ -252,6 +263,8 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
                 "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
                 "confidence": report["confidence"],
                 "invalid_policy": report["invalid_policy"],
+                "gold": config.gold,
+                "gold_labels_changed": gold_changed,
                 "n_resamples": report["n_resamples"],
                 "notes": MetadataValue.json(report["notes"]),
                 "produced_by": MetadataValue.json(produced_by),

@@ -1,0 +1,90 @@
+"""Adjudicated gold labels in the asset graph: the reviewers' verdicts of each task, observed
+from the response cache's database (its data version changes exactly when an item's adjudicated
+label or verdict does), and the task's gold labels after them (ids and labels only).
+The verdicts' comments never leave the database."""
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    DataVersion,
+    DataVersionsByPartition,
+    MetadataValue,
+    asset,
+    observable_source_asset,
+)
+
+from medassets import paths
+from medassets.core import adjudication as adjudication_logic
+from medassets.defs.conditions import reevaluate_when_changed
+from medassets.defs.io import AssetStorage
+from medassets.defs.metadata import DOMAIN_TAGS, code_version
+from medassets.defs.partitions import task_partitions
+from medassets.tasks import TASK_KEYS
+
+
+def _verdicts(task: str) -> list[adjudication_logic.Adjudication]:
+    store = adjudication_logic.open_adjudications(paths.postgres_url(), paths.cache_path())
+    try:
+        return store.for_task(task)
+    finally:
+        store.close()
+
+
+@observable_source_asset(
+    partitions_def=task_partitions,
+    group_name="evaluation",
+    description="The reviewers' verdicts on each task's gold labels (the review page, `make review`), in the "
+    "response cache's database; the data version of a task is a hash of its items' current verdicts and labels.",
+)
+def adjudications(context) -> DataVersionsByPartition:
+    return DataVersionsByPartition({task: DataVersion(adjudication_logic.labels_version(_verdicts(task))) for task in TASK_KEYS})
+
+
+@asset(
+    partitions_def=task_partitions,
+    deps=[adjudications],
+    group_name="evaluation",
+    kinds={"pandas", "parquet"},
+    tags=DOMAIN_TAGS,
+    automation_condition=reevaluate_when_changed(),
+    code_version=code_version(adjudication_logic),
+    description="Each test item's gold label after adjudication: id, original, label (the adjudicated gold) and "
+    "verdict (empty when none). Ids and labels only. Metrics use it with run config `gold: adjudicated`.",
+)
+def adjudicated_gold(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame:
+    task = context.partition_key
+    test = split[split["part"] == "test"].sort_values("id")
+    verdicts = _verdicts(task)
+    known = set(test["id"])
+    unknown = sorted({verdict.item_id for verdict in verdicts} - known)
+    if unknown:
+        context.log.warning(f"{task}: {len(unknown)} adjudicated items are not in the test split and are left out: {unknown[:10]}")
+    frame = adjudication_logic.adjudicated_gold(
+        test["id"].astype(str).tolist(), test["label"].tolist(), [verdict for verdict in verdicts if verdict.item_id in known]
+    )
+    agreement = adjudication_logic.original_agreement(frame)
+    reviewers = adjudication_logic.reviewer_agreement(verdicts, dict(zip(test["id"].astype(str), test["label"].astype(int))))
+    context.add_output_metadata({
+        "labels_changed": agreement["changed"],
+        "ambiguous": int((frame["verdict"] == adjudication_logic.AMBIGUOUS).sum()),
+        "adjudicated_items": int((frame["verdict"] != "").sum()),
+        "kappa_original_vs_adjudicated": None if agreement["kappa"] != agreement["kappa"] else round(agreement["kappa"], 4),
+        "reviewer_kappa": MetadataValue.md(reviewers.to_markdown(index=False) if len(reviewers) else "no item judged by two reviewers"),
+    })
+    return frame
+
+
+def gold_labels(labels: pd.DataFrame, gold: str, task: str, storage: AssetStorage) -> tuple[pd.DataFrame, int]:
+    """`labels` (id, gold, label...) with its gold column as the run config's `gold` says: the
+    `original` labels, or the `adjudicated` ones of the stored adjudicated_gold partition; and
+    how many gold labels that changed."""
+    if gold == "original":
+        return labels, 0
+    if not storage.exists("adjudicated_gold", [task]):
+        raise RuntimeError(f"gold: adjudicated, but adjudicated_gold has no partition {task!r}: materialize it first")
+    adjudicated = storage.read("adjudicated_gold", [task]).set_index("id")["label"]
+    missing = sorted(set(labels["id"]) - set(adjudicated.index))
+    if missing:
+        raise RuntimeError(f"adjudicated_gold {task!r} lacks the labelled items {missing[:5]}: re-materialize it from the current split")
+    replaced = adjudicated.reindex(labels["id"]).astype(int).to_numpy()
+    return labels.assign(gold=replaced), int((replaced != labels["gold"].to_numpy()).sum())

@@ -1,0 +1,1 @@
+"""The review page: a local web server over the pipeline's state (`make review`)."""

@@ -1,0 +1,153 @@
+"""What the review page reads: the pipeline's asset files (through `AssetStorage`, local or a
+shared store), the models and ensembles of the Dagster instance (its dynamic partitions; the
+registry's entries when DAGSTER_HOME is unset), the registry entries' prompt settings, and the
+adjudications in the response cache's database.
+
+A task's label frames are read once and kept until one of their files changes (fsspec's
+`ukey` of each file: its modification time and size, or an object store's ETag)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import fsspec
+import pandas as pd
+
+from medassets import paths
+from medassets.core import review
+from medassets.core.adjudication import open_adjudications
+from medassets.core.generation import task_requests
+from medassets.core.registry import EnsembleModel, GeneratingEntry, load_registry
+from medassets.defs.io import AssetStorage
+from medassets.defs.partitions import ensemble_partitions, model_partitions, registered_partitions
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One model's answer to one item, for the item page."""
+
+    model: str
+    cell: str
+    answer: str | None
+    reasoning: str | None
+    raw: str | None
+    invalid_reason: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    setup: str
+    messages: list[dict[str, str]]
+    votes: str | None
+
+
+class ReviewState:
+    def __init__(self, storage: AssetStorage | None = None):
+        self.storage = storage or AssetStorage()
+        self.adjudications = open_adjudications(paths.postgres_url(), paths.cache_path())
+        self._lock = threading.Lock()
+        self._tasks: dict[str, tuple[tuple, review.TaskItems]] = {}
+
+    def evaluated(self) -> tuple[list[str], list[str]]:
+        """The models and the ensembles, each sorted: the Dagster instance's partitions, or the registry's."""
+        if paths.dagster_home():
+            from dagster import DagsterInstance
+
+            with DagsterInstance.get() as instance:
+                return (sorted(instance.get_dynamic_partitions(model_partitions.name)),
+                        sorted(instance.get_dynamic_partitions(ensemble_partitions.name)))
+        registered = registered_partitions(load_registry(paths.registry_path()))
+        return sorted(registered[model_partitions.name]), sorted(registered[ensemble_partitions.name])
+
+    def _label_files(self, task: str) -> dict[str, tuple[str, list[str]]]:
+        """model -> (labels asset, parts) of every stored labels file of the task."""
+        models, ensembles = self.evaluated()
+        found = {}
+        for asset, names in (("parsed_labels", models), ("ensemble_labels", ensembles)):
+            for name in names:
+                if self.storage.exists(asset, [name, task]):
+                    found[name] = (asset, [name, task])
+        return found
+
+    def _signature(self, asset: str, parts: list[str]) -> str:
+        fs, path = fsspec.core.url_to_fs(self.storage.path(asset, parts))
+        return fs.ukey(path) if fs.isfile(path) else ""
+
+    def task_items(self, task: str) -> review.TaskItems | None:
+        """The task's items by model (None when no model has labels on it), read again when a file changed."""
+        files = self._label_files(task)
+        if not files:
+            return None
+        predictions = {name: ("predictions", parts) for name, (asset, parts) in files.items() if asset == "parsed_labels"}
+        signature = tuple(sorted(
+            (name, asset, self._signature(asset, parts)) for source in (files, predictions) for name, (asset, parts) in source.items()
+        ))
+        with self._lock:
+            cached = self._tasks.get(task)
+            if cached and cached[0] == signature:
+                return cached[1]
+        labels = {name: self.storage.read(asset, parts)[["id", "gold", "label", "invalid_reason"]] for name, (asset, parts) in files.items()}
+        finish = {
+            name: self.storage.read(asset, parts)[["id", "finish_reason"]]
+            for name, (asset, parts) in predictions.items() if self.storage.exists(asset, parts)
+        }
+        items = review.task_items(labels, finish)
+        with self._lock:
+            self._tasks[task] = (signature, items)
+        return items
+
+    def text(self, task: str, item_id: str) -> str | None:
+        """The item's text, from the split (None when the split is not stored)."""
+        if not self.storage.exists("split", [task]):
+            return None
+        split = self.storage.read("split", [task])
+        rows = split.loc[split["id"] == item_id, "text"]
+        return str(rows.iloc[0]) if len(rows) else None
+
+    def answers(self, task: str, item_id: str, items: review.TaskItems) -> list[Answer]:
+        """Each model's answer to the item, with what it was asked."""
+        row = int(items.ids.searchsorted(item_id))
+        registry = load_registry(paths.registry_path())
+        files = self._label_files(task)
+        prompts = self.storage.read("prompts", [task]) if self.storage.exists("prompts", [task]) else None
+        split = self.storage.read("split", [task]) if self.storage.exists("split", [task]) else None
+        answers = []
+        for column, model in enumerate(items.models):
+            asset, parts = files.get(model, ("parsed_labels", [model, task]))
+            labels = self.storage.read(asset, parts) if model in files else pd.DataFrame(columns=["id"])
+            own = labels[labels["id"] == item_id]
+            parsed = own.iloc[0].to_dict() if len(own) else {}
+            generated = {}
+            if asset == "parsed_labels" and self.storage.exists("predictions", parts):
+                predictions = self.storage.read("predictions", parts)
+                matching = predictions[predictions["id"] == item_id]
+                generated = matching.iloc[0].to_dict() if len(matching) else {}
+            spec = registry.get(model)
+            messages = []
+            if isinstance(spec, GeneratingEntry) and prompts is not None and split is not None:
+                asked = task_requests(
+                    task, prompts[prompts["id"] == item_id], split, variant=spec.variant, shots=spec.shots,
+                    shot_seed=spec.shot_seed, system_prompt=spec.system_prompt, constrained=spec.decoding == "constrained",
+                )
+                messages = asked.requests[0].messages if asked.requests else []
+            setup = (spec.prompt_setup or "") if spec is not None else "not in the registry"
+            if isinstance(spec, EnsembleModel):
+                setup = f"{spec.rule} vote of {', '.join(spec.members)}"
+            answers.append(Answer(
+                model=model, cell=review.answer_cell(items, row, column),
+                answer=_present(parsed.get("answer")), reasoning=_present(parsed.get("reasoning")),
+                raw=_present(generated.get("text")), invalid_reason=_present(parsed.get("invalid_reason")),
+                finish_reason=_present(generated.get("finish_reason")),
+                prompt_tokens=_number(generated.get("prompt_tokens")), completion_tokens=_number(generated.get("completion_tokens")),
+                setup=setup, messages=messages, votes=_present(parsed.get("votes")),
+            ))
+        return answers
+
+
+def _present(value) -> str | None:
+    return None if value is None or value is pd.NA or (isinstance(value, float) and value != value) else str(value)
+
+
+def _number(value) -> int | None:
+    text = _present(value)
+    return None if text is None else int(float(text))

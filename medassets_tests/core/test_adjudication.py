@@ -1,0 +1,79 @@
+"""Adjudications: the append-only store, adjudicated labels, their version, and Cohen's kappa."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.metrics import cohen_kappa_score
+
+from medassets.core import adjudication as adj
+
+
+def _verdict(item, verdict, label=None, reviewer="ana", original=1):
+    return adj.checked("breast_cancer", item, verdict, label, "annotation error", "", reviewer, original)
+
+
+def test_store_keeps_history_in_order_and_refuses_changes(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    store = adj.AdjudicationStore(path)
+    store.add(_verdict("i1", "wrong", 0))
+    store.add(_verdict("i1", "ambiguous", reviewer="ben"))
+    store.add(_verdict("i2", "correct"))
+    store.close()
+    reopened = adj.AdjudicationStore(path)
+    history = reopened.for_task("breast_cancer", "i1")
+    assert [(a.verdict, a.label, a.reviewer) for a in history] == [("wrong", 0, "ana"), ("ambiguous", None, "ben")]
+    assert len(reopened.for_task("breast_cancer")) == 3 and reopened.for_task("stigma_labeling") == []
+    db = sqlite3.connect(path)
+    for change in ("UPDATE adjudications SET label = 1", "DELETE FROM adjudications"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute(change)
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("verdict", "label", "reason", "message"),
+    [("maybe", None, "other", "verdict"), ("wrong", None, "other", "label"), ("wrong", 1, "other", "label"),
+     ("correct", 0, "other", "only a `wrong`"), ("wrong", 0, "because", "reason")],
+)
+def test_odd_verdicts_are_refused(verdict, label, reason, message):
+    with pytest.raises(adj.AdjudicationError, match=message):
+        adj.checked("breast_cancer", "i1", verdict, label, reason, "", "ana", 1)
+
+
+def test_adjudicated_gold_takes_the_latest_verdict():
+    history = [_verdict("i1", "wrong", 0), _verdict("i2", "wrong", 0), _verdict("i2", "correct", reviewer="ben"), _verdict("i3", "ambiguous")]
+    frame = adj.adjudicated_gold(["i0", "i1", "i2", "i3"], [1, 1, 1, 1], history)
+    assert frame["label"].tolist() == [1, 0, 1, 1]
+    assert frame["verdict"].tolist() == ["", "wrong", "correct", "ambiguous"]
+    assert adj.original_agreement(frame)["changed"] == 1
+
+
+def test_version_changes_with_labels_not_comments():
+    first = [_verdict("i1", "wrong", 0)]
+    same = [adj.checked("breast_cancer", "i1", "wrong", 0, "other", "a comment", "ben", 1)]
+    assert adj.labels_version(first) == adj.labels_version(same)
+    assert adj.labels_version(first) != adj.labels_version(first + [_verdict("i1", "correct")])
+
+
+@given(st.lists(st.tuples(st.sampled_from([0, 1, "ambiguous"]), st.sampled_from([0, 1, "ambiguous"])), min_size=1, max_size=30))
+def test_kappa_equals_scikit_learn(pairs):
+    first, second = [str(a) for a, _ in pairs], [str(b) for _, b in pairs]
+    expected = cohen_kappa_score(first, second) if len(set(first) | set(second)) > 1 else float("nan")
+    assert adj.cohen_kappa(first, second) == pytest.approx(expected, nan_ok=True)
+
+
+def test_reviewer_agreement_over_items_both_judged():
+    history = [
+        _verdict("i1", "wrong", 0, "ana"), _verdict("i1", "wrong", 0, "ben"),
+        _verdict("i2", "correct", None, "ana"), _verdict("i2", "wrong", 0, "ben"),
+        _verdict("i3", "correct", None, "ana"), _verdict("i3", "correct", None, "ben"),
+        _verdict("i4", "ambiguous", None, "ana"),
+    ]
+    agreement = adj.reviewer_agreement(history, {f"i{n}": 1 for n in range(5)})
+    row = agreement.iloc[0]
+    assert (row["reviewer_a"], row["reviewer_b"], row["items"]) == ("ana", "ben", 3)
+    assert row["kappa"] == pytest.approx(cohen_kappa_score(["0", "1", "1"], ["0", "0", "1"]))
+    assert np.isnan(adj.cohen_kappa([], []))

@@ -1,0 +1,165 @@
+"""The review page end to end, in Debian's Chromium, over a real pipeline's state.
+
+Small data: the sample breast-cancer rows (100 test items), split and prompts by
+the real `prepare_data` job. The answers of two models are written as `predictions` frames
+straight into the asset storage, through the real AssetStorage (no engine: the claims are about
+the page, and generating would add minutes); the real `evaluate` job parses them and scores
+them. Every item's text carries a canary, and model-a's reasoning quotes it.
+
+In the browser: the discordant filter of the pair shows exactly the items McNemar's b + c
+counts on the stored parsed labels; an item page shows each model's answer as parsed_labels
+holds it; two items are adjudicated through the form; a reload shows their history. Then the
+real `observe_adjudications`, `adjudicate` and `evaluate` (run config `gold: adjudicated`)
+jobs run, and the metrics equal scikit-learn's on the corrected gold. The server's log, and
+every URL the browser asked for, hold no canary; the page itself does (the control).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import Workspace
+from sklearn.metrics import f1_score, precision_score, recall_score
+from support import free_port, server_process
+
+from medassets.core.generation import PREDICTION_COLUMNS
+from medassets.core.metrics import mcnemar
+from medassets.defs.io import AssetStorage
+from medassets.tasks import TASKS
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TASK = "breast_cancer"
+MODELS = ("model-a", "model-b")
+CANARY = f"CANARY-{uuid.uuid4().hex}"
+REGISTRY = "models:\n" + "".join(f"  - name: {name}\n    backend: baseline\n    seed: {n}\n" for n, name in enumerate(MODELS))
+
+
+def _answers(test: pd.DataFrame, model: str) -> pd.DataFrame:
+    """model-a is wrong on the even items, model-b on most odd ones: most items are discordant,
+    more than a page. Each has an invalid answer; model-b's last is cut off at max_tokens."""
+    positive, negative = TASKS[TASK].positive_phrase, TASKS[TASK].negative_phrases[0]
+    texts, finish, reasoning = [], [], []
+    for n, label in enumerate(test["label"]):
+        right = n % 2 == 1 if model == "model-a" else (n % 2 == 0 or n % 5 == 0)
+        texts.append(f"The tweet is {positive if (label == 1) == right else negative}.".replace("The tweet is the tweet", "The tweet"))
+        finish.append("stop")
+        reasoning.append(f"quoting {CANARY}" if model == "model-a" else None)
+    texts[1] = "I cannot say."  # neither phrase: invalid
+    if model == "model-b":
+        texts[-1], finish[-1] = "The tweet is", "length"
+    return pd.DataFrame({
+        "id": test["id"].to_numpy(), "prompt_hash": "0" * 16, "text": texts, "reasoning": pd.Series(reasoning, dtype=object),
+        "finish_reason": finish, "prompt_tokens": 100, "completion_tokens": 12,
+    })[PREDICTION_COLUMNS]
+
+
+def _rows_of_filter(page, first_url: str) -> list[str]:
+    """The item ids a filter shows, over all its pages."""
+    ids = []
+    page.goto(first_url)
+    while True:
+        ids += [link.inner_text() for link in page.locator("table.items tbody tr td:first-child a").all()]
+        following = page.locator("a[rel=next]")
+        if not following.count():
+            return ids
+        following.click()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make browser)")
+def test_review_session(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    (tmp_path / "models").mkdir()
+    workspace = Workspace(tmp_path, tmp_path / "models", REGISTRY)
+    workspace.run(f"prepare_data:{TASK}")
+    storage = AssetStorage(root_url=str(workspace.home))
+    split = storage.read("split", [TASK])
+    split["text"] = [f"{CANARY} {text}" for text in split["text"]]  # what the page shows; never in a log
+    storage.write("split", [TASK], split)
+    test = storage.read("prompts", [TASK]).query("variant == 'paper'")[["id", "label"]].reset_index(drop=True)
+    for model in MODELS:
+        storage.write("predictions", [model, TASK], _answers(test, model))
+    workspace.run(*(f"evaluate:{model}|{TASK}" for model in MODELS))
+    labels = {model: storage.read("parsed_labels", [model, TASK]).set_index("id").sort_index() for model in MODELS}
+    a, b = labels["model-a"], labels["model-b"]
+    expected = mcnemar(a["gold"], a["label"], b.loc[a.index, "label"])
+    right_a = np.where(a["label"] == -1, 0, a["label"]) == a["gold"]
+    right_b = np.where(b["label"] == -1, 0, b["label"]) == b["gold"]
+    discordant = sorted(a.index[right_a != right_b])
+    assert len(discordant) == expected["b"] + expected["c"] > 50  # more than a page
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "review-server.log"
+    env = workspace.env() | {"DAGSTER_HOME": str(tmp_path / "instance")}
+    command = [sys.executable, "-m", "medassets.review", "--port", str(port)]
+    asked: list[str] = []
+    with server_process(command, log, f"{base}/", 120, "the review server", env=env), sync_playwright() as playwright:
+        headers = httpx.get(f"{base}/").headers
+        assert "default-src 'none'" in headers["content-security-policy"]
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda request: asked.append(request.url))
+        page.goto(f"{base}/tasks/{TASK}")
+        page.locator("select[name=a]").select_option("model-a")
+        page.locator("select[name=b]").select_option("model-b")
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator("#count-discordant")).to_contain_text(f"b = {expected['b']}, c = {expected['c']}")
+        assert sorted(_rows_of_filter(page, page.url)) == discordant
+
+        item = str(a.index[1])  # invalid for both models
+        page.goto(f"{base}/tasks/{TASK}/items/{item}")
+        expect(page.locator("#text")).to_contain_text(CANARY)  # the control: the text reaches the browser
+        for model in MODELS:
+            row = labels[model].loc[item]
+            shown = f"invalid: {row['invalid_reason']}" if row["label"] == -1 else str(row["label"])
+            expect(page.locator(f"#answer-{model} .label")).to_have_text(shown)
+            expect(page.locator(f"#answer-{model} .parsed")).to_have_text(row["answer"])
+        expect(page.locator("#answer-model-a details").first).not_to_have_attribute("open", "")
+
+        corrected = a["gold"].copy()
+        for adjudicated in (str(a.index[0]), str(a.index[2])):
+            page.goto(f"{base}/tasks/{TASK}/items/{adjudicated}")
+            page.locator("input[name=verdict][value=wrong]").check()
+            page.locator("select[name=reason]").select_option("annotation error")
+            page.locator("textarea[name=comment]").fill(f"the note says {CANARY}")
+            page.locator("input[name=reviewer]").fill("ana")
+            page.get_by_role("button", name="Record verdict").click()
+            expect(page.locator("#history tbody tr")).to_have_count(1)
+            corrected[adjudicated] = 1 - corrected[adjudicated]
+        page.reload()
+        expect(page.locator("#history tbody tr")).to_have_count(1)
+        expect(page.locator("#history")).to_contain_text("ana")
+        forged = httpx.post(f"{base}/tasks/{TASK}/items/{item}/adjudications",
+                            data={"verdict": "correct", "reason": "other", "reviewer": "x", "csrf_token": "0"})
+        assert forged.status_code == 403
+        for odd in ("/tasks/nope", f"/tasks/{TASK}/items/%2e%2e%2fsecret", f"/tasks/{TASK}/items/no-such-item", f"/tasks/{TASK}?filter=x"):
+            assert httpx.get(f"{base}{odd}").status_code in (400, 404), odd
+        page.screenshot(path=str(tmp_path / "item.png"), full_page=True)
+        browser.close()
+
+    config = tmp_path / "gold.json"
+    config.write_text(json.dumps({"ops": {"metrics": {"config": {"gold": "adjudicated"}}}}))
+    workspace.run("observe_adjudications", f"adjudicate:{TASK}", f"evaluate:model-a|{TASK}@{config}")
+    metrics = storage.read("metrics", ["model-a", TASK]).iloc[0]
+    predicted = np.where(a["label"] == -1, 0, a["label"])
+    assert metrics["f1"] == pytest.approx(f1_score(corrected, predicted))
+    assert metrics["precision"] == pytest.approx(precision_score(corrected, predicted))
+    assert metrics["recall"] == pytest.approx(recall_score(corrected, predicted))
+    assert metrics["f1"] != pytest.approx(f1_score(a["gold"], predicted))
+
+    server_log = log.read_text(errors="replace")
+    assert f"/tasks/{TASK}/items/{item}" in server_log  # the access log is there, by id
+    assert CANARY not in server_log
+    assert not [url for url in asked if CANARY in url]
