@@ -236,10 +236,11 @@ def test_the_network_guard_sees_a_download(tmp_path, monkeypatch, network_attemp
     """The guard above is not blind: the hub library, allowed to download, is caught trying."""
     import huggingface_hub
     from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    with pytest.raises(Exception):
+    with pytest.raises(LocalEntryNotFoundError):
         huggingface_hub.snapshot_download("org/never-downloaded", revision="main", cache_dir=tmp_path / "hub", etag_timeout=1)
     assert network_attempts and network_attempts[0][0] in ("resolve", "connect")
     with pytest.raises(ModelSourceError):
