@@ -49,7 +49,7 @@ lint: $(VENV)/.installed-test
 
 # The documentation site, in site/; strict: a broken link or a page left out of the navigation fails.
 docs: $(VENV)/.installed-docs
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: lint docs $(VENV)/.installed-test browser postgres
 	$(BIN)/python -m pytest
