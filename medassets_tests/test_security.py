@@ -54,7 +54,7 @@ def make_ui_command(*overrides: str, env: dict | None = None) -> str:
 
 
 def test_make_ui_binds_to_loopback_unless_told_otherwise():
-    assert re.search(r" dev -w workspace\.yaml -h 127\.0\.0\.1 -p 3000$", make_ui_command())
+    assert re.search(r"/dg dev -h 127\.0\.0\.1 -p 3000$", make_ui_command())
     # A shell's own HOST variable (zsh sets one) does not move it; UI_HOST does, on purpose.
     assert " -h 127.0.0.1 " in make_ui_command(env=os.environ | {"HOST": "0.0.0.0"})
     assert " -h 0.0.0.0 " in make_ui_command("UI_HOST=0.0.0.0")
@@ -78,10 +78,11 @@ def locations_loaded(base: str) -> bool:
 
 @pytest.mark.slow
 def test_the_ui_make_starts_listens_on_loopback_only(tmp_path):
-    """`make ui` for real (from a folder holding copies of its three files, so the instance is a
-    temporary one): every TCP socket its webserver, daemon and code server listen on is loopback."""
-    for name in ("Makefile", "workspace.yaml", "dagster.yaml"):
+    """`make ui` for real (from a folder holding copies of its files and the package, so the instance
+    is a temporary one): every TCP socket its webserver, daemon and code server listen on is loopback."""
+    for name in ("Makefile", "pyproject.toml", "dagster.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "medassets").symlink_to(REPO / "medassets", target_is_directory=True)  # dg's project root module
     (tmp_path / ".nux").mkdir()
     (tmp_path / ".nux" / "nux.yaml").write_text("seen: 1\n")
     port, token = free_port(), uuid.uuid4().hex
@@ -103,7 +104,7 @@ def test_the_ui_make_starts_listens_on_loopback_only(tmp_path):
         for process in processes_with_token(token):  # whatever outlived its process group
             with contextlib.suppress(psutil.Error):
                 process.kill()
-    assert len(processes) >= 3  # make, dagster dev and its webserver, daemon and code server
+    assert len(processes) >= 3  # make, dg dev and its webserver, daemon and code server
     assert ("127.0.0.1", port) in sockets
     assert {ip for ip, _ in sockets} <= LOOPBACK, sockets  # the code server talks over a Unix socket
 
@@ -236,10 +237,11 @@ def test_the_network_guard_sees_a_download(tmp_path, monkeypatch, network_attemp
     """The guard above is not blind: the hub library, allowed to download, is caught trying."""
     import huggingface_hub
     from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    with pytest.raises(Exception):
+    with pytest.raises(LocalEntryNotFoundError):
         huggingface_hub.snapshot_download("org/never-downloaded", revision="main", cache_dir=tmp_path / "hub", etag_timeout=1)
     assert network_attempts and network_attempts[0][0] in ("resolve", "connect")
     with pytest.raises(ModelSourceError):

@@ -16,7 +16,7 @@ in Debian's Chromium driven by Playwright, the test:
 
 It stops `dagster dev` (webserver, daemon, code servers and runs: one process group) and
 checks that nothing it started is left, looking before it kills any leftover. Screenshots go to pytest's tmp_path, or to
-medassets_tests/screenshots/ (for the README) with MEDASSETS_UPDATE_SCREENSHOTS=1; that mode
+medassets_tests/screenshots/ (for the docs) with MEDASSETS_UPDATE_SCREENSHOTS=1; that mode
 also prepares all six tasks, so that Table 3 and the forest plot are complete.
 
 Needs /usr/bin/chromium (`make browser`, which `make test` runs) and the `playwright` package
@@ -60,7 +60,7 @@ CHROMIUM_ARGS = [
 ]
 MODEL, TASK = "tfidf-logreg", "breast_cancer"
 PARTITION = f"{MODEL}|{TASK}"  # Dagster orders the dimensions by name: model, then task
-# The pipeline's stages (README); the graph must also show any other asset of the location.
+# The pipeline's stages (docs/pipeline.md); the graph must also show any other asset of the location.
 STAGES = ["raw_dataset", "split", "prompts", "model_weights", "predictions", "parsed_labels", "metrics", "comparison"]
 
 STARTUP_TIMEOUT_S = 180  # `dagster dev` on a busy 2-core machine

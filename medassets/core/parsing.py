@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from medassets.tasks import TASKS
 
@@ -59,7 +59,7 @@ def normalize(text: str) -> str:
     return _SELF_REPORTING.sub("self-reporting", text).strip()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
     """Any of the phrases as whole words, longest first."""
     alternatives = sorted((re.escape(normalize(p)) for p in phrases), key=len, reverse=True)

@@ -9,6 +9,7 @@ exactly when its text does, and makes results stale.
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,7 @@ def render_prompts(task: str, test_rows: pd.DataFrame) -> pd.DataFrame:
     """id, label, variant, prompt and prompt_hash for each test row in each variant."""
     frames = []
     for variant in VARIANTS:
-        prompts = test_rows["text"].map(lambda text: render(task, text, variant))
+        prompts = test_rows["text"].map(partial(render, task, variant=variant))
         frames.append(pd.DataFrame({
             "id": test_rows["id"].to_numpy(), "label": test_rows["label"].to_numpy(), "variant": variant,
             "prompt": prompts.to_numpy(), "prompt_hash": prompts.map(text_hash).to_numpy(),

@@ -71,7 +71,7 @@ SOURCE_TYPES: dict[str, type[Settings]] = {"embedded": EmbeddedSource, "path": P
 def _tagged_union(types: dict[str, type[Settings]], choose, error_type: str, error: str):
     """A union of `types` whose member `choose(value)` names (a discriminated union)."""
     members = tuple(Annotated[cls, Tag(tag)] for tag, cls in types.items())
-    return Annotated[Union[members], Discriminator(choose, custom_error_type=error_type, custom_error_message=error)]
+    return Annotated[Union[members], Discriminator(choose, custom_error_type=error_type, custom_error_message=error)]  # noqa: UP007, a tuple of types
 
 
 def _source_kind(value: Any) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pandas as pd
 
@@ -100,7 +100,7 @@ def render_report(
     display form and `score_curves` maps a task to `comparison.score_curves_plot`'s PNG; each,
     when given, adds its section after the paired differences."""
     image = base64.b64encode(forest_png).decode("ascii")
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         ("table3", "Table 3", f"{html.escape(headings['table3'])}.",
          _table(table3, "table3")),

@@ -21,10 +21,19 @@ class DatasetConfig(Config):
     path: str | None = Field(None, description="The data file (CSV, TSV, JSONL or Parquet); relative paths are read from the dataset config's folder.")
     format: str | None = Field(None, description="csv, tsv, jsonl or parquet; default: from the file's extension.")
     columns: dict[str, str] | None = Field(None, description="Which of your columns hold id, text and label; default: id, text, label.")
-    labels: dict[str, int] | None = Field(None, description="Your label values and what they mean, e.g. {yes: 1, no: 0}; default {1: 1, 0: 0, true: 1, false: 0}. 1.0 and 0.0 read as 1 and 0.")
-    drop_bad_rows: bool | None = Field(None, description="Drop bad rows and record them in metadata (true), or stop with an error naming them (false, the default).")
-    preview: bool | None = Field(None, description="Show a few rows in the UI; default false. Never for clinical notes unless your data use agreement allows it.")
-    encoding: str | None = Field(None, description="Text encoding of a CSV, TSV or JSONL file, e.g. cp1252 or latin-1; default utf-8 (a byte-order mark is skipped).")
+    labels: dict[str, int] | None = Field(
+        None,
+        description="Your label values and what they mean, e.g. {yes: 1, no: 0}; default {1: 1, 0: 0, true: 1, false: 0}. 1.0 and 0.0 read as 1 and 0.",
+    )
+    drop_bad_rows: bool | None = Field(
+        None, description="Drop bad rows and record them in metadata (true), or stop with an error naming them (false, the default)."
+    )
+    preview: bool | None = Field(
+        None, description="Show a few rows in the UI; default false. Never for clinical notes unless your data use agreement allows it."
+    )
+    encoding: str | None = Field(
+        None, description="Text encoding of a CSV, TSV or JSONL file, e.g. cp1252 or latin-1; default utf-8 (a byte-order mark is skipped)."
+    )
 
 
 class SplitConfig(Config):

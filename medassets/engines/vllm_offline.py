@@ -80,7 +80,7 @@ class VLLMEngine:
             _configure_cpu_threads()
         # On a CPU most of an engine's start goes to two more processes (the engine core and
         # its worker) that each import vLLM and torch again; one engine in this process
-        # answers the same, and starts in about a third of the time (README, "Performance").
+        # answers the same, and starts in about a third of the time (docs/performance.md).
         in_process = on_cpu and spec.tensor_parallel_size == 1
         if in_process:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -65,7 +65,7 @@ def create_app(state: ReviewState | None = None) -> Starlette:
     state = state or ReviewState()
     secret = secrets.token_bytes(32)
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
-    templates.filters["utc"] = lambda seconds: datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    templates.filters["utc"] = lambda seconds: datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
     def render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
         session = request.cookies.get(SESSION_COOKIE) or secrets.token_urlsafe(32)

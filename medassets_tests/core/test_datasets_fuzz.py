@@ -17,7 +17,9 @@ ENCODINGS = ("utf-8", "cp1252", "latin-1", "utf-16")
 DELIMITER = {"csv": ",", "tsv": "\t"}
 
 # Cells that trip parsers: delimiters, quotes, line breaks, NUL, a BOM, numbers, booleans.
-TRICKY = st.sampled_from(["", " ", ",", "\t", '"', '""', "'", "\n", "\r\n", "\r", "\x00", "\ufeff", "1", "0", "1.0", "0.0", "-0.0", "true", "False", "nan", "yes", "é", "NULL", "\\"])
+TRICKY = st.sampled_from(
+    ["", " ", ",", "\t", '"', '""', "'", "\n", "\r\n", "\r", "\x00", "\ufeff", "1", "0", "1.0", "0.0", "-0.0", "true", "False", "nan", "yes", "é", "NULL", "\\"]
+)
 CELLS = st.one_of(TRICKY, st.text(max_size=12), st.lists(TRICKY, max_size=4).map("".join))
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8) | TRICKY,

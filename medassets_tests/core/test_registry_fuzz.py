@@ -16,7 +16,9 @@ from medassets.core.registry import ENTRY_NAMES, RegistryError, entry_type, load
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 FIELDS = sorted({name for backend in ENTRY_NAMES for name in entry_type(backend).model_fields} | {"api_key", "extra"})
-NESTED_FIELDS = ["embedded", "path", "hub", "revision", "base_url", "api_key_env", "max_tokens", "temperature", "top_p", "stop", "key", "node_selector", "tolerations"]
+NESTED_FIELDS = [
+    "embedded", "path", "hub", "revision", "base_url", "api_key_env", "max_tokens", "temperature", "top_p", "stop", "key", "node_selector", "tolerations"
+]
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.sampled_from(
     ["vllm", "openai", "baseline", "m", "smollm2-135m-instruct", "main", "a b", "0.5", "-1", "", "m\n", "\x00"]
@@ -40,7 +42,10 @@ LIKELY = {  # entries close to valid, so that some parse and the rest fail on on
     "reasoning": st.booleans(),
     "sampling": st.fixed_dictionaries({}, optional={"temperature": st.floats(), "max_tokens": st.integers(), "stop": st.lists(st.text(max_size=3))}),
     "server": st.fixed_dictionaries({}, optional={"api_key_env": st.text(max_size=6), "max_concurrency": st.integers(), "api_key": st.text(max_size=6)}),
-    "kubernetes": st.fixed_dictionaries({}, optional={"node_selector": st.dictionaries(st.text(max_size=3), st.text(max_size=3)), "tolerations": mostly(st.lists(st.dictionaries(st.sampled_from(["key", "operator"]), st.text(max_size=3))), VALUES)}),
+    "kubernetes": st.fixed_dictionaries({}, optional={
+        "node_selector": st.dictionaries(st.text(max_size=3), st.text(max_size=3)),
+        "tolerations": mostly(st.lists(st.dictionaries(st.sampled_from(["key", "operator"]), st.text(max_size=3))), VALUES),
+    }),
 }
 NEAR_VALID = st.fixed_dictionaries(
     {"name": NAMES, "backend": mostly(st.sampled_from(["vllm", "openai", "baseline"]), VALUES), "source": LIKELY["source"]},

@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,7 @@ def daemon(evaluated):
     with DagsterInstance.from_config(str(workspace.root / "instance")) as instance:
         # Automation's first tick only records where it starts from; the flows begin after it.
         for sensor in ("reevaluation", "model_registry"):
-            wait_for(f"a first tick of the {sensor} sensor", lambda: _ticks(instance, sensor), running, timeout=120)
+            wait_for(f"a first tick of the {sensor} sensor", partial(_ticks, instance, sensor), running, timeout=120)
     yield running
     left = running.stop()
     assert left == [], f"processes of the daemon left running: {left}"
@@ -194,7 +195,7 @@ def test_a_new_revision_reruns_exactly_that_models_partitions(evaluated, daemon)
             others = set(materialized_after(instance, asset, touched)) - keys
             assert others == set(), f"{asset} re-ran for other models: {sorted(others)}"
         # Nor was any other model's run or backfill requested, even one not yet executed.
-        since = datetime.fromtimestamp(touched, timezone.utc)
+        since = datetime.fromtimestamp(touched, UTC)
         registered = [BASELINE, LOCAL]
         runs = instance.get_runs(RunsFilter(created_after=since))
         assert any(run_models(run.tags, registered) == [LOCAL] for run in runs)

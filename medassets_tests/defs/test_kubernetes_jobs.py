@@ -61,7 +61,7 @@ users: [{name: test, user: {token: test}}]
 contexts: [{name: test, context: {cluster: test, user: test}}]
 current-context: test
 """
-INSTANCE = """telemetry: {enabled: false}
+INSTANCE = f"""telemetry: {{enabled: false}}
 run_launcher:
   module: medassets.defs.kubernetes
   class: ModelAwareK8sRunLauncher
@@ -69,12 +69,12 @@ run_launcher:
     service_account_name: dagster
     instance_config_map: dagster-instance
     dagster_home: /opt/dagster/dagster_home
-    job_image: %s
+    job_image: {IMAGE}
     load_incluster_config: false
     kubeconfig_file: KUBECONFIG
     env_vars: ["MEDASSETS_STORAGE_URL=s3://team-bucket/medassets"]
     env_secrets: [medassets-postgres]
-""" % IMAGE
+"""
 LOCATION = "medassets"
 
 
@@ -297,7 +297,9 @@ def covered_partitions(instance: DagsterInstance, run: DagsterRun) -> set[str]:
 
 def test_runs_that_do_not_generate_ask_for_no_gpu(cluster):
     key = partition_key(LARGE, TASK_KEYS[0])
-    evaluate = cluster.launch_from_the_launchpad("evaluate", {"dagster/partition": key, "dagster/partition/model": LARGE, "dagster/partition/task": TASK_KEYS[0]})
+    evaluate = cluster.launch_from_the_launchpad(
+        "evaluate", {"dagster/partition": key, "dagster/partition/model": LARGE, "dagster/partition/task": TASK_KEYS[0]}
+    )
     compare = cluster.launch_from_the_launchpad("compare", {})
     jobs = cluster.dequeue()
     check_job(jobs[evaluate], 0)

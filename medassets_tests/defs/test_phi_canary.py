@@ -1,8 +1,8 @@
 """PHI canary: clinical notes whose every text carries a unique canary string run through the
 whole pipeline (preview off, the embedded model on real vLLM and the baseline, a bad row
 dropped, failing checks, a failing run), then every file under the Dagster instance, the state
-folder and the captured output is scanned for the canary: it may appear only where the README
-says notes are kept.
+folder and the captured output is scanned for the canary: it may appear only where the docs
+(docs/your-data.md) say notes are kept.
 
 The scan reads each file's bytes, and also what a byte search cannot see whole: SQLite
 databases (a long row spills over pages) through a dump of a copy with their WAL, Parquet
@@ -47,7 +47,7 @@ models:
   - name: {BASELINE}
     backend: baseline
 """
-# Where notes are kept, as the README must name them: the data assets hold the notes; the
+# Where notes are kept, as docs/your-data.md must name them: the data assets hold the notes; the
 # predictions, parsed_labels (answer and reasoning columns) and the response cache hold the
 # model's answers, which can quote a note.
 PHI_ASSETS = ("raw_dataset", "split", "prompts", "predictions", "parsed_labels")

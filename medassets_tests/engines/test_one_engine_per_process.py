@@ -76,8 +76,10 @@ def test_cache_progress_and_metadata_work_as_in_one_process(runs):
         assert metadata["device"] == "cpu"
     messages = [log["message"] for log in report["logs"]]
     assert sum(message.startswith("engine started in ") for message in messages) == 2  # relayed from the children
-    assert sum(message == "sending {} prompts to the engine already running".format(predictions[partition_key(SECOND, TASK_KEYS[0])]["batch_prompts"]) for message in messages) == 1
-    assert sum(message.startswith(f"generated {n}/{n} in ") for message in messages for n in [predictions[partition_key(FIRST, TASK_KEYS[0])]["batch_prompts"]]) == 3
+    second_batch = predictions[partition_key(SECOND, TASK_KEYS[0])]["batch_prompts"]
+    first_batch = predictions[partition_key(FIRST, TASK_KEYS[0])]["batch_prompts"]
+    assert sum(message == f"sending {second_batch} prompts to the engine already running" for message in messages) == 1
+    assert sum(message.startswith(f"generated {first_batch}/{first_batch} in ") for message in messages) == 3
     # every answer is in the cache, so a re-run of the three models generates nothing
     (rerun,) = workspace.run(generate_range(FIRST, THIRD))
     assert all(meta["batch_cache_misses"] == 0 for meta in rerun["materializations"]["predictions"].values())
