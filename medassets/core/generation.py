@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -19,10 +20,16 @@ from typing import Any, Protocol
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from medassets.core.prompts import Messages, answer_phrases, conversation, example_turns, few_shot_examples, variant_prompts
+from medassets.core.prompts import Messages, answer_phrases, conversation, example_turns, few_shot_examples, render, variant_prompts
 from medassets.core.registry import Sampling
+from medassets.tasks import TASKS
 
-PREDICTION_COLUMNS = ["id", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens"]
+# score: the positive answer's probability where the model gives one (NaN elsewhere);
+# choice_logprobs: the log-probability of each of the task's answer phrases, positive first.
+PREDICTION_COLUMNS = [
+    "id", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "score", "choice_logprobs",
+]
+SCORED = "scored"  # the finish reason of an answer scored, not generated
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Generation:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    choice_logprobs: list[float] | None = None  # scored: the log-probability of each of the request's choices
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,25 @@ class Request:
     """One item as the engine receives it."""
 
     messages: Messages
-    choices: tuple[str, ...] | None = None  # constrained decoding: the answer is one of these
+    # Constrained decoding: the answer is one of these. Scoring: the answers whose
+    # log-probabilities are taken, the positive first.
+    choices: tuple[str, ...] | None = None
+
+
+def positive_share(choice_logprobs: Sequence[float]) -> float:
+    """The first choice's probability as a share of all the choices' (a softmax of the log-probabilities)."""
+    top = max(choice_logprobs)
+    weights = [math.exp(logprob - top) for logprob in choice_logprobs]
+    return weights[0] / sum(weights)
+
+
+def scored_generation(request: Request, choice_logprobs: Sequence[float], prompt_tokens: int) -> Generation:
+    """A scored item as an answer: the positive phrase when it is the likelier (its share of the
+    choices' probability above one half), else the negative phrase the prompt asks for, so it
+    parses like any answer and is never invalid."""
+    positive, negative = request.choices[0], request.choices[1]
+    text = positive if positive_share(choice_logprobs) > 0.5 else negative
+    return Generation(text, None, SCORED, prompt_tokens, 0, [float(logprob) for logprob in choice_logprobs])
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,11 @@ class Engine(Protocol):
     def generate(self, requests: Sequence[Request], *, sampling: Sampling, chat_template: str | None, on_done: OnDone) -> None:
         """Generate one answer per request with these sampling settings and chat template (None:
         the model's own), calling on_done(index, generation) as each finishes."""
+
+    def score(self, requests: Sequence[Request], *, chat_template: str | None, on_done: OnDone) -> None:
+        """For each request, the log-probability of each of its choices as the beginning of the
+        assistant's reply under the chat template, without generating; on_done(index,
+        scored_generation(...)) as each is known."""
 
     def close(self) -> None:
         """Release the model and every process the engine started."""
@@ -215,18 +246,46 @@ class SharedEngine:
                 wait_for_closing_engines()
 
 
+def task_choices(task: str, decoding: str, scoring: str) -> tuple[str, ...] | None:
+    """What a request chooses between: the two phrases the prompt asks for when constrained;
+    every answer phrase, positive first, when scored (both negative wordings of a tweet count)."""
+    if scoring == "likelihood":
+        return (TASKS[task].positive_phrase, *TASKS[task].negative_phrases)
+    return answer_phrases(task) if decoding == "constrained" else None
+
+
 def task_requests(
     task: str, prompts: pd.DataFrame, split: pd.DataFrame, *, variant: str, shots: int, shot_seed: int,
-    system_prompt: str | None, constrained: bool,
+    system_prompt: str | None, choices: tuple[str, ...] | None,
 ) -> TaskRequests:
     """A task's test prompts in the variant's wording, after `shots` example turns drawn from
-    the train rows of the split (never its test rows), choosing between the task's two answer
-    phrases when constrained."""
+    the train rows of the split (never its test rows), with the requests' `choices`."""
     rows = variant_prompts(prompts, variant)
     examples = example_turns(task, few_shot_examples(split[split["part"] == "train"], shots, shot_seed), variant)
-    choices = answer_phrases(task) if constrained else None
     requests = [Request(conversation(prompt, system_prompt=system_prompt, examples=examples), choices) for prompt in rows["prompt"]]
     return TaskRequests(rows["id"].tolist(), rows["prompt_hash"].tolist(), requests)
+
+
+def threshold_rows(split: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
+    """The train rows a learned cut-off is chosen on: every train row, or a sample of `rows` of
+    them stratified by label, in split order. Never a test row."""
+    train = split[split["part"] == "train"]
+    if rows is None or rows >= len(train):
+        return train
+    share = rows / len(train)
+    chosen = [group.sample(n=max(1, round(len(group) * share)), random_state=seed).index for _, group in train.groupby("label")]
+    return train.loc[train.index.isin(chosen[0].append(chosen[1:]))]
+
+
+def train_requests(
+    task: str, train: pd.DataFrame, split: pd.DataFrame, *, variant: str, shots: int, shot_seed: int,
+    system_prompt: str | None, choices: tuple[str, ...],
+) -> TaskRequests:
+    """The requests of train rows, asked exactly as the test prompts are (same wording, same examples)."""
+    examples = example_turns(task, few_shot_examples(split[split["part"] == "train"], shots, shot_seed), variant)
+    prompts = [render(task, text, variant) for text in train["text"]]
+    requests = [Request(conversation(prompt, system_prompt=system_prompt, examples=examples), choices) for prompt in prompts]
+    return TaskRequests(train["id"].tolist(), [""] * len(train), requests)
 
 
 def generate_cached(
@@ -238,8 +297,10 @@ def generate_cached(
     chat_template: str | None,
     engine: SharedEngine,
     report: Report,
+    scoring: bool = False,
 ) -> tuple[list[Generation], GenerationStats]:
-    """One generation per request, from the cache or the engine (opened only for misses)."""
+    """One generation per request, from the cache or the engine (opened only for misses);
+    `scoring`: the requests' choices scored, nothing generated."""
     start = time.monotonic()
     keys = [cache_key(settings, request) for request in requests]
     cached = cache.get_many(keys)
@@ -262,7 +323,11 @@ def generate_cached(
             results[index] = generation
             progress.update(generation.completion_tokens)
 
-        running.generate([requests[i] for i in misses], sampling=sampling, chat_template=chat_template, on_done=on_done)
+        asked = [requests[i] for i in misses]
+        if scoring:
+            running.score(asked, chat_template=chat_template, on_done=on_done)
+        else:
+            running.generate(asked, sampling=sampling, chat_template=chat_template, on_done=on_done)
         stats.completion_tokens = progress.tokens
         stats.wall_s = time.monotonic() - generation_start
     else:
@@ -288,6 +353,8 @@ def prediction_frames(items: Mapping[str, TaskRequests], generations: Sequence[G
                 "finish_reason": [g.finish_reason for g in answers],
                 "prompt_tokens": [g.prompt_tokens for g in answers],
                 "completion_tokens": [g.completion_tokens for g in answers],
+                "score": [positive_share(g.choice_logprobs) if g.choice_logprobs else math.nan for g in answers],
+                "choice_logprobs": [g.choice_logprobs for g in answers],
             },
             columns=PREDICTION_COLUMNS,
         ).astype({"id": "string", "text": "string"})
@@ -303,10 +370,12 @@ def predict(
     cache: Cache,
     engine: SharedEngine,
     report: Report,
+    scoring: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], GenerationStats]:
     """Every task's requests in one batch, so the engine is asked once for all of them."""
     requests = [request for rows in items.values() for request in rows.requests]
     generations, stats = generate_cached(
-        requests, cache=cache, settings=settings, sampling=sampling, chat_template=chat_template, engine=engine, report=report
+        requests, cache=cache, settings=settings, sampling=sampling, chat_template=chat_template, engine=engine, report=report,
+        scoring=scoring,
     )
     return prediction_frames(items, generations), stats

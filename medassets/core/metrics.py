@@ -14,6 +14,7 @@ same distribution at a cost independent of the number of items.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from math import comb, erfc, inf, isfinite, sqrt
 
@@ -541,6 +542,31 @@ def paired_auroc_difference(
         "diff": value_a - value_b, "low": low, "high": high, "a": value_a, "b": value_b, "n": n,
         "n_resamples": n_resamples, "confidence": confidence, "seed": seed, "notes": notes,
     }
+
+
+SCORE_FIELDS = (
+    "auroc", "auroc_low", "auroc_high", "auprc", "auprc_low", "auprc_high", "brier", "ece",
+    "learned_threshold", "threshold_precision", "threshold_recall", "threshold_f1", "threshold_f1_low", "threshold_f1_high",
+)
+
+
+def scores_row(y_true, scores, learned_threshold: float, *, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0) -> dict:
+    """`score_report`'s figures, and precision, recall and F1 (with its interval) of calling
+    positive the items scoring at least `learned_threshold` (a cut-off learned on train rows);
+    every field NaN where an item has no score (a model that gives none), the cut-off's where
+    none was learned."""
+    row = dict.fromkeys(SCORE_FIELDS, math.nan)
+    scores = np.asarray(scores, dtype=float)
+    if not len(scores) or np.isnan(scores).any():
+        return row
+    report = score_report(y_true, scores, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    row |= {field: report[field] for field in SCORE_FIELDS[:8]}
+    if not math.isnan(learned_threshold):
+        at_threshold = binary_report(y_true, (scores >= learned_threshold).astype(int), n_resamples=n_resamples, confidence=confidence, seed=seed)
+        row |= {"learned_threshold": learned_threshold, "threshold_precision": at_threshold["precision"],
+                "threshold_recall": at_threshold["recall"], "threshold_f1": at_threshold["f1"],
+                "threshold_f1_low": at_threshold["f1_low"], "threshold_f1_high": at_threshold["f1_high"]}
+    return row
 
 
 def learn_threshold(y_true, scores) -> float:

@@ -15,7 +15,7 @@ from importlib import import_module
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from medassets.core.prompts import PAPER, VARIANTS, text_hash
 
@@ -153,12 +153,30 @@ class GeneratingEntry(ModelEntry):
         "free", description="`free` (the default, the paper's method) or `constrained`: structured outputs make "
         "the model answer with one of the task's two answer phrases, so no answer is invalid. An ablation.",
     )
+    scoring: Literal["generate", "likelihood"] = Field(
+        "generate", description="`generate` (the default): the model writes its answer, which is parsed. `likelihood`: "
+        "nothing is generated; the engine takes the log-probability of each of the task's answer phrases as the "
+        "beginning of the assistant's reply, in one prefill. The score is the positive phrase's share of their "
+        "probability (both negative wordings of a tweet count as negative), the label the likelier side; "
+        "a reasoning model is scored without its reasoning.",
+    )
+    threshold_rows: int | None = Field(
+        200, ge=0, description="With `scoring: likelihood`: train rows per task (a sample stratified by label, seed 0) "
+        "also scored, to learn the cut-off that maximizes F1 there; null: every train row; 0: no learned cut-off; "
+        "default 200. Part of the answer key: it changes the cut-off recorded with the answers.",
+    )
     # How the entry asks changes the messages, which the cache keys on their own; the parser
     # reads `reasoning`; the weights count through their revision and the template through its
     # text, not through the names that locate them.
     answer_neutral: ClassVar[dict[str, Any]] = ModelEntry.answer_neutral | dict.fromkeys(
         ("reasoning", "system_prompt", "variant", "shots", "shot_seed", "fingerprint", "source", "chat_template"), True
     )
+
+    @model_validator(mode="after")
+    def _scoring_alone(self):
+        if self.scoring == "likelihood" and self.decoding == "constrained":
+            raise ValueError("`scoring: likelihood` generates nothing, so `decoding: constrained` has nothing to constrain")
+        return self
 
     @field_validator("variant")
     @classmethod

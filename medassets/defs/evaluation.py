@@ -3,6 +3,7 @@ metrics per (task, ensemble), and the comparison of all of them."""
 
 import base64
 import json
+import math
 from typing import Literal
 
 import pandas as pd
@@ -102,6 +103,9 @@ def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, pro
             "answer": [p.answer for p in parsed],
             "reasoning": [p.reasoning for p in parsed],
             "invalid_reason": [p.invalid_reason for p in parsed],
+            # A scored model's score and the cut-off learned on train rows (NaN for others).
+            "score": predictions["score"].astype(float) if "score" in predictions else math.nan,
+            "learned_threshold": predictions["learned_threshold"].astype(float) if "learned_threshold" in predictions else math.nan,
         }
     ).astype({"id": "string", "answer": "string", "reasoning": "string", "invalid_reason": "string"})
     reasons = frame["invalid_reason"].value_counts().to_dict()
@@ -117,6 +121,8 @@ def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, pro
                 "answer": {"predictions": ["text"]},
                 "reasoning": {"predictions": ["text", "reasoning"]},
                 "invalid_reason": {"predictions": ["text"]},
+                "score": {"predictions": ["score"]},
+                "learned_threshold": {"predictions": ["learned_threshold"]},
             }),
         }
     )
@@ -248,6 +254,11 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         )
         for note in report["notes"]:
             context.log.warning(f"{model} on {task}: {note}")
+        scored = metrics_logic.scores_row(
+            labels["gold"], labels["score"] if "score" in labels else [math.nan] * len(labels),
+            float(labels["learned_threshold"].iloc[0]) if "learned_threshold" in labels and len(labels) else math.nan,
+            n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed,
+        )
         confusion = pd.DataFrame(report["confusion"], index=["true 1", "true 0"], columns=["predicted 1", "predicted 0", "invalid"])
         # What produced these numbers, to walk back from a metric in the UI.
         produced_by = {
@@ -257,7 +268,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
             "parser_version": parsed_labels_code_version,
         }
         context.add_output_metadata(
-            {key: round(float(value), 4) for key, value in report_row(report).items()}
+            {key: round(float(value), 4) for key, value in (report_row(report) | scored).items() if not math.isnan(value)}
             | {
                 "F1": comparison_logic.interval_cell(report["f1"], report["f1_low"], report["f1_high"]),
                 "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
@@ -274,7 +285,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
             }
         )
         settings = {setting: report[setting] for setting in metrics_logic.SETTINGS}
-        return pd.DataFrame([{"task": task, "model": model, **report_row(report), **settings}])
+        return pd.DataFrame([{"task": task, "model": model, **report_row(report), **scored, **settings}])
 
     return _metrics
 
@@ -378,6 +389,10 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
         pairs=config.pairs, reference=config.reference, correction=config.correction,
     )
     shown_differences = comparison_logic.differences_table(differences)
+    auroc_differences = comparison_logic.paired_auroc_differences(
+        labels, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed,
+        pairs=config.pairs, reference=config.reference, correction=config.correction,
+    )
     settings = comparison_logic.comparison_settings(
         all_metrics, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed,
         invalid=config.invalid, correction=config.correction, pairs=config.pairs, reference=config.reference,
@@ -386,17 +401,23 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     registry = load_registry(paths.registry_path())
     setups = {name: (spec.base_model, spec.prompt_setup) for name, spec in registry.items() if spec.prompt_setup is not None}
     sensitivity = comparison_logic.prompt_sensitivity(all_metrics, setups)
-    for name, frame in (("table3", table), ("f1_differences", differences), ("prompt_sensitivity", sensitivity)):
+    tables = (("table3", table), ("f1_differences", differences), ("auroc_differences", auroc_differences), ("prompt_sensitivity", sensitivity))
+    for name, frame in tables:
         storage.write_bytes(f"reports/{name}.csv", frame.to_csv(index=False).encode("utf-8"))
         storage.write_bytes(f"reports/{name}.parquet", frame.to_parquet(index=False))
     storage.write_bytes("reports/settings.json", json.dumps(settings, indent=1).encode("utf-8"))
     plot = comparison_logic.forest_plot(all_metrics)
     plot_url = storage.write_bytes("reports/f1_forest.png", plot)
     tasks = [task for task in TASK_KEYS if task in set(all_metrics["task"])]
+    # ROC and precision-recall curves and the reliability diagram of the models that give scores
+    curves = {task: comparison_logic.score_curves_plot(labels, task) for task in tasks if comparison_logic.scored_models(labels, task)}
+    for task, png in curves.items():
+        storage.write_bytes(f"reports/score_curves_{task}.png", png)
+    shown_auroc_differences = comparison_logic.auroc_differences_table(auroc_differences)
     report = report_logic.render_report(
         table3=table, differences=shown_differences, labels=labels, sensitivity=sensitivity, forest_png=plot,
         provenance=_provenance(context.instance, registry, sorted(all_metrics["model"].unique()), tasks),
-        headings=headings,
+        headings=headings, auroc_differences=shown_auroc_differences if len(auroc_differences) else None, score_curves=curves or None,
     )
     report_url = storage.write_bytes("reports/report.html", report.encode("utf-8"))
     context.log.info(f"report: {report_url}")
@@ -415,6 +436,14 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
             "pairs": config.pairs if config.pairs == "every" else f"each against {config.reference}",
             "correction": comparison_logic.CORRECTION_NAMES[config.correction],
             "settings": MetadataValue.json(settings),
+        }
+        | ({"auroc_differences": MetadataValue.md(f"{headings['auroc_differences']}\n\n{shown_auroc_differences.to_markdown(index=False)}")}
+           if len(auroc_differences) else {})
+        | {
+            f"score_curves_{task}": MetadataValue.md(
+                f"{headings['score_curves']}\n\n![{task}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+            )
+            for task, png in curves.items()
         }
     )
     return table

@@ -117,7 +117,8 @@ def predictions(context: AssetExecutionContext, prompts, split):
                 outputs[key] = frame
                 context.add_asset_metadata(
                     frame_metadata(frame) | batch.metadata
-                    | {"truncated_by_max_tokens": int((frame["finish_reason"] == "length").sum())},
+                    | {"truncated_by_max_tokens": int((frame["finish_reason"] == "length").sum())}
+                    | ({"learned_threshold": float(frame["learned_threshold"].iloc[0])} if "learned_threshold" in frame else {}),
                     partition_key=key,
                 )
     return outputs if len(keys) > 1 else outputs[keys[0]]

@@ -16,7 +16,20 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from medassets.core.generation import AnswerSettings, Cache, Engine, Report, SharedEngine, predict, task_requests, wait_for_closing_engines
+from medassets.core.generation import (
+    AnswerSettings,
+    Cache,
+    Engine,
+    Report,
+    SharedEngine,
+    predict,
+    task_choices,
+    task_requests,
+    threshold_rows,
+    train_requests,
+    wait_for_closing_engines,
+)
+from medassets.core.metrics import learn_threshold
 from medassets.core.registry import BACKENDS, GeneratingEntry, ModelEntry
 from medassets.weights.sources import chat_template
 
@@ -88,25 +101,43 @@ class GeneratingBackend(Backend):
         template = chat_template(spec.chat_template, folder)
         revision = self.revision(spec)  # once: a content fingerprint reads every byte of the weights
         settings = AnswerSettings(answer_key=_answer_key(spec, revision), chat_template_hash=template.hash)
+        asking = {"variant": spec.variant, "shots": spec.shots, "shot_seed": spec.shot_seed, "system_prompt": spec.system_prompt}
         items = {
-            task: task_requests(
-                task, prompts, batch.splits[task], variant=spec.variant, shots=spec.shots, shot_seed=spec.shot_seed,
-                system_prompt=spec.system_prompt, constrained=spec.decoding == "constrained",
-            )
+            task: task_requests(task, prompts, batch.splits[task], **asking, choices=task_choices(task, spec.decoding, spec.scoring))
             for task, prompts in batch.prompts.items()
         }
-        frames, stats = predict(
-            items, settings=settings, sampling=spec.sampling, chat_template=template.text, cache=cache, engine=engine, report=report,
-        )
+        scoring = spec.scoring == "likelihood"
+        answering = {"settings": settings, "sampling": spec.sampling, "chat_template": template.text, "cache": cache, "engine": engine,
+                     "report": report, "scoring": scoring}
+        frames, stats = predict(items, **answering)
         if stats.cache_misses == 0:
             report(f"{spec.name}: every answer came from the cache; nothing was generated")
         metadata = self.describe(spec) | stats.metadata() | {
             "model_revision": revision, "answer_key": settings.answer_key, "backend": self.name,
             "batch_tasks": len(batch.prompts), "sampling": spec.sampling.model_dump(mode="json"),
             "chat_template_hash": template.hash, "variant": spec.variant, "shots": spec.shots,
-            "shot_seed": spec.shot_seed, "decoding": spec.decoding,
+            "shot_seed": spec.shot_seed, "decoding": spec.decoding, "scoring": spec.scoring,
         }
+        if scoring and spec.threshold_rows != 0:
+            train = {task: threshold_rows(batch.splits[task], spec.threshold_rows, seed=0) for task in batch.prompts}
+            report(f"{spec.name}: scoring {sum(map(len, train.values()))} train rows to learn each task's cut-off")
+            train_items = {
+                task: train_requests(task, rows, batch.splits[task], **asking, choices=task_choices(task, spec.decoding, spec.scoring))
+                for task, rows in train.items()
+            }
+            train_frames, train_stats = predict(train_items, **answering)
+            for task, frame in frames.items():
+                frame["learned_threshold"] = learned_threshold(train[task]["label"], train_frames[task]["score"])
+            metadata |= {"threshold_train_rows": train_stats.total, "threshold_train_cache_hits": train_stats.cache_hits}
         return Predictions(frames, metadata)
+
+
+def learned_threshold(train_labels, train_scores) -> float:
+    """The cut-off that maximizes F1 on train rows; NaN when they hold one class only."""
+    labels = pd.Series(train_labels).to_numpy()
+    if len(set(labels)) < 2:
+        return float("nan")
+    return learn_threshold(labels, pd.Series(train_scores).to_numpy())
 
 
 def backend_for(spec: ModelEntry) -> Backend:

@@ -8,13 +8,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from medassets.core.generation import Generation, TaskRequests, prediction_frames
-from medassets.core.baseline import answer_phrase, fit_predict
+from medassets.core.generation import SCORED, Generation, TaskRequests, prediction_frames
+from medassets.core.baseline import answer_phrase, fit_scores, probability_logprobs
 from medassets.core.prompts import variant_prompts
 from medassets.core.registry import ModelEntry
-from medassets.engines.base import Backend, Predictions
+from medassets.engines.base import Backend, Predictions, learned_threshold
 
-REVISION = "tfidf-logreg-v1"
+REVISION = "tfidf-logreg-v2"  # v2: scored, with a learned cut-off
 
 
 class BaselineModel(ModelEntry):
@@ -39,19 +39,26 @@ class BaselineBackend(Backend):
         results = {}
         for batch in batches:
             started = time.monotonic()
-            generations, items = [], {}
+            generations, items, thresholds = [], {}, {}
             for task, task_prompts in batch.prompts.items():
                 test = variant_prompts(task_prompts)
                 items[task] = TaskRequests(test["id"].tolist(), test["prompt_hash"].tolist(), ())
                 split = batch.splits[task]
                 train = split[split["part"] == "train"]
                 test_text = split.set_index("id").loc[test["id"], "text"]
-                labels = fit_predict(train["text"], train["label"], test_text, seed=batch.spec.seed)
-                generations += [Generation(answer_phrase(task, label), None, "stop", 0, 0) for label in labels]
+                scores, train_scores = fit_scores(train["text"], train["label"], test_text, seed=batch.spec.seed)
+                # The likelier class, as the classifier's own predict() calls it.
+                generations += [
+                    Generation(answer_phrase(task, int(score > 0.5)), None, SCORED, 0, 0, probability_logprobs(score)) for score in scores
+                ]
+                thresholds[task] = float("nan") if train_scores is None else learned_threshold(train["label"], train_scores)
             metadata = self.describe(batch.spec) | {
                 "model_revision": REVISION, "backend": self.name, "wall_s": round(time.monotonic() - started, 2),
             }
-            results[batch.spec.name] = Predictions(prediction_frames(items, generations), metadata)
+            frames = prediction_frames(items, generations)
+            for task, frame in frames.items():
+                frame["learned_threshold"] = thresholds[task]
+            results[batch.spec.name] = Predictions(frames, metadata)
         return results
 
 

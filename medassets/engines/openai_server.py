@@ -14,7 +14,7 @@ import httpx
 from pydantic import Field
 
 from medassets import paths
-from medassets.core.generation import Generation, OnDone, Request
+from medassets.core.generation import Generation, OnDone, Request, scored_generation
 from medassets.core.registry import GeneratingEntry, HubSource, Sampling, Settings, Source
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.folders import ModelSourceError
@@ -128,7 +128,8 @@ class OpenAIServerEngine:
                 problem = f"{type(exc).__name__}: {exc}"
             if attempt < retries:
                 time.sleep(min(30.0, 0.5 * 2**attempt) * (1 + random.random() / 2))
-        raise ServerError(f"{self.base_url}{path}: gave up after {retries + 1} attempts; last: {problem}")
+        shown = path if path.startswith("http") else f"{self.base_url}{path}"
+        raise ServerError(f"{shown}: gave up after {retries + 1} attempts; last: {problem}")
 
     def _check_model(self) -> None:
         try:
@@ -173,11 +174,52 @@ class OpenAIServerEngine:
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
 
+    def _tokens(self, body: dict[str, Any]) -> list[int]:
+        """Token ids from the server's tokenizer (vLLM's /tokenize, beside the API root)."""
+        url = self.base_url.removesuffix("/v1") + "/tokenize"
+        response = self._request("POST", url, json={"model": self.model} | body)
+        if response.status_code in (404, 405):
+            raise ServerError(
+                f"{url}: {_status(response)}: likelihood scoring needs the server's /tokenize endpoint and prompt "
+                "log-probabilities (`echo` with `logprobs` on /completions), which vLLM's server has and this one lacks"
+            )
+        if response.status_code != 200:
+            raise ServerError(f"{url}: {_status(response)}; the server's log has its message")
+        return response.json()["tokens"]
+
+    def _score(self, request: Request, chat_template: str | None) -> Generation:
+        """Each choice's log-probability after the conversation's generation prompt, from the
+        log-probabilities the server echoes for a prompt of the conversation's tokens and the choice's."""
+        rendering: dict[str, Any] = {"messages": request.messages, "add_generation_prompt": True}
+        if chat_template is not None:
+            rendering["chat_template"] = chat_template
+        prefix = self._tokens(rendering)
+        choices = [self._tokens({"prompt": choice, "add_special_tokens": False}) for choice in request.choices]
+        body = {"model": self.model, "prompt": [prefix + ids for ids in choices], "max_tokens": 1, "echo": True, "logprobs": 0, "temperature": 0}
+        response = self._request("POST", "/completions", json=body)
+        if response.status_code != 200:
+            raise ServerError(f"{self.base_url}/completions: {_status(response)}; the server's log has its message")
+        echoed = sorted(response.json()["choices"], key=lambda choice: choice["index"])
+        logprobs = []
+        for ids, choice in zip(choices, echoed):
+            rows = (choice.get("logprobs") or {}).get("token_logprobs") or []
+            if len(rows) < len(prefix) + len(ids):
+                raise ServerError(f"{self.base_url}/completions: the server echoed no prompt log-probabilities (`echo` with `logprobs`)")
+            logprobs.append(sum(rows[len(prefix) : len(prefix) + len(ids)]))
+        return scored_generation(request, logprobs, len(prefix))
+
     def generate(self, requests: Sequence[Request], *, sampling: Sampling, chat_template: str | None, on_done: OnDone) -> None:
+        self._each(requests, lambda request: self._complete(request, sampling, chat_template), on_done)
+
+    def score(self, requests: Sequence[Request], *, chat_template: str | None, on_done: OnDone) -> None:
+        self._each(requests, lambda request: self._score(request, chat_template), on_done)
+
+    def _each(self, requests: Sequence[Request], answer, on_done: OnDone) -> None:
+        """`answer` of every request, `max_concurrency` at a time."""
         lock = threading.Lock()
 
         def run(index: int) -> None:
-            generation = self._complete(requests[index], sampling, chat_template)
+            generation = answer(requests[index])
             with lock:  # callbacks write to a shared cache
                 on_done(index, generation)
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from medassets import paths
-from medassets.core.generation import Generation, OnDone, Request
+from medassets.core.generation import Generation, OnDone, Request, scored_generation
 from medassets.core.registry import GeneratingEntry, Sampling, Source
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.sources import source_folder, source_revision
@@ -69,6 +69,7 @@ class VLLMBackend(GeneratingBackend):
 
 
 BACKEND = VLLMBackend()
+_SCORING_CHUNK = 64  # conversations whose prefixes are cached together
 
 
 class VLLMEngine:
@@ -149,6 +150,49 @@ class VLLMEngine:
                             completion_tokens=len(completion.token_ids),
                         ),
                     )
+
+    def score(self, requests: Sequence[Request], *, chat_template: str | None, on_done: OnDone) -> None:
+        """Each choice's tokens after the conversation's generation prompt, their log-probabilities
+        read from one prefill (vLLM's prompt log-probabilities). In chunks: a chunk's conversations
+        are prefilled once into the prefix cache, then each choice is a prefill of its own tokens
+        and the conversation's last, partly filled, cache block."""
+        for start in range(0, len(requests), _SCORING_CHUNK):
+            chunk = requests[start : start + _SCORING_CHUNK]
+            for offset, (logprobs, prompt_tokens) in enumerate(self._score_chunk(chunk, chat_template)):
+                on_done(start + offset, scored_generation(chunk[offset], logprobs, prompt_tokens))
+
+    def _score_chunk(self, requests: Sequence[Request], chat_template: str | None) -> list[tuple[list[float], int]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        tokenizer = self.llm.get_tokenizer()
+        prefixes = [
+            tokenizer(
+                tokenizer.apply_chat_template(request.messages, chat_template=chat_template, add_generation_prompt=True, tokenize=False),
+                add_special_tokens=False,
+            ).input_ids
+            for request in requests
+        ]
+        choices = {choice: tokenizer(choice, add_special_tokens=False).input_ids for request in requests for choice in request.choices}
+        sequences = [(i, choice) for i, request in enumerate(requests) for choice in request.choices]
+        self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prefixes], SamplingParams(max_tokens=1, detokenize=False), use_tqdm=False)
+
+        def prompt_logprobs(indices: list[int], read_cache: bool) -> dict[int, object]:
+            params = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False, skip_reading_prefix_cache=not read_cache)
+            prompts = [TokensPrompt(prompt_token_ids=prefixes[sequences[k][0]] + choices[sequences[k][1]]) for k in indices]
+            return dict(zip(indices, self.llm.generate(prompts, params, use_tqdm=False)))
+
+        outputs = prompt_logprobs(list(range(len(sequences))), read_cache=True)
+        # A position served from the cache has no log-probability: a choice whose first token
+        # follows one (a block cached by another choice's prefill) is taken again without the cache.
+        again = [k for k, output in outputs.items() if output.num_cached_tokens >= len(prefixes[sequences[k][0]])]
+        if again:
+            outputs |= prompt_logprobs(again, read_cache=False)
+        logprobs: list[list[float]] = [[] for _ in requests]
+        for k, (i, choice) in enumerate(sequences):
+            rows, start = outputs[k].prompt_logprobs, len(prefixes[i])
+            logprobs[i].append(sum(rows[start + j][token].logprob for j, token in enumerate(choices[choice])))
+        return [(values, len(prefix)) for values, prefix in zip(logprobs, prefixes)]
 
     def close(self) -> None:
         # Without an explicit shutdown an engine's processes outlive the step (a run was seen to hang 9 minutes).

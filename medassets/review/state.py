@@ -17,7 +17,7 @@ import pandas as pd
 from medassets import paths
 from medassets.core import review
 from medassets.core.adjudication import open_adjudications
-from medassets.core.generation import task_requests
+from medassets.core.generation import task_choices, task_requests
 from medassets.core.registry import EnsembleModel, GeneratingEntry, load_registry
 from medassets.defs.io import AssetStorage
 from medassets.defs.partitions import ensemble_partitions, model_partitions, registered_partitions
@@ -127,7 +127,7 @@ class ReviewState:
             if isinstance(spec, GeneratingEntry) and prompts is not None and split is not None:
                 asked = task_requests(
                     task, prompts[prompts["id"] == item_id], split, variant=spec.variant, shots=spec.shots,
-                    shot_seed=spec.shot_seed, system_prompt=spec.system_prompt, constrained=spec.decoding == "constrained",
+                    shot_seed=spec.shot_seed, system_prompt=spec.system_prompt, choices=task_choices(task, spec.decoding, spec.scoring),
                 )
                 messages = asked.requests[0].messages if asked.requests else []
             setup = (spec.prompt_setup or "") if spec is not None else "not in the registry"

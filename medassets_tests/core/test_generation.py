@@ -2,6 +2,7 @@
 prompts reach the engine, how progress reads, and the frames predict() shapes.
 (The real engines: medassets_tests/engines/.)"""
 
+import math
 import pandas as pd
 import pytest
 
@@ -16,11 +17,17 @@ from medassets.core.generation import (
     TaskRequests,
     cache_key,
     generate_cached,
+    positive_share,
     predict,
+    prediction_frames,
+    scored_generation,
+    task_choices,
     task_requests,
+    threshold_rows,
+    train_requests,
     wait_for_closing_engines,
 )
-from medassets.core.prompts import render_prompts
+from medassets.core.prompts import render, render_prompts
 from medassets.core.splitting import stratified_split
 from medassets.core.registry import Sampling
 
@@ -239,7 +246,7 @@ def _split(task="breast_cancer", n=40):
 
 def _requests(split, task="breast_cancer", **settings):
     prompts = render_prompts(task, split[split["part"] == "test"])
-    options = {"variant": "paper", "shots": 0, "shot_seed": 0, "system_prompt": None, "constrained": False} | settings
+    options = {"variant": "paper", "shots": 0, "shot_seed": 0, "system_prompt": None, "choices": None} | settings
     return task_requests(task, prompts, split, **options)
 
 
@@ -269,5 +276,66 @@ def test_few_shot_turns_come_from_the_train_split_before_the_prompt():
 
 
 def test_constrained_requests_choose_between_the_two_answer_phrases():
-    items = _requests(_split("stigma_labeling"), task="stigma_labeling", constrained=True)
+    items = _requests(_split("stigma_labeling"), task="stigma_labeling", choices=task_choices("stigma_labeling", "constrained", "generate"))
     assert {r.choices for r in items.requests} == {("the note involves", "the note does not involve")}
+
+
+def test_a_scored_answer_is_the_likelier_side_and_its_share_is_the_score():
+    request = Request(MESSAGES, task_choices("breast_cancer", "free", "likelihood"))
+    assert request.choices == (
+        "the tweet is self-reporting breast cancer", "the tweet is not self-reporting breast cancer",
+        "the tweet is not self-reporting potential",
+    )
+    # Both negative wordings count against the positive: 0.3 alone beats neither 0.4 nor 0.3 + 0.3.
+    logprobs = [math.log(0.3), math.log(0.4), math.log(0.3)]
+    assert positive_share(logprobs) == pytest.approx(0.3)
+    scored = scored_generation(request, logprobs, prompt_tokens=17)
+    assert (scored.text, scored.finish_reason, scored.prompt_tokens, scored.completion_tokens) == (request.choices[1], "scored", 17, 0)
+    assert scored_generation(request, [math.log(0.6), math.log(0.3), math.log(0.1)], 17).text == request.choices[0]
+    assert scored_generation(request, [math.log(0.5), math.log(0.25), math.log(0.25)], 17).text == request.choices[1]  # a tie is negative
+    assert positive_share([-1000.0, -1001.0]) == pytest.approx(1 / (1 + math.exp(-1)))  # no underflow
+
+
+def test_scored_answers_are_cached_with_their_logprobs_and_framed_with_their_score(tmp_path):
+    request = Request(MESSAGES, task_choices("stigma_labeling", "free", "likelihood"))
+    scored = scored_generation(request, [-0.5, -2.0], prompt_tokens=9)
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    cache.put("k", scored)
+    assert cache.get_many(["k"])["k"] == scored
+    frames = prediction_frames({"stigma_labeling": TaskRequests(["a"], ["h"], [request])}, [scored])
+    frame = frames["stigma_labeling"]
+    assert list(frame.columns) == PREDICTION_COLUMNS
+    assert frame["score"].iloc[0] == pytest.approx(1 / (1 + math.exp(-1.5)))
+    assert list(frame["choice_logprobs"].iloc[0]) == [-0.5, -2.0]
+    unscored = prediction_frames({"stigma_labeling": TaskRequests(["a"], ["h"], [request])}, [Generation("x", None, "stop", 1, 1)])
+    assert math.isnan(unscored["stigma_labeling"]["score"].iloc[0])
+
+
+def test_threshold_rows_are_a_stratified_sample_of_train_rows_only():
+    split = _split(n=200)
+    train = split[split["part"] == "train"]
+    rows = threshold_rows(split, 40, seed=0)
+    assert set(rows["id"]) <= set(train["id"])
+    positives = int(train["label"].sum())
+    assert rows["label"].sum() == round(positives * 40 / len(train))
+    assert len(rows) - rows["label"].sum() == round((len(train) - positives) * 40 / len(train))
+    assert threshold_rows(split, 40, seed=0).equals(rows) and not threshold_rows(split, 40, seed=1).equals(rows)
+    assert threshold_rows(split, None, seed=0).equals(train) and threshold_rows(split, 10_000, seed=0).equals(train)
+    # Test rows changed in every way change nothing.
+    changed = split.copy()
+    test = changed["part"] == "test"
+    changed.loc[test, "label"] = 1 - changed.loc[test, "label"]
+    changed.loc[test, "text"] = "changed"
+    assert threshold_rows(changed, 40, seed=0).equals(rows)
+
+
+def test_train_requests_ask_train_rows_as_the_test_prompts_are_asked():
+    split = _split()
+    train = threshold_rows(split, 6, seed=0)
+    options = {"variant": "concise", "shots": 2, "shot_seed": 1, "system_prompt": "Be brief."}
+    choices = task_choices("breast_cancer", "free", "likelihood")
+    asked = train_requests("breast_cancer", train, split, **options, choices=choices)
+    tested = _requests(split, **options, choices=choices)
+    assert list(asked.ids) == train["id"].tolist()
+    assert all(r.messages[:-1] == tested.requests[0].messages[:-1] and r.choices == choices for r in asked.requests)
+    assert [r.messages[-1]["content"] for r in asked.requests] == [render("breast_cancer", t, "concise") for t in train["text"]]

@@ -16,16 +16,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, DagsterEventType, DagsterInvalidConfigError, MarkdownMetadataValue
-from sklearn.metrics import f1_score, precision_score, recall_score
+from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, precision_score, recall_score, roc_auc_score
 
 from medassets.core import comparison as comparison_logic
-from medassets.core.baseline import answer_phrase
+from medassets.core.baseline import answer_phrase, fit_scores
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
 from medassets.core.prompts import VARIANTS, variant_prompts
 from medassets.definitions import defs
 from medassets.defs import checks
 from medassets.defs.io import AssetStorage
+
+from medassets.core.metrics import learn_threshold
 from medassets.run import print_results
 from medassets.tasks import TASK_KEYS, TASKS
 
@@ -271,6 +273,44 @@ def test_comparison_writes_table3_differences_and_forest_plot(pipeline):
         assert (row.f1_diff, row.f1_diff_low, row.f1_diff_high) == (0, 0, 0)
     metadata = materializations(pipeline.compare, "comparison")[None]
     assert metadata["evaluated_partitions"].value == f"{len(EVALUATED_KEYS)} of {len(MODELS) * len(TASK_KEYS)}"
+
+
+@pytest.mark.parametrize("key", EVALUATED_KEYS)
+def test_the_baselines_scores_reach_the_metrics_as_scikit_learn_scores_them(pipeline, key):
+    model, task = key.split("|")
+    predictions = pd.read_parquet(pipeline.asset_file("predictions", model, task))
+    labels = pd.read_parquet(pipeline.asset_file("parsed_labels", model, task))
+    metrics = pd.read_parquet(pipeline.asset_file("metrics", model, task)).iloc[0]
+    gold, scores = labels["gold"], labels["score"]
+    assert scores.equals(predictions["score"]) and scores.between(0, 1).all() and scores.nunique() > 1
+    assert (labels["label"] == (scores > 0.5)).all()  # the likelier class
+    assert metrics["auroc"] == pytest.approx(roc_auc_score(gold, scores), abs=1e-12)
+    assert metrics["auprc"] == pytest.approx(average_precision_score(gold, scores), abs=1e-12)
+    assert metrics["brier"] == pytest.approx(brier_score_loss(gold, scores), abs=1e-12)
+    assert metrics["auroc_low"] <= metrics["auroc"] <= metrics["auroc_high"]
+    # The cut-off: learned on cross-validated scores of the train rows, applied to the test rows.
+    split = pd.read_parquet(pipeline.asset_file("split", task))
+    train = split[split["part"] == "train"]
+    seed = 1 if model.endswith("-b") else 0
+    _, train_scores = fit_scores(train["text"], train["label"], train["text"][:1], seed=seed)
+    threshold = learn_threshold(train["label"].to_numpy(), train_scores)
+    assert labels["learned_threshold"].eq(threshold).all() and metrics["learned_threshold"] == threshold
+    assert metrics["threshold_f1"] == pytest.approx(f1_score(gold, scores >= threshold))
+
+
+def test_comparison_adds_auroc_to_table3_differences_and_curves_for_scored_models(pipeline):
+    reports = pipeline.home / "reports"
+    table = pd.read_csv(reports / "table3.csv", keep_default_na=False)
+    for metric in ("AUROC", "AUPRC"):
+        cells = table[[f"{metric} {model}" for model in MODELS]]
+        assert all(CELL.match(cell) for cell in cells.to_numpy().ravel()), cells
+    differences = pd.read_csv(reports / "auroc_differences.csv")
+    assert list(differences["task"]) == EVALUATED and (differences["auroc_diff"] == 0).all()  # the same predictions
+    assert all((reports / f"score_curves_{task}.png").read_bytes()[:8] == PNG_MAGIC for task in EVALUATED)
+    metadata = materializations(pipeline.compare, "comparison")[None]
+    assert "AUROC" in metadata["auroc_differences"].value and "data:image/png;base64," in metadata[f"score_curves_{EVALUATED[0]}"].value
+    report = (reports / "report.html").read_text()
+    assert all(f"score_curves_{task}" in report or TASKS[task].title in report for task in EVALUATED)
 
 
 # --- (d) checks that fail ---------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_gpus_per_model(entry, gpus):
         ("backend: openai", "served-m"),
         ("backend: openai\n    server: {served_model: llama}", "served-llama"),
         ("backend: openai\n    source: {hub: org/absent, revision: v2}", "hub-v2"),  # served elsewhere
-        ("backend: baseline", "tfidf-logreg-v1"),
+        ("backend: baseline", "tfidf-logreg-v2"),
     ],
 )
 def test_revisions_known_without_local_weights(entry, revision, tmp_path, monkeypatch):
@@ -90,7 +90,7 @@ CHANGED = {
     "backend": None, "name": "renamed", "kubernetes": {"node_selector": {"gpu": "h100"}},
     "reasoning": True, "system_prompt": "Be brief.", "chat_template": "TEMPLATE", "fingerprint": "content",
     "sampling.temperature": 0.7, "sampling.top_p": 0.5, "sampling.max_tokens": 9, "sampling.seed": 3, "sampling.stop": ["x"],
-    "variant": "concise", "shots": 2, "shot_seed": 1, "decoding": "constrained",
+    "variant": "concise", "shots": 2, "shot_seed": 1, "decoding": "constrained", "scoring": "likelihood", "threshold_rows": 50,
     "source": {"path": "OTHER_WEIGHTS"}, "dtype": "bfloat16", "max_model_len": 4096, "quantization": "fp8",
     "tensor_parallel_size": 2, "gpu_memory_utilization": 0.9,
     "server.base_url": "http://10.0.0.1:8000/v1", "server.api_key_env": "OTHER_KEY", "server.served_model": "other",
@@ -99,13 +99,14 @@ CHANGED = {
 }
 # What each backend's answers depend on; every other field must keep the key. `fingerprint`
 # changes no answer, but it changes how the weights' revision is taken (a quick fingerprint or
-# every byte), and so the key: switching it costs one regeneration, never a stale answer.
+# every byte), and so the key: switching it costs one regeneration, never a stale answer;
+# `threshold_rows` changes the learned cut-off recorded with the answers, not the answers.
 ANSWER_CHANGING = {
     "vllm": {"fingerprint", "chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
-             "decoding", "source", "dtype", "max_model_len", "quantization", "tensor_parallel_size"},
+             "decoding", "scoring", "threshold_rows", "source", "dtype", "max_model_len", "quantization", "tensor_parallel_size"},
     # without a source, the served model's name is what identifies the weights
     "openai": {"chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
-               "decoding", "source", "server.served_model"},
+               "decoding", "scoring", "threshold_rows", "source", "server.served_model"},
     "baseline": {"seed"},
 }
 
@@ -201,4 +202,4 @@ def test_the_baseline_predicts_every_test_prompt_in_the_tasks_own_words(tmp_path
     assert list(frame["id"]) == list(variant_prompts(prompts)["id"])
     labels = [parse_answer(task, text).label for text in frame["text"]]
     assert set(labels) == {0, 1}  # every answer parses, both classes predicted
-    assert batch.metadata["model_revision"] == "tfidf-logreg-v1" and batch.metadata["backend"] == "baseline"
+    assert batch.metadata["model_revision"] == "tfidf-logreg-v2" and batch.metadata["backend"] == "baseline"

@@ -1,12 +1,17 @@
 """The `openai` backend against a real OpenAI-compatible server: vLLM's API server serving the
 embedded model on 127.0.0.1. Slow: the server takes about a minute to answer on 2 cores."""
 
+import json
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from medassets.core.generation import task_choices, task_requests
 from medassets.core.prompts import answer_phrases, variant_prompts
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIModel, OpenAIServer, OpenAIServerEngine, ServerError
@@ -19,7 +24,30 @@ SERVED = "smollm2-135m"
 MODEL = "smollm2-135m-server"  # the registry entry, and the model partition key
 OFFLINE = "smollm2-135m-offline"  # the same weights and settings on the offline engine
 CONSTRAINED = "smollm2-135m-server-constrained"  # through the server, answers forced to the two phrases
+SCORED = "smollm2-135m-server-scored"  # through the server, each answer phrase's log-probability
+OFFLINE_SCORED = "smollm2-135m-offline-scored"  # the same on the offline engine, with a cut-off learned on train rows
 TASK = "breast_cancer"
+# A forward pass of the same weights in transformers: each choice's log-probability after the
+# conversation's generation prompt (the choice tokenized on its own), in float64 from float32 logits.
+REFERENCE = """
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+folder, items = sys.argv[1], json.load(sys.stdin)
+tokenizer = AutoTokenizer.from_pretrained(folder)
+model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+scores = []
+for item in items:
+    prefix = tokenizer(tokenizer.apply_chat_template(item["messages"], add_generation_prompt=True, tokenize=False), add_special_tokens=False).input_ids
+    row = []
+    for choice in item["choices"]:
+        ids = tokenizer(choice, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(torch.tensor([prefix + ids])).logits[0].double(), dim=-1)
+        row.append(sum(logprobs[len(prefix) - 1 + j, token].item() for j, token in enumerate(ids)))
+    scores.append(row)
+print(json.dumps(scores))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +76,31 @@ models:
     backend: vllm
     source: {{embedded: {EMBEDDED_MODEL_NAME}}}
     sampling: {{max_tokens: 16}}
+  - name: {OFFLINE_SCORED}
+    backend: vllm
+    source: {{embedded: {EMBEDDED_MODEL_NAME}}}
+    scoring: likelihood
+    threshold_rows: 10
   - name: {CONSTRAINED}
     backend: openai
     decoding: constrained
     sampling: {{max_tokens: 24}}
     server: {{base_url: "{server}", served_model: {SERVED}}}
+  - name: {SCORED}
+    backend: openai
+    scoring: likelihood
+    threshold_rows: 0
+    server: {{base_url: "{server}", served_model: {SERVED}}}
 """)
-    _, report, _, _ = workspace.run(
-        f"prepare_data:{TASK}", f"generate:{MODEL}|{TASK}", f"generate:{OFFLINE}|{TASK}", f"generate:{CONSTRAINED}|{TASK}"
+    # The offline entries, adjacent in the registry, share one engine in one run over their two partitions.
+    _, report, _, _, _ = workspace.run(
+        f"prepare_data:{TASK}", f"generate:{MODEL}|{TASK}", f"generate:{OFFLINE}|{TASK}..{OFFLINE_SCORED}|{TASK}",
+        f"generate:{CONSTRAINED}|{TASK}", f"generate:{SCORED}|{TASK}",
     )
     return SimpleNamespace(
+        workspace=workspace,
+        scored=pd.read_parquet(workspace.asset_file("predictions", SCORED, TASK)),
+        offline_scored=pd.read_parquet(workspace.asset_file("predictions", OFFLINE_SCORED, TASK)),
         constrained=pd.read_parquet(workspace.asset_file("predictions", CONSTRAINED, TASK)),
         metadata=report["materializations"]["predictions"][f"{MODEL}|{TASK}"],
         prompts=variant_prompts(pd.read_parquet(workspace.asset_file("prompts", TASK))),
@@ -91,6 +134,32 @@ def test_constrained_answers_through_the_server_are_one_of_the_two_phrases(serve
     assert served.constrained["id"].tolist() == served.prompts["id"].tolist()
     assert set(served.constrained["text"]) <= set(answer_phrases(TASK))
     assert set(served.predictions["text"]) - set(answer_phrases(TASK))  # unconstrained, the text is free
+
+
+def test_scores_through_dagster_equal_a_transformers_forward_pass_and_the_server_gives_the_same(served, models_dir):
+    split = pd.read_parquet(served.workspace.asset_file("split", TASK))
+    asked = task_requests(
+        TASK, served.prompts, split, variant="paper", shots=0, shot_seed=0, system_prompt=None,
+        choices=task_choices(TASK, "free", "likelihood"),
+    )
+    items = [{"messages": request.messages, "choices": list(request.choices)} for request in asked.requests]
+    reference = json.loads(subprocess.run(
+        [sys.executable, "-c", REFERENCE, str(models_dir / EMBEDDED_MODEL_NAME)], input=json.dumps(items),
+        capture_output=True, text=True, check=True,
+    ).stdout)
+    offline = np.array(served.offline_scored["choice_logprobs"].tolist())
+    through_server = np.array(served.scored["choice_logprobs"].tolist())
+    assert offline.shape == through_server.shape == (len(served.prompts), 3)
+    # float32 kernels of two libraries sum in different orders: a phrase's log-probability (a sum
+    # of about 8 token terms of magnitude up to ~10) agrees to 1e-3; measured within 2e-4.
+    np.testing.assert_allclose(offline, np.array(reference), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(through_server, offline, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(served.scored["score"], served.offline_scored["score"], rtol=0, atol=1e-3)
+    positive = served.offline_scored["score"] > 0.5
+    assert (served.offline_scored["text"] == positive.map({True: asked.requests[0].choices[0], False: asked.requests[0].choices[1]})).all()
+    assert set(served.offline_scored["finish_reason"]) == {"scored"}
+    assert served.offline_scored["learned_threshold"].nunique() == 1 and served.offline_scored["learned_threshold"].between(0, 1).all()
+    assert "learned_threshold" not in served.scored  # threshold_rows: 0
 
 
 def spec(base_url: str, served_model: str, max_retries: int = 4) -> OpenAIModel:
