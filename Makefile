@@ -33,8 +33,10 @@ browser:
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql; }
 
+# Every run lists its slowest tests; `pytest -m "not slow"` leaves out the engine, server,
+# daemon, browser, Postgres and Kubernetes flows (under 3 minutes).
 test: install browser postgres
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 ui: install
 	DAGSTER_HOME=$(CURDIR) $(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(PORT)
