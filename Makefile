@@ -54,8 +54,10 @@ lint: $(VENV)/.installed-test
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# Every run lists its slowest tests; `pytest -m "not slow"` leaves out the engine, server,
+# daemon, browser, Postgres and Kubernetes flows (under 3 minutes).
 test: lint docs $(VENV)/.installed-test browser postgres
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 ui: install
 	DAGSTER_HOME=$(CURDIR) $(BIN)/dg dev -h $(UI_HOST) -p $(PORT)

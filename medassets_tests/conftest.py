@@ -35,7 +35,10 @@ settings.load_profile("medassets")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: starts a real vLLM engine or server (30-60 s each on 2 cores)")
+    config.addinivalue_line(
+        "markers", "slow: starts vLLM, a server, a daemon, a browser or PostgreSQL, drives a Kubernetes flow, or takes "
+        "over ~5 s on 2 cores; `pytest -m \"not slow\"` leaves these out",
+    )
 
 
 @pytest.fixture(scope="session")

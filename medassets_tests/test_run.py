@@ -14,12 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from medassets.tasks import TASK_KEYS, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = r"\d\.\d\d \(\d\.\d\d-\d\.\d\d\)"
 
 
+@pytest.mark.slow  # every job of `make run`, in a child process
 def test_run_materializes_everything_and_prints_table3(tmp_path):
     shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     registry = tmp_path / "models.yaml"

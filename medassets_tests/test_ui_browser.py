@@ -47,6 +47,8 @@ from support import TOKEN_VARIABLE, free_port, processes_with_token
 
 from medassets.tasks import TASK_KEYS
 
+pytestmark = pytest.mark.slow  # dagster dev and Chromium
+
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("dagster_runs.py")
 SCREENSHOTS = Path(__file__).with_name("screenshots")

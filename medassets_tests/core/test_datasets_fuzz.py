@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
@@ -104,12 +105,14 @@ def load_or_data_error(content: bytes, fmt: str, encoding: str, drop_bad_rows: b
     assert drop_bad_rows or loaded.dropped == []
 
 
+@pytest.mark.slow  # 300 examples: over 5 s on 2 cores
 @settings(max_examples=300)
 @given(fmt=st.sampled_from(TEXT_FORMATS), content=st.binary(max_size=400), encoding=st.sampled_from(ENCODINGS), drop=st.booleans())
 def test_random_bytes_load_or_raise_data_error(fmt, content, encoding, drop):
     load_or_data_error(content, fmt, encoding, drop)
 
 
+@pytest.mark.slow  # 300 examples: over 5 s on 2 cores
 @settings(max_examples=300)
 @given(fmt=st.sampled_from(("csv", "tsv")), data=st.data(), drop=st.booleans())
 def test_delimited_files_of_tricky_cells_load_or_raise_data_error(fmt, data, drop):

@@ -37,7 +37,14 @@ from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 pytestmark = pytest.mark.slow
 
 BASELINE, LOCAL, ADDED, ENSEMBLE = "tfidf-logreg", "local-smollm", "tfidf-logreg-added", "vote"
-INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+# The run queue is checked every second (Dagster's default: 5 s) and starts two runs at once
+# (default: 10): each run starts a process per step, and ten at a time thrash 2 cores.
+INSTANCE_CONFIG = """telemetry: {enabled: false}
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config: {max_concurrent_runs: 2, dequeue_interval_seconds: 1}
+"""
 WAIT_S = 420
 
 

@@ -39,6 +39,8 @@ from medassets.defs.kubernetes import ModelAwareK8sRunLauncher
 from medassets.defs.partitions import model_range_tags, partition_key
 from medassets.tasks import TASK_KEYS
 
+pytestmark = pytest.mark.slow  # Dagster's daemons' code and the launcher, in process: seconds per test
+
 SMALL, LARGE, BASELINE = "smollm2-135m", "llama3-70b", "tfidf-logreg"
 REGISTRY = f"""models:
   - name: {SMALL}

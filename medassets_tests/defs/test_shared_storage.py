@@ -15,6 +15,8 @@ from medassets.defs.io import AssetStorage, StorageError
 from medassets.defs.partitions import partition_key
 from medassets.tasks import TASK_KEYS
 
+pytestmark = pytest.mark.slow  # moto's S3-API server
+
 MODEL = "tfidf-logreg"
 BUCKET = "medassets-team"
 

@@ -86,7 +86,9 @@ OFFLINE_CALLERS = {
 }
 
 
-@pytest.mark.parametrize("caller", list(OFFLINE_CALLERS))
+# The conversion imports torch and transformers in a child process (over 10 s on 2 cores).
+@pytest.mark.parametrize("caller", [pytest.param(caller, marks=[pytest.mark.slow] if caller == "embedded conversion" else [])
+                                    for caller in OFFLINE_CALLERS])
 def test_the_code_keeps_the_hub_offline_when_the_environment_does_not(caller, tmp_path):
     code = (
         "import os, sys\nfrom pathlib import Path\n"
