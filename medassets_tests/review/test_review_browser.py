@@ -60,7 +60,7 @@ def _answers(test: pd.DataFrame, model: str) -> pd.DataFrame:
         texts[-1], finish[-1] = "The tweet is", "length"
     return pd.DataFrame({
         "id": test["id"].to_numpy(), "prompt_hash": "0" * 16, "text": texts, "reasoning": pd.Series(reasoning, dtype=object),
-        "finish_reason": finish, "prompt_tokens": 100, "completion_tokens": 12,
+        "finish_reason": finish, "prompt_tokens": 100, "completion_tokens": 12, "score": float("nan"), "choice_logprobs": None,
     })[PREDICTION_COLUMNS]
 
 
