@@ -191,7 +191,8 @@ class GeneratingEntry(ModelEntry):
 
     @property
     def prompt_setup(self) -> str:
-        return f"{self.variant}, {self.shots}-shot, {self.decoding}" + (", system prompt" if self.system_prompt else "")
+        asked = f"{self.variant}, {self.shots}-shot, " + ("scored by likelihood" if self.scoring == "likelihood" else self.decoding)
+        return asked + (", system prompt" if self.system_prompt else "")
 
     @property
     def uses_embedded_model(self) -> bool:

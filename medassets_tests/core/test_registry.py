@@ -47,9 +47,17 @@ def registry_error(text: str) -> str:
     return str(info.value)
 
 
+def test_scoring_cannot_be_constrained():
+    entry = "  - name: m\n    source: {embedded: smollm2-135m-instruct}\n    scoring: likelihood\n    decoding: constrained\n"
+    with pytest.raises(RegistryError, match="nothing to constrain"):
+        parse_registry("models:\n" + entry, "models.yaml")
+
+
 def test_shipped_registry_loads():
     models = load_registry(DATA / "models.yaml")
-    assert set(models) == {"smollm2-135m", "smollm2-135m-constrained", "smollm2-135m-2shot", "tfidf-logreg", "majority-vote"}
+    assert set(models) == {
+        "smollm2-135m", "smollm2-135m-constrained", "smollm2-135m-2shot", "smollm2-135m-scored", "tfidf-logreg", "majority-vote",
+    }
     small = models["smollm2-135m"]
     assert isinstance(small, VLLMModel) and small.backend == "vllm"
     assert small.source == EmbeddedSource(embedded="smollm2-135m-instruct")
@@ -60,6 +68,8 @@ def test_shipped_registry_loads():
     assert (small.variant, small.shots, small.decoding) == ("paper", 0, "free")  # the paper's zero-shot prompt
     assert models["smollm2-135m-constrained"].decoding == "constrained"
     assert (models["smollm2-135m-2shot"].shots, models["smollm2-135m-2shot"].shot_seed) == (2, 0)
+    assert (models["smollm2-135m-scored"].scoring, models["smollm2-135m-scored"].threshold_rows) == ("likelihood", 60)
+    assert small.scoring == "generate"
     vote = models["majority-vote"]
     assert isinstance(vote, EnsembleModel)
     assert (vote.members, vote.rule, vote.tie, vote.invalid_member) == (
