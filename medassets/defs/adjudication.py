@@ -30,14 +30,26 @@ def _verdicts(task: str) -> list[adjudication_logic.Adjudication]:
         store.close()
 
 
+def verdict_versions() -> dict[str, str]:
+    """The labels version of each task some reviewer has judged (verdicts are never removed,
+    so a task once here stays here)."""
+    store = adjudication_logic.open_adjudications(paths.postgres_url(), paths.cache_path())
+    try:
+        judged = {task: store.for_task(task) for task in TASK_KEYS}
+    finally:
+        store.close()
+    return {task: adjudication_logic.labels_version(verdicts) for task, verdicts in judged.items() if verdicts}
+
+
 @observable_source_asset(
     partitions_def=task_partitions,
     group_name="evaluation",
     description="The reviewers' verdicts on each task's gold labels (the review page, `make review`), in the "
-    "response cache's database; the data version of a task is a hash of its items' current verdicts and labels.",
+    "response cache's database; the data version of a task is a hash of its items' current verdicts and labels. "
+    "Observed when they change (the `review_verdicts` sensor); a task nobody has judged is not observed.",
 )
 def adjudications(context) -> DataVersionsByPartition:
-    return DataVersionsByPartition({task: DataVersion(adjudication_logic.labels_version(_verdicts(task))) for task in TASK_KEYS})
+    return DataVersionsByPartition({task: DataVersion(version) for task, version in verdict_versions().items()})
 
 
 @asset(
@@ -49,7 +61,8 @@ def adjudications(context) -> DataVersionsByPartition:
     automation_condition=reevaluate_when_changed(),
     code_version=code_version(adjudication_logic),
     description="Each test item's gold label after adjudication: id, original, label (the adjudicated gold) and "
-    "verdict (empty when none). Ids and labels only. Metrics use it with run config `gold: adjudicated`.",
+    "verdict (empty when none). Ids and labels only. Metrics use it with run config `gold: adjudicated`; the "
+    "comparison reports results on it beside the original ones.",
 )
 def adjudicated_gold(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame:
     task = context.partition_key

@@ -11,6 +11,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetIn,
+    AssetSelection,
     AssetsDefinition,
     Config,
     DataVersion,
@@ -221,6 +222,9 @@ def ensemble_labels(context: AssetExecutionContext, parsed_labels: dict[str, pd.
     return frame
 
 
+ADJUDICATED_GOLD = AssetSelection.assets(adjudication.adjudicated_gold)
+
+
 def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPartitionsDefinition, labelled_by: str) -> AssetsDefinition:
     """The metrics of each partition of `labels`; `labelled_by` is the asset whose metadata
     holds the revision of what answered (predictions, or an ensemble's labels)."""
@@ -230,10 +234,12 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         name=name,
         partitions_def=partitions_def,
         ins={"labels": AssetIn(labels.key)},
+        # Read when the run config says `gold: adjudicated`; a task nobody has judged has none.
+        deps=[AssetDep(adjudication.adjudicated_gold, partition_mapping=MultiToSingleDimensionPartitionMapping("task"))],
         group_name="evaluation",
         kinds={"pandas", "parquet"},
         tags=DOMAIN_TAGS,
-        automation_condition=reevaluate_when_changed(),
+        automation_condition=reevaluate_when_changed(may_be_missing=ADJUDICATED_GOLD),
         code_version=code_version(metrics_logic),
         description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
         "run config's confidence (95% by default), the invalid count and the confusion matrix, from "
@@ -273,7 +279,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
                 ),
             }
         )
-        settings = {setting: report[setting] for setting in metrics_logic.SETTINGS}
+        settings = {setting: report[setting] for setting in metrics_logic.SETTINGS} | {"gold": config.gold}
         return pd.DataFrame([{"task": task, "model": model, **report_row(report), **settings}])
 
     return _metrics
@@ -354,11 +360,12 @@ comparison_code_version = code_version(
 
 
 @asset(
-    deps=[metrics, parsed_labels, ensemble_metrics, ensemble_labels],
+    deps=[metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudication.adjudicated_gold],
     group_name="evaluation",
     kinds={"pandas", "parquet", "html"},
     tags=DOMAIN_TAGS,
-    automation_condition=reevaluate_when_changed(),
+    # New adjudicated labels re-run the metrics on their task, and those the comparison: once.
+    automation_condition=reevaluate_when_changed(not_updates=ADJUDICATED_GOLD, may_be_missing=ADJUDICATED_GOLD),
     code_version=comparison_code_version,
     description="The paper's Table 3 for every registered model and ensemble, with invalid counts, paired F1 "
     "differences with intervals, McNemar's test adjusted across tasks (Holm by default), a forest plot, and a "

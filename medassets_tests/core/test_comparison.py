@@ -59,7 +59,7 @@ def metrics_row(task: str, model: str, seed: int, invalid: int = 0) -> dict:
     pred = np.where(rng.random(80) < 0.8, truth, 1 - truth)
     pred[:invalid] = -1
     report = binary_report(truth, pred, n_resamples=200, seed=0)
-    return {"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, list)}}
+    return {"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, list)}, "gold": "original"}
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_headings_state_the_settings_of_each_table(two_by_two):
     """Table 3 and the plot with the metrics' own settings (binary_report's defaults here), the
     differences with the comparison's."""
     shown = headings(settings_of(two_by_two))
-    assert shown["table3"].endswith("with 95% percentile bootstrap intervals; invalid answers scored as negative")
+    assert shown["table3"].endswith("with 95% percentile bootstrap intervals; invalid answers scored as negative; original gold labels")
     assert shown["forest_plot"] == "F1 of the positive class (95% bootstrap intervals; invalid answers scored as negative)"
     assert "with 90% paired bootstrap intervals; invalid answers excluded;" in shown["f1_differences"]
     assert shown["f1_differences"].endswith("adjusted across the tasks of each pair by Benjamini-Hochberg")
@@ -140,13 +140,17 @@ def test_headings_say_where_the_metrics_partitions_differ(two_by_two):
     assert metrics_settings(mixed)["confidence"] == [0.8, 0.95]
     assert headings(settings_of(mixed))["table3"].endswith(
         "80% or 95% (differing between partitions) percentile bootstrap intervals; invalid answers excluded or "
-        "scored as negative (differing between partitions)"
+        "scored as negative (differing between partitions); original gold labels"
     )
+    adjudicated = two_by_two.assign(gold=["adjudicated", "original", "original"])
+    assert headings(settings_of(adjudicated))["table3"].endswith("; adjudicated or original gold labels (differing between partitions)")
 
 
 def test_metrics_that_record_no_settings_are_refused(two_by_two):
     with pytest.raises(ValueError, match=r"metrics of model-b\|stigma_labeling record no .*materialize those metrics again"):
         metrics_settings(two_by_two.assign(confidence=[None, 0.95, 0.95]))
+    with pytest.raises(ValueError, match=r"metrics of model-a\|breast_cancer record no .*gold"):
+        metrics_settings(two_by_two.assign(gold=["original", "original", None]))
     with pytest.raises(ValueError, match="record no"):
         forest_plot(two_by_two.drop(columns="invalid_policy"))
 
