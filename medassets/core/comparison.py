@@ -15,6 +15,7 @@ from medassets.core.metrics import (
     METRICS,
     SCORE_METRICS,
     SETTINGS,
+    binary_report,
     delong,
     mcnemar,
     paired_auroc_difference,
@@ -422,3 +423,13 @@ def score_curves_plot(labels: pd.DataFrame, task: str) -> bytes:
     })
     plt.close(fig)
     return image.getvalue()
+
+
+def metrics_of_labels(labels: pd.DataFrame, *, gold: str, n_resamples: int, confidence: float, seed: int, invalid: str) -> pd.DataFrame:
+    """One row per (task, model) of `labels` (task, model, id, gold, label) as the metrics asset
+    records it: `binary_report`'s numbers and settings, and `gold` (which gold labels these are)."""
+    rows = []
+    for (task, model), part in labels.groupby(["task", "model"], sort=True):
+        report = binary_report(part["gold"], part["label"], n_resamples=n_resamples, confidence=confidence, seed=seed, invalid=invalid)
+        rows.append({"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, list)}, "gold": gold})
+    return pd.DataFrame(rows)

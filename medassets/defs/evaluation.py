@@ -400,10 +400,13 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     plot = comparison_logic.forest_plot(all_metrics)
     plot_url = storage.write_bytes("reports/f1_forest.png", plot)
     tasks = [task for task in TASK_KEYS if task in set(all_metrics["task"])]
+    adjudicated = adjudication.adjudicated_results(
+        labels, storage, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid
+    )
     report = report_logic.render_report(
         table3=table, differences=shown_differences, labels=labels, sensitivity=sensitivity, forest_png=plot,
         provenance=_provenance(context.instance, registry, sorted(all_metrics["model"].unique()), tasks),
-        headings=headings,
+        headings=headings, adjudication=adjudicated and adjudicated["tables"],
     )
     report_url = storage.write_bytes("reports/report.html", report.encode("utf-8"))
     context.log.info(f"report: {report_url}")
@@ -422,6 +425,7 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
             "pairs": config.pairs if config.pairs == "every" else f"each against {config.reference}",
             "correction": comparison_logic.CORRECTION_NAMES[config.correction],
             "settings": MetadataValue.json(settings),
+            "labels_changed_by_adjudication": MetadataValue.json(adjudicated["labels_changed"] if adjudicated else {}),
         }
     )
     return table

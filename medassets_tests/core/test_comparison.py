@@ -18,6 +18,7 @@ from medassets.core.comparison import (
     forest_plot,
     headings,
     interval_cell,
+    metrics_of_labels,
     metrics_settings,
     model_pairs,
     paired_auroc_differences,
@@ -28,6 +29,7 @@ from medassets.core.comparison import (
     table3,
 )
 from PIL import Image
+from sklearn.metrics import f1_score
 
 from medassets.core import report
 from medassets.core.metrics import (
@@ -378,3 +380,41 @@ def test_report_shows_auroc_differences_and_score_curves_when_given():
     assert html.escape(shown["auroc_differences"]) in page and html.escape(shown["score_curves"]) in page
     assert "<table" in page.split("id='auroc-differences'")[1].split("</section>")[0]
     assert page.count("alt='ROC, precision-recall and reliability curves:") == 1
+
+
+def test_report_shows_table3_a_row_per_task_and_model_f1_first(two_by_two):
+    wide = table3(two_by_two)
+    narrow = report.table3_by_model(wide)
+    assert list(narrow.columns) == ["Task", "Model", "F1", "Precision", "Recall", "Invalid"]
+    assert narrow["Task"].tolist() == [TASKS["breast_cancer"].title, "", TASKS["stigma_labeling"].title, ""]
+    assert narrow["Model"].tolist() == ["model-a", "model-b"] * 2
+    # the same cells as the wide table, none lost or added
+    for metric in ("F1", "Precision", "Recall", "Invalid"):
+        assert narrow[metric].tolist() == [wide.loc[row, f"{metric} {model}"] for row in range(2) for model in ("model-a", "model-b")]
+
+
+def test_report_shows_original_and_adjudicated_results_side_by_side():
+    from medassets.core import adjudication
+
+    labels = three_models_on_three_tasks().assign(invalid_reason=None)
+    of_task = labels[labels["task"] == "stigma_labeling"]
+    ids = sorted(of_task["id"].unique())
+    gold = of_task.drop_duplicates("id").set_index("id").loc[ids, "gold"].tolist()
+    verdicts = [adjudication.checked("stigma_labeling", item, "wrong", 1 - g, "annotation error", "", "ana", g) for item, g in zip(ids[:5], gold)]
+    adjudicated = {"stigma_labeling": adjudication.adjudicated_gold(ids, gold, verdicts)}
+    settings = {"n_resamples": 50, "confidence": 0.95, "seed": 0, "invalid": "negative"}
+    original = metrics_of_labels(of_task, gold="original", **settings)
+    rescored = metrics_of_labels(adjudication.with_adjudicated_gold(of_task, adjudicated), gold="adjudicated", **settings)
+    tables = report.adjudication_tables(original, rescored, adjudication.adjudication_summary(adjudicated),
+                                        adjudication.reviewer_agreement_by_task(adjudicated, {"stigma_labeling": verdicts}))
+    row = tables["by task"].iloc[0]
+    assert row["Labels changed"] == 5 and row["Judged"] == 5
+    a_rows = of_task[of_task["model"] == "a"]
+    corrected = a_rows["gold"].where(~a_rows["id"].isin(ids[:5]), 1 - a_rows["gold"])
+    predicted = np.where(a_rows["label"] == -1, 0, a_rows["label"])
+    assert row["F1 a"] == f"{f1_score(a_rows['gold'], predicted):.2f} → {f1_score(corrected, predicted):.2f}"
+    page, _, _ = render()
+    assert "No gold label has been adjudicated" in page
+    page, _, _ = render(adjudication=tables)
+    section = page.split("id='adjudication'")[1].split("</section>")[0]
+    assert f"<td>{row['F1 a']}</td>" in section and "No reviewer has judged an item another judged" in section
