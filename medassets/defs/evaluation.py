@@ -52,7 +52,7 @@ from medassets.defs.partitions import (
     task_model_partitions,
     task_partitions,
 )
-from medassets.tasks import TASK_KEYS, tasks_version
+from medassets.tasks import TASK_KEYS, TASKS, tasks_version
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
     f"{metric}{suffix}" for metric in metrics_logic.METRICS for suffix in ("", "_low", "_high")
@@ -426,6 +426,10 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
             "correction": comparison_logic.CORRECTION_NAMES[config.correction],
             "settings": MetadataValue.json(settings),
             "labels_changed_by_adjudication": MetadataValue.json(adjudicated["labels_changed"] if adjudicated else {}),
+            "review_pages": MetadataValue.md(
+                "Each task's items beside every model's answer (`make review`): "
+                + ", ".join(f"[{TASKS[task].title}]({paths.review_url()}/tasks/{task})" for task in tasks)
+            ),
         }
     )
     return table
@@ -464,6 +468,7 @@ def error_analysis(context: AssetExecutionContext, storage: AssetStorage) -> pd.
     context.add_output_metadata(
         frame_metadata(table)
         | {"models": MetadataValue.json(evaluated), "outcomes": MetadataValue.md(pd.Series(counts).to_frame("items").to_markdown())}
+        | {"review_page": MetadataValue.url(f"{paths.review_url()}/tasks/{task}")}
         | {key.replace(" ", "_"): value for key, value in counts.items()}
     )
     return table
