@@ -109,11 +109,10 @@ class ReviewState:
         return items
 
     def sources(self, task: str) -> list[Source]:
-        """Where the task's labels (as `task_items` last read them) came from, by model."""
-        if self.task_items(task) is None:
-            return []
+        """Where the task's labels, as `task_items` last read them, came from, by model."""
         with self._lock:
-            return self._tasks[task][2]
+            cached = self._tasks.get(task)
+        return cached[2] if cached else []
 
     def _sources(self, task: str, files: dict[str, tuple[str, list[str]]]) -> list[Source]:
         keys = {name: (asset, partition_key(name, task)) for name, (asset, _) in sorted(files.items())}
