@@ -243,7 +243,8 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         code_version=code_version(metrics_logic),
         description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
         "run config's confidence (95% by default), the invalid count and the confusion matrix, from "
-        f"{labels_name}; the confidence, invalid-answer policy and resamples are recorded in the frame and its metadata.",
+        f"{labels_name}; the confidence, invalid-answer policy, resamples and gold labels (`original` or `adjudicated`, "
+        "run config) are recorded in the frame and its metadata.",
     )
     def _metrics(context: AssetExecutionContext, config: MetricsConfig, storage: AssetStorage, labels: pd.DataFrame) -> pd.DataFrame:
         model, task = model_and_task(context.partition_key)
