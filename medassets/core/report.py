@@ -117,7 +117,7 @@ def _adjudication_section(tables: dict[str, pd.DataFrame] | None) -> tuple[str, 
     if tables is None:
         return ("adjudication", "Original and adjudicated gold labels", "", "<p class='note'>No gold label has been adjudicated.</p>")
     reviewers = tables["reviewers"]
-    content = _table(tables["by task"], "adjudication") + "<h3>Agreement between reviewers</h3>" + (
+    content = _table(tables["by task"], "adjudication-by-task") + "<h3>Agreement between reviewers</h3>" + (
         _table(reviewers, "reviewer-agreement") if len(reviewers) else "<p class='note'>No reviewer has judged an item another judged.</p>"
     )
     return ("adjudication", "Original and adjudicated gold labels", note, content)

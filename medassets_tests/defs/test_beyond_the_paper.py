@@ -143,7 +143,7 @@ def test_the_report_is_self_contained_and_its_numbers_match_the_metrics(evaluate
             page.goto(report.as_uri())
             header = page.locator("#table3 thead th").all_inner_texts()
             rows = [row.locator("td").all_inner_texts() for row in page.locator("#table3 tbody tr").all()]
-            table3_overflow = page.locator("#table3").evaluate("table => table.parentElement.scrollWidth - table.parentElement.clientWidth")
+            table3_overflow = page.locator("table#table3").evaluate("table => table.parentElement.scrollWidth - table.parentElement.clientWidth")
             image_width = page.locator("#forest-plot img").evaluate("image => image.naturalWidth")
             sections = page.locator("section h2").all_inner_texts()
         finally:

@@ -181,10 +181,10 @@ def test_review_session(tmp_path):
         compared = runs[3]["materializations"]["comparison"]["None"]
         assert compared["labels_changed_by_adjudication"] == {TASK: 2}
         page.goto((workspace.home / "reports" / "report.html").as_uri())
-        side_by_side = page.locator("#adjudication tbody tr").first
+        side_by_side = page.locator("#adjudication-by-task tbody tr").first
         expect(side_by_side).to_contain_text(TASKS[TASK].title)
         expect(side_by_side).to_contain_text(f"{f1_score(a['gold'], predicted):.2f} → {f1_score(corrected, predicted):.2f}")
-        assert "Labels changed" in page.locator("#adjudication thead").inner_text()
+        assert "Labels changed" in page.locator("#adjudication-by-task thead").inner_text()
         assert CANARY not in page.content()
 
         # From the Dagster metadata to the review page, from both assets.
