@@ -21,6 +21,8 @@ needed (a step, a sensor tick, the definitions being built), never at import tim
   to reach a server through a tunnel); unset by default.
 - The API key of an `openai` model is read from the variable its registry entry names
   (`server.api_key_env`, default OPENAI_API_KEY).
+- MEDASSETS_REVIEW_URL: where the review page (`make review`) is reached, for the links to it
+  in the `comparison` and `error_analysis` metadata (default: http://127.0.0.1:3001).
 - DAGSTER_HOME: Dagster's instance folder; `make run` requires it (the Makefile sets it).
 
 Set for libraries when unset, never read as settings: OMP_NUM_THREADS and
@@ -37,6 +39,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_REEVALUATION_CRON = "0 3 * * 1"
+DEFAULT_REVIEW_URL = "http://127.0.0.1:3001"
 
 
 def _path(variable: str, default: Path) -> Path:
@@ -88,6 +91,10 @@ def openai_base_url(configured: str) -> str:
 def api_key(variable: str) -> str:
     """The API key in the named variable; "EMPTY" (what vLLM's server accepts) when unset."""
     return os.environ.get(variable, "EMPTY")
+
+
+def review_url() -> str:
+    return (os.environ.get("MEDASSETS_REVIEW_URL") or DEFAULT_REVIEW_URL).rstrip("/")
 
 
 def dagster_home() -> str | None:

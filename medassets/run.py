@@ -1,4 +1,4 @@
-"""`make run`: materialize every asset headless, for every registered model, and print Table 3.
+"""`make run`: materialize every asset headless, for every registered model, and print F1 by model and task.
 
 Runs go into the Dagster instance of DAGSTER_HOME, so the Dagster UI shows them afterwards.
 """
@@ -6,13 +6,14 @@ Runs go into the Dagster instance of DAGSTER_HOME, so the Dagster UI shows them 
 import io
 import json
 import sys
+import textwrap
 import time
 
 import pandas as pd
 from dagster import DagsterInstance
 
 from medassets import paths
-from medassets.core.comparison import differences_table, headings
+from medassets.core.comparison import NO_SCORES, differences_table, headings
 from medassets.core.registry import load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
@@ -68,20 +69,66 @@ def main() -> None:
     print_results(AssetStorage())
 
 
-def print_results(storage: AssetStorage) -> None:
-    """Table 3 and the paired differences as the comparison stored them, under headings that
-    state the settings it recorded having computed them with."""
+def print_results(storage: AssetStorage, *, shown_differences: int = 10) -> None:
+    """F1 of each model on each task, and the significant paired differences (the
+    `shown_differences` of smallest adjusted p), as the comparison stored them, under headings
+    that state the settings it recorded; within 100 columns for model names up to about 40
+    characters, whatever their number. The full tables are in the reports folder, which it names."""
     table = pd.read_csv(io.BytesIO(storage.read_bytes("reports/table3.csv")), keep_default_na=False)
     differences = pd.read_csv(io.BytesIO(storage.read_bytes("reports/f1_differences.csv")))
     titles = headings(json.loads(storage.read_bytes("reports/settings.json")))
-    print(f"\nTable 3: {titles['table3']}\n")
-    print(table.to_markdown(index=False))
-    print(f"\n{titles['f1_differences']}\n")
-    print(differences_table(differences).to_markdown(index=False))
-    print(f"\nReport (one HTML file, opens offline): {storage.url('reports/report.html')}")
-    print(f"Reports (CSV, Parquet, forest plot): {storage.url('reports')}")
+    numbers = {title: str(number) for number, title in enumerate(table["Task"], start=1)}
+    _print_wrapped(f"\nF1 by model and task. Table 3: {titles['table3']}; intervals, precision and recall in table3.csv.\n")
+    print(f1_by_model(table).to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+    scored = auroc_by_model(table)
+    if len(scored):
+        _print_wrapped("\nAUROC of the models that give scores, by task (intervals and AUPRC in table3.csv):\n")
+        print(scored.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+    _print_wrapped("Tasks: " + "; ".join(f"{number} {title}" for title, number in numbers.items()) + ".")
+    significant = differences[differences["mcnemar_p_adjusted"] < 0.05].sort_values("mcnemar_p_adjusted")
+    count = f"{len(significant)} of {len(differences)} paired differences (task x pair) have an adjusted p below 0.05"
+    if len(significant) > shown_differences:
+        count += f"; the {shown_differences} of smallest p"
+    if len(differences):  # two models or more
+        _print_wrapped(f"\n{titles['f1_differences']}. {count}{':' if len(significant) else '.'}\n")
+    if len(significant):
+        shown = differences_table(significant.head(shown_differences))
+        shown = pd.DataFrame({
+            "Task": shown["Task"].map(numbers), "Models": shown["Models"], "F1 difference": shown["F1 difference"],
+            "p adjusted": shown.iloc[:, -1],
+        })
+        print(shown.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+    print(f"\nEvery table in full (CSV, Parquet) and the forest plot: {storage.url('reports')}")
+    print(f"Report (one HTML file, opens offline): {storage.url('reports/report.html')}")
     print(f"Asset files: {storage.url('assets')}")
     print("Open the Dagster UI on these results with: make ui")
+
+
+def _print_wrapped(text: str) -> None:
+    print("\n".join(textwrap.fill(line, 100) if line else "" for line in text.split("\n")))
+
+
+def auroc_by_model(table3: pd.DataFrame) -> pd.DataFrame:
+    """A row per model that gives scores, a column per task (as `f1_by_model`): its AUROC."""
+    rows = []
+    for column in (column for column in table3.columns if column.startswith("AUROC ")):
+        cells = table3[column].astype(str)
+        if (cells != NO_SCORES).any():
+            auroc = [cell.split(" ")[0] if cell not in (NO_SCORES, "not evaluated") else "-" for cell in cells]
+            rows.append({"Model": column.removeprefix("AUROC "), **{str(number): value for number, value in enumerate(auroc, start=1)}})
+    return pd.DataFrame(rows)
+
+
+def f1_by_model(table3: pd.DataFrame) -> pd.DataFrame:
+    """A row per model, a column per task (numbered in Table 3's row order): its F1 without the
+    interval ("-" where not evaluated), then its invalid answers over all tasks."""
+    models = [column.removeprefix("F1 ") for column in table3.columns if column.startswith("F1 ")]
+    rows = []
+    for model in models:
+        f1 = [cell.split(" ")[0] if cell != "not evaluated" else "-" for cell in table3[f"F1 {model}"].astype(str)]
+        invalid = pd.to_numeric(table3[f"Invalid {model}"], errors="coerce").sum()
+        rows.append({"Model": model, **{str(number): value for number, value in enumerate(f1, start=1)}, "Invalid": int(invalid)})
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from medassets.tasks import TASK_KEYS, TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
-CELL = r"\d\.\d\d \(\d\.\d\d-\d\.\d\d\)"
 
 
 @pytest.mark.slow  # every job of `make run`, in a child process
@@ -35,14 +35,22 @@ def test_run_materializes_everything_and_prints_table3(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    header = next(line for line in lines if line.startswith("| Task "))
-    assert [c.strip() for c in header.strip("|").split("|")] == [
-        "Task", "Precision tfidf-logreg", "Recall tfidf-logreg", "F1 tfidf-logreg", "Invalid tfidf-logreg",
-    ]
-    start = lines.index(header) + 2  # after the separator line
-    rows = lines[start:start + len(TASK_KEYS)]
-    assert [row.split("|")[1].strip() for row in rows] == [TASKS[task].title for task in TASK_KEYS]
-    assert all(re.fullmatch(rf"\| [^|]+ \| {CELL} +\| {CELL} +\| {CELL} +\| +0 \|", row) for row in rows), rows
+    start = next(n for n, line in enumerate(lines) if line.startswith("F1 by model and task. Table 3: Precision, recall and F1"))
+    end = next(n for n, line in enumerate(lines) if line.startswith("Every table in full"))  # then paths, as long as they are
+    assert max(len(line) for line in lines[start:end]) <= 100  # an ordinary terminal
+    header = next(line for line in lines if line.startswith("Model "))
+    assert header.split() == ["Model", *(str(n) for n in range(1, len(TASK_KEYS) + 1)), "Invalid"]
+    row = lines[lines.index(header) + 2].split()  # after the dashes
+    table3 = pd.read_csv(tmp_path / "state" / "reports" / "table3.csv")
+    assert row == ["tfidf-logreg", *(cell.split(" ")[0] for cell in table3["F1 tfidf-logreg"]), "0"]
+    assert all(re.fullmatch(r"\d\.\d\d", f1) for f1 in row[1:-1]), row
+    # the baseline gives scores: its AUROC beside its F1
+    auroc_header = next(n for n, line in enumerate(lines) if line.startswith("AUROC of the models that give scores"))
+    auroc_row = lines[auroc_header + 4].split()  # after the blank line, header and dashes
+    assert auroc_row == ["tfidf-logreg", *(cell.split(" ")[0] for cell in table3["AUROC tfidf-logreg"])]
+    printed = " ".join(result.stdout.split())
+    assert "Tasks: " + "; ".join(f"{n} {TASKS[task].title}" for n, task in enumerate(TASK_KEYS, start=1)) + "." in printed
+    assert "Paired F1 differences" not in printed  # one model: no pair
     # the runs went to the temporary instance, the reports to the temporary state folder
     assert (tmp_path / ".dagster" / "storage").is_dir()
     assert (tmp_path / "state" / "reports" / "table3.csv").is_file()

@@ -247,3 +247,47 @@ def original_agreement(adjudicated: pd.DataFrame) -> dict[str, float | int]:
         "changed": int((adjudicated["label"] != adjudicated["original"]).sum()),
         "kappa": cohen_kappa(judged["original"].tolist(), judged["label"].tolist()),
     }
+
+
+def with_adjudicated_gold(labels: pd.DataFrame, adjudicated: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """`labels` (task, model, id, gold, label...) with each item's gold replaced by its adjudicated
+    label, from `adjudicated` (task -> an `adjudicated_gold` frame); a task without one keeps its
+    gold. Raises ValueError naming the task and items when a frame lacks labelled items."""
+    rescored = []
+    for task, of_task in labels.groupby("task", sort=False):
+        if task in adjudicated:
+            by_id = adjudicated[task].set_index("id")["label"]
+            missing = sorted(set(of_task["id"]) - set(by_id.index))
+            if missing:
+                raise ValueError(f"adjudicated_gold {task!r} lacks the labelled items {missing[:5]}: re-materialize it from the current split")
+            of_task = of_task.assign(gold=by_id.reindex(of_task["id"]).astype(int).to_numpy())
+        rescored.append(of_task)
+    return pd.concat(rescored, ignore_index=True) if rescored else labels
+
+
+
+def adjudication_summary(adjudicated: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per task with an `adjudicated_gold` frame: items, judged (with a current verdict), labels
+    changed, ambiguous, and Cohen's kappa between original and adjudicated labels."""
+    rows = []
+    for task, frame in adjudicated.items():
+        agreement = original_agreement(frame)
+        rows.append({
+            "task": task, "items": len(frame), "judged": int((frame["verdict"] != "").sum()),
+            "labels_changed": agreement["changed"], "ambiguous": int((frame["verdict"] == AMBIGUOUS).sum()),
+            "kappa_original_adjudicated": agreement["kappa"],
+        })
+    return pd.DataFrame(rows, columns=["task", "items", "judged", "labels_changed", "ambiguous", "kappa_original_adjudicated"])
+
+
+def reviewer_agreement_by_task(adjudicated: Mapping[str, pd.DataFrame], verdicts: Mapping[str, Sequence[Adjudication]]) -> pd.DataFrame:
+    """`reviewer_agreement` of each task with an `adjudicated_gold` frame, its original labels
+    from that frame (verdicts on items outside it are left out): task, reviewer_a, reviewer_b,
+    items, kappa."""
+    frames = []
+    for task, frame in adjudicated.items():
+        gold = dict(zip(frame["id"], frame["original"].astype(int)))
+        judged = [verdict for verdict in verdicts.get(task, ()) if verdict.item_id in gold]
+        frames.append(reviewer_agreement(judged, gold).assign(task=task))
+    columns = ["task", "reviewer_a", "reviewer_b", "items", "kappa"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

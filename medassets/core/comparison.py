@@ -15,6 +15,7 @@ from medassets.core.metrics import (
     METRICS,
     SCORE_METRICS,
     SETTINGS,
+    binary_report,
     delong,
     mcnemar,
     paired_auroc_difference,
@@ -32,15 +33,20 @@ NO_SCORES = "–"  # Table 3's AUROC and AUPRC cell of a model that gives no sco
 _INVALID_POLICY_TEXT = {"negative": "scored as negative", "exclude": "excluded"}
 
 
+# What a metrics row records beside its numbers: binary_report's settings, and which gold
+# labels (`original` or `adjudicated`) it was scored against.
+RECORDED_SETTINGS = (*SETTINGS, "gold")
+
+
 def metrics_settings(metrics: pd.DataFrame) -> dict[str, list]:
-    """The confidence levels, invalid-answer policies and resample counts the metrics rows
-    were computed with (each the sorted distinct values: partitions may differ)."""
-    recorded = metrics.reindex(columns=["task", "model", *SETTINGS])
-    unrecorded = recorded[recorded[list(SETTINGS)].isna().any(axis=1)]
+    """The confidence levels, invalid-answer policies, resample counts and gold labels the
+    metrics rows were computed with (each the sorted distinct values: partitions may differ)."""
+    recorded = metrics.reindex(columns=["task", "model", *RECORDED_SETTINGS])
+    unrecorded = recorded[recorded[list(RECORDED_SETTINGS)].isna().any(axis=1)]
     if len(unrecorded):
         partitions = ", ".join(f"{model}|{task}" for task, model in zip(unrecorded["task"], unrecorded["model"]))
-        raise ValueError(f"the metrics of {partitions} record no {', '.join(SETTINGS)}: materialize those metrics again")
-    return {setting: sorted(recorded[setting].unique().tolist()) for setting in SETTINGS}
+        raise ValueError(f"the metrics of {partitions} record no {', '.join(RECORDED_SETTINGS)}: materialize those metrics again")
+    return {setting: sorted(recorded[setting].unique().tolist()) for setting in RECORDED_SETTINGS}
 
 
 def comparison_settings(
@@ -86,9 +92,11 @@ def headings(settings: dict[str, dict]) -> dict[str, str]:
     """The heading of each table and the plot, stating the settings its numbers were computed with."""
     table, pairs = settings["table3"], settings["f1_differences"]
     scored = " and, where a model gives scores, AUROC and AUPRC" if table.get("scores") else ""
+    gold = " or ".join(table["gold"]) + " gold labels" + (" (differing between partitions)" if len(table["gold"]) > 1 else "")
     shown = {
         "table3": f"Precision, recall and F1 of the positive class{scored} with "
-        + _intervals(table["confidence"], table["invalid_policy"], "percentile bootstrap"),
+        + _intervals(table["confidence"], table["invalid_policy"], "percentile bootstrap")
+        + f"; {gold}",
         "forest_plot": forest_plot_label(table),
         "f1_differences": "Paired F1 differences with "
         + _intervals([pairs["confidence"]], [pairs["invalid_policy"]], "paired bootstrap")
@@ -415,3 +423,13 @@ def score_curves_plot(labels: pd.DataFrame, task: str) -> bytes:
     })
     plt.close(fig)
     return image.getvalue()
+
+
+def metrics_of_labels(labels: pd.DataFrame, *, gold: str, n_resamples: int, confidence: float, seed: int, invalid: str) -> pd.DataFrame:
+    """One row per (task, model) of `labels` (task, model, id, gold, label) as the metrics asset
+    records it: `binary_report`'s numbers and settings, and `gold` (which gold labels these are)."""
+    rows = []
+    for (task, model), part in labels.groupby(["task", "model"], sort=True):
+        report = binary_report(part["gold"], part["label"], n_resamples=n_resamples, confidence=confidence, seed=seed, invalid=invalid)
+        rows.append({"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, list)}, "gold": gold})
+    return pd.DataFrame(rows)

@@ -59,6 +59,70 @@ def error_outcomes(labels: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Table 3's metrics in the order a reader looks for them: F1 first.
+READING_ORDER = ("F1", "Precision", "Recall", "AUROC", "AUPRC", "Invalid")
+
+
+def table3_by_model(table3: pd.DataFrame) -> pd.DataFrame:
+    """`comparison.table3` (a row per task, a column per metric and model) as a row per task and
+    model, F1 first: the same cells, narrow enough to read with many models. The task is named
+    on its first row only."""
+    metric_of = {column: column.split(" ", 1) for column in table3.columns if column != "Task"}
+    models = list(dict.fromkeys(model for _, model in metric_of.values()))
+    metrics = [metric for metric in READING_ORDER if any(m == metric for m, _ in metric_of.values())]
+    rows = []
+    for _, row in table3.iterrows():
+        for position, model in enumerate(models):
+            rows.append({"Task": row["Task"] if position == 0 else "", "Model": model}
+                        | {metric: row.get(f"{metric} {model}", "") for metric in metrics})
+    return pd.DataFrame(rows, columns=["Task", "Model", *metrics])
+
+
+def adjudication_tables(original: pd.DataFrame, adjudicated: pd.DataFrame, summary: pd.DataFrame, reviewers: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """For display: per adjudicated task, the labels changed, Cohen's kappa and each model's F1 on
+    the original and the adjudicated gold labels side by side (`comparison.metrics_of_labels`
+    frames); and the reviewers' agreement."""
+    f1_original = original.set_index(["task", "model"])["f1"]
+    f1_adjudicated = adjudicated.set_index(["task", "model"])["f1"]
+    models = sorted(adjudicated["model"].unique())
+    rows = []
+    for _, task in summary.iterrows():
+        row = {
+            "Task": TASKS[task["task"]].title, "Judged": task["judged"], "Labels changed": task["labels_changed"],
+            "Ambiguous": task["ambiguous"], "κ original vs adjudicated": _kappa(task["kappa_original_adjudicated"]),
+        }
+        for model in models:
+            key = (task["task"], model)
+            row[f"F1 {model}"] = f"{f1_original[key]:.2f} → {f1_adjudicated[key]:.2f}" if key in f1_adjudicated.index else ""
+        rows.append(row)
+    agreement = pd.DataFrame({
+        "Task": [TASKS[task].title for task in reviewers["task"]],
+        "Reviewers": [f"{a} / {b}" for a, b in zip(reviewers["reviewer_a"], reviewers["reviewer_b"])],
+        "Items both judged": reviewers["items"], "κ": [_kappa(kappa) for kappa in reviewers["kappa"]],
+    })
+    return {"by task": pd.DataFrame(rows), "reviewers": agreement}
+
+
+def _kappa(value: float) -> str:
+    return "undefined" if value != value else f"{value:.2f}"
+
+
+def _adjudication_section(tables: dict[str, pd.DataFrame] | None) -> tuple[str, str, str, str]:
+    note = (
+        "Gold labels after the reviewers' verdicts (the review page; the adjudicated_gold asset). F1 of each model on "
+        "the original → the adjudicated gold labels, both with the comparison's settings; κ is Cohen's kappa over the "
+        "items given a label by a verdict. Every metric on the adjudicated labels, with its interval, is in "
+        "table3_adjudicated.csv."
+    )
+    if tables is None:
+        return ("adjudication", "Original and adjudicated gold labels", "", "<p class='note'>No gold label has been adjudicated.</p>")
+    reviewers = tables["reviewers"]
+    content = _table(tables["by task"], "adjudication-by-task") + "<h3>Agreement between reviewers</h3>" + (
+        _table(reviewers, "reviewer-agreement") if len(reviewers) else "<p class='note'>No reviewer has judged an item another judged.</p>"
+    )
+    return ("adjudication", "Original and adjudicated gold labels", note, content)
+
+
 def _table(frame: pd.DataFrame, table_id: str) -> str:
     if frame.empty:
         return "<p class='note'>Nothing to show.</p>"
@@ -91,6 +155,7 @@ def render_report(
     *, table3: pd.DataFrame, differences: pd.DataFrame, labels: pd.DataFrame, sensitivity: pd.DataFrame,
     forest_png: bytes, provenance: dict[str, pd.DataFrame], headings: dict[str, str],
     auroc_differences: pd.DataFrame | None = None, score_curves: dict[str, bytes] | None = None,
+    adjudication: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """The report's HTML. `differences` is `comparison.differences_table`'s display form;
     `labels` has columns task, model, id, gold, label and invalid_reason; `headings` are
@@ -98,18 +163,22 @@ def render_report(
 
     For models that give scores: `auroc_differences` is `comparison.auroc_differences_table`'s
     display form and `score_curves` maps a task to `comparison.score_curves_plot`'s PNG; each,
-    when given, adds its section after the paired differences."""
+    when given, adds its section after the paired differences.
+
+    `adjudication` is `adjudication_tables`' output, None when no gold label is adjudicated.
+    Table 3 is shown a row per task and model (`table3_by_model`)."""
     image = base64.b64encode(forest_png).decode("ascii")
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
-        ("table3", "Table 3", f"{html.escape(headings['table3'])}.",
-         _table(table3, "table3")),
+        ("table3", "Table 3", f"{html.escape(headings['table3'])}. A row per task and model; the paper's layout (a "
+         "column per metric and model) is in table3.csv.", _table(table3_by_model(table3), "table3")),
         ("forest-plot", "F1 by task and model", f"{html.escape(headings['forest_plot'])}.",
          f"<img alt='F1 forest plot' src='data:image/png;base64,{image}'>"),
         ("differences", "Paired differences and McNemar's test",
          f"{html.escape(headings['f1_differences'])}. F1(a) - F1(b); McNemar's test is on the items only one "
          "model gets right.", _table(differences, "differences")),
         *_score_sections(auroc_differences, score_curves, headings),
+        _adjudication_section(adjudication),
         ("confusion", "Confusion matrices", "", _table(confusion_table(labels), "confusion")),
         ("invalid", "Invalid answers by reason", "", _table(invalid_reasons(labels), "invalid")),
         ("sensitivity", "Prompt sensitivity",

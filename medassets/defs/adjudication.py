@@ -15,6 +15,8 @@ from dagster import (
 
 from medassets import paths
 from medassets.core import adjudication as adjudication_logic
+from medassets.core import comparison as comparison_logic
+from medassets.core import report as report_logic
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
 from medassets.defs.metadata import DOMAIN_TAGS, code_version
@@ -30,14 +32,26 @@ def _verdicts(task: str) -> list[adjudication_logic.Adjudication]:
         store.close()
 
 
+def verdict_versions() -> dict[str, str]:
+    """The labels version of each task some reviewer has judged (verdicts are never removed,
+    so a task once here stays here)."""
+    store = adjudication_logic.open_adjudications(paths.postgres_url(), paths.cache_path())
+    try:
+        judged = {task: store.for_task(task) for task in TASK_KEYS}
+    finally:
+        store.close()
+    return {task: adjudication_logic.labels_version(verdicts) for task, verdicts in judged.items() if verdicts}
+
+
 @observable_source_asset(
     partitions_def=task_partitions,
     group_name="evaluation",
     description="The reviewers' verdicts on each task's gold labels (the review page, `make review`), in the "
-    "response cache's database; the data version of a task is a hash of its items' current verdicts and labels.",
+    "response cache's database; the data version of a task is a hash of its items' current verdicts and labels. "
+    "Observed when they change (the `review_verdicts` sensor); a task nobody has judged is not observed.",
 )
 def adjudications(context) -> DataVersionsByPartition:
-    return DataVersionsByPartition({task: DataVersion(adjudication_logic.labels_version(_verdicts(task))) for task in TASK_KEYS})
+    return DataVersionsByPartition({task: DataVersion(version) for task, version in verdict_versions().items()})
 
 
 @asset(
@@ -49,7 +63,8 @@ def adjudications(context) -> DataVersionsByPartition:
     automation_condition=reevaluate_when_changed(),
     code_version=code_version(adjudication_logic),
     description="Each test item's gold label after adjudication: id, original, label (the adjudicated gold) and "
-    "verdict (empty when none). Ids and labels only. Metrics use it with run config `gold: adjudicated`.",
+    "verdict (empty when none). Ids and labels only. Metrics use it with run config `gold: adjudicated`; the "
+    "comparison reports results on it beside the original ones.",
 )
 def adjudicated_gold(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame:
     task = context.partition_key
@@ -88,3 +103,37 @@ def gold_labels(labels: pd.DataFrame, gold: str, task: str, storage: AssetStorag
         raise RuntimeError(f"adjudicated_gold {task!r} lacks the labelled items {missing[:5]}: re-materialize it from the current split")
     replaced = adjudicated.reindex(labels["id"]).astype(int).to_numpy()
     return labels.assign(gold=replaced), int((replaced != labels["gold"].to_numpy()).sum())
+
+
+def adjudicated_results(labels: pd.DataFrame, storage: AssetStorage, *, n_resamples: int, confidence: float, seed: int, invalid: str) -> dict | None:
+    """For the comparison: the models' results on the adjudicated gold labels of every task some
+    reviewer has judged (its stored adjudicated_gold partition holds a verdict), beside those on
+    the original labels. Writes reports/table3_adjudicated and reports/adjudication (CSV and
+    Parquet); returns the report's tables (`report.adjudication_tables`) and the labels changed
+    per task, or None when no gold label is adjudicated."""
+    tasks = [task for task in TASK_KEYS if task in set(labels["task"]) and storage.exists("adjudicated_gold", [task])]
+    adjudicated = {task: frame for task in tasks if ((frame := storage.read("adjudicated_gold", [task]))["verdict"] != "").any()}
+    if not adjudicated:
+        return None
+    store = adjudication_logic.open_adjudications(paths.postgres_url(), paths.cache_path())
+    try:
+        verdicts = {task: store.for_task(task) for task in adjudicated}
+    finally:
+        store.close()
+    of_tasks = labels[labels["task"].isin(list(adjudicated))]
+    try:
+        rescored = adjudication_logic.with_adjudicated_gold(of_tasks, adjudicated)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+    settings = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed, "invalid": invalid}
+    original = comparison_logic.metrics_of_labels(of_tasks, gold="original", **settings)
+    on_adjudicated = comparison_logic.metrics_of_labels(rescored, gold="adjudicated", **settings)
+    summary = adjudication_logic.adjudication_summary(adjudicated)
+    reviewers = adjudication_logic.reviewer_agreement_by_task(adjudicated, verdicts)
+    for name, frame in (("table3_adjudicated", comparison_logic.table3(on_adjudicated)), ("adjudication", summary)):
+        storage.write_bytes(f"reports/{name}.csv", frame.to_csv(index=False).encode("utf-8"))
+        storage.write_bytes(f"reports/{name}.parquet", frame.to_parquet(index=False))
+    return {
+        "tables": report_logic.adjudication_tables(original, on_adjudicated, summary, reviewers),
+        "labels_changed": dict(zip(summary["task"], summary["labels_changed"].astype(int))),
+    }

@@ -9,6 +9,9 @@
   registry: a new model gets its partition and a run of its six tasks; a new ensemble its
   partition; a removed entry loses its partition (its stored results stay on disk). When an
   ensemble's settings change (or one is added) it observes the ensembles' rules.
+- The `review_verdicts` sensor observes the reviewers' verdicts (`adjudications`) when a task's
+  adjudicated labels change: that task's `adjudicated_gold`, the metrics on it and the
+  comparison re-run.
 - The weekly schedule observes every model's weights; automation re-runs what changed.
 
 Whether they start running and the schedule's cron are settings (`paths.py`), passed in
@@ -34,7 +37,8 @@ from dagster import (
 from medassets import paths
 from medassets.core.ensemble import rules_version
 from medassets.core.registry import load_registry
-from medassets.defs.jobs import generate_job, observe_ensembles_job, observe_models_job
+from medassets.defs.adjudication import verdict_versions
+from medassets.defs.jobs import generate_job, observe_adjudications_job, observe_ensembles_job, observe_models_job
 from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, registered_partitions
 from medassets.tasks import TASK_KEYS
 
@@ -69,6 +73,15 @@ def model_registry(context: SensorEvaluationContext) -> SensorResult:
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests, cursor=rules)
 
 
+def review_verdicts(context: SensorEvaluationContext) -> SensorResult:
+    """Observes the adjudications when some task's adjudicated labels differ from those of the
+    last tick (its cursor: each judged task's labels version)."""
+    versions = json.dumps(verdict_versions(), sort_keys=True)
+    if versions == (context.cursor or "{}"):
+        return SensorResult(run_requests=[], cursor=versions)
+    return SensorResult(run_requests=[RunRequest(job_name=observe_adjudications_job.name)], cursor=versions)
+
+
 def automation(*, running: bool, cron: str) -> tuple[list[SensorDefinition], list[ScheduleDefinition]]:
     """The sensors and the schedule, started running or stopped."""
     sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
@@ -77,6 +90,10 @@ def automation(*, running: bool, cron: str) -> tuple[list[SensorDefinition], lis
         jobs=[generate_job, observe_models_job, observe_ensembles_job], minimum_interval_seconds=60, default_status=sensor_status,
         description="Keeps the model and ensemble partitions in step with the model registry file.",
     )(model_registry)
+    verdicts = sensor(
+        job=observe_adjudications_job, minimum_interval_seconds=60, default_status=sensor_status,
+        description="Observes the reviewers' verdicts when a task's adjudicated labels change; automation re-runs what depends on them.",
+    )(review_verdicts)
     weekly = ScheduleDefinition(
         name="weekly_reevaluation",
         job=observe_models_job,
@@ -84,4 +101,4 @@ def automation(*, running: bool, cron: str) -> tuple[list[SensorDefinition], lis
         default_status=DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED,
         description="Observes every model's weights; automation then re-runs what a new revision affects.",
     )
-    return [reevaluation, registry], [weekly]
+    return [reevaluation, registry, verdicts], [weekly]

@@ -12,6 +12,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetIn,
+    AssetSelection,
     AssetsDefinition,
     Config,
     DataVersion,
@@ -52,7 +53,7 @@ from medassets.defs.partitions import (
     task_model_partitions,
     task_partitions,
 )
-from medassets.tasks import TASK_KEYS, tasks_version
+from medassets.tasks import TASK_KEYS, TASKS, tasks_version
 
 _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
     f"{metric}{suffix}" for metric in metrics_logic.METRICS for suffix in ("", "_low", "_high")
@@ -227,6 +228,9 @@ def ensemble_labels(context: AssetExecutionContext, parsed_labels: dict[str, pd.
     return frame
 
 
+ADJUDICATED_GOLD = AssetSelection.assets(adjudication.adjudicated_gold)
+
+
 def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPartitionsDefinition, labelled_by: str) -> AssetsDefinition:
     """The metrics of each partition of `labels`; `labelled_by` is the asset whose metadata
     holds the revision of what answered (predictions, or an ensemble's labels)."""
@@ -236,14 +240,17 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         name=name,
         partitions_def=partitions_def,
         ins={"labels": AssetIn(labels.key)},
+        # Read when the run config says `gold: adjudicated`; a task nobody has judged has none.
+        deps=[AssetDep(adjudication.adjudicated_gold, partition_mapping=MultiToSingleDimensionPartitionMapping("task"))],
         group_name="evaluation",
         kinds={"pandas", "parquet"},
         tags=DOMAIN_TAGS,
-        automation_condition=reevaluate_when_changed(),
+        automation_condition=reevaluate_when_changed(may_be_missing=ADJUDICATED_GOLD),
         code_version=code_version(metrics_logic),
         description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
         "run config's confidence (95% by default), the invalid count and the confusion matrix, from "
-        f"{labels_name}; the confidence, invalid-answer policy and resamples are recorded in the frame and its metadata.",
+        f"{labels_name}; the confidence, invalid-answer policy, resamples and gold labels (`original` or `adjudicated`, "
+        "run config) are recorded in the frame and its metadata.",
     )
     def _metrics(context: AssetExecutionContext, config: MetricsConfig, storage: AssetStorage, labels: pd.DataFrame) -> pd.DataFrame:
         model, task = model_and_task(context.partition_key)
@@ -284,7 +291,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
                 ),
             }
         )
-        settings = {setting: report[setting] for setting in metrics_logic.SETTINGS}
+        settings = {setting: report[setting] for setting in metrics_logic.SETTINGS} | {"gold": config.gold}
         return pd.DataFrame([{"task": task, "model": model, **report_row(report), **scored, **settings}])
 
     return _metrics
@@ -365,11 +372,12 @@ comparison_code_version = code_version(
 
 
 @asset(
-    deps=[metrics, parsed_labels, ensemble_metrics, ensemble_labels],
+    deps=[metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudication.adjudicated_gold],
     group_name="evaluation",
     kinds={"pandas", "parquet", "html"},
     tags=DOMAIN_TAGS,
-    automation_condition=reevaluate_when_changed(),
+    # New adjudicated labels re-run the metrics on their task, and those the comparison: once.
+    automation_condition=reevaluate_when_changed(not_updates=ADJUDICATED_GOLD, may_be_missing=ADJUDICATED_GOLD),
     code_version=comparison_code_version,
     description="The paper's Table 3 for every registered model and ensemble, with invalid counts, paired F1 "
     "differences with intervals, McNemar's test adjusted across tasks (Holm by default), a forest plot, and a "
@@ -414,10 +422,14 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     for task, png in curves.items():
         storage.write_bytes(f"reports/score_curves_{task}.png", png)
     shown_auroc_differences = comparison_logic.auroc_differences_table(auroc_differences)
+    adjudicated = adjudication.adjudicated_results(
+        labels, storage, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid
+    )
     report = report_logic.render_report(
         table3=table, differences=shown_differences, labels=labels, sensitivity=sensitivity, forest_png=plot,
         provenance=_provenance(context.instance, registry, sorted(all_metrics["model"].unique()), tasks),
         headings=headings, auroc_differences=shown_auroc_differences if len(auroc_differences) else None, score_curves=curves or None,
+        adjudication=adjudicated and adjudicated["tables"],
     )
     report_url = storage.write_bytes("reports/report.html", report.encode("utf-8"))
     context.log.info(f"report: {report_url}")
@@ -436,6 +448,11 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
             "pairs": config.pairs if config.pairs == "every" else f"each against {config.reference}",
             "correction": comparison_logic.CORRECTION_NAMES[config.correction],
             "settings": MetadataValue.json(settings),
+            "labels_changed_by_adjudication": MetadataValue.json(adjudicated["labels_changed"] if adjudicated else {}),
+            "review_pages": MetadataValue.md(
+                "Each task's items beside every model's answer (`make review`): "
+                + ", ".join(f"[{TASKS[task].title}]({paths.review_url()}/tasks/{task})" for task in tasks)
+            ),
         }
         | ({"auroc_differences": MetadataValue.md(f"{headings['auroc_differences']}\n\n{shown_auroc_differences.to_markdown(index=False)}")}
            if len(auroc_differences) else {})
@@ -482,6 +499,7 @@ def error_analysis(context: AssetExecutionContext, storage: AssetStorage) -> pd.
     context.add_output_metadata(
         frame_metadata(table)
         | {"models": MetadataValue.json(evaluated), "outcomes": MetadataValue.md(pd.Series(counts).to_frame("items").to_markdown())}
+        | {"review_page": MetadataValue.url(f"{paths.review_url()}/tasks/{task}")}
         | {key.replace(" ", "_"): value for key, value in counts.items()}
     )
     return table

@@ -134,7 +134,7 @@ def create_app(state: ReviewState | None = None) -> Starlette:
 
         here = {"filter": name, **arguments}
         return render(
-            request, "task.html", task=task, title=TASKS[task].title, models=items.models, rows=rows,
+            request, "task.html", task=task, title=TASKS[task].title, models=items.models, rows=rows, sources=state.sources(task),
             counts=review.filter_counts(items), filter=name, arguments=arguments, page=shown, pair=pair, discordant=discordant,
             reasons=items.invalid_reasons(), link=link, here=here,
             agreement=adjudication_logic.original_agreement(adjudicated),

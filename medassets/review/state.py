@@ -1,7 +1,7 @@
 """What the review page reads: the pipeline's asset files (through `AssetStorage`, local or a
 shared store), the models and ensembles of the Dagster instance (its dynamic partitions; the
-registry's entries when DAGSTER_HOME is unset), the registry entries' prompt settings, and the
-adjudications in the response cache's database.
+registry's entries when DAGSTER_HOME is unset) and the runs that materialized their labels, the
+registry entries' prompt settings, and the adjudications in the response cache's database.
 
 A task's label frames are read once and kept until one of their files changes (fsspec's
 `ukey` of each file: its modification time and size, or an object store's ETag)."""
@@ -20,7 +20,7 @@ from medassets.core.adjudication import open_adjudications
 from medassets.core.generation import task_choices, task_requests
 from medassets.core.registry import EnsembleModel, GeneratingEntry, load_registry
 from medassets.defs.io import AssetStorage
-from medassets.defs.partitions import ensemble_partitions, model_partitions, registered_partitions
+from medassets.defs.partitions import ensemble_partitions, model_partitions, partition_key, registered_partitions
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,23 @@ class Answer:
     votes: str | None
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where one model's labels on a task came from: the asset, its partition, and the run of
+    its latest materialization (None without a Dagster instance, or none recorded)."""
+
+    model: str
+    asset: str
+    partition: str
+    run_id: str | None
+
+
 class ReviewState:
     def __init__(self, storage: AssetStorage | None = None):
         self.storage = storage or AssetStorage()
         self.adjudications = open_adjudications(paths.postgres_url(), paths.cache_path())
         self._lock = threading.Lock()
-        self._tasks: dict[str, tuple[tuple, review.TaskItems]] = {}
+        self._tasks: dict[str, tuple[tuple, review.TaskItems, list[Source]]] = {}
 
     def evaluated(self) -> tuple[list[str], list[str]]:
         """The models and the ensembles, each sorted: the Dagster instance's partitions, or the registry's."""
@@ -92,9 +103,28 @@ class ReviewState:
             for name, (asset, parts) in predictions.items() if self.storage.exists(asset, parts)
         }
         items = review.task_items(labels, finish)
+        sources = self._sources(task, files)
         with self._lock:
-            self._tasks[task] = (signature, items)
+            self._tasks[task] = (signature, items, sources)
         return items
+
+    def sources(self, task: str) -> list[Source]:
+        """Where the task's labels, as `task_items` last read them, came from, by model."""
+        with self._lock:
+            cached = self._tasks.get(task)
+        return cached[2] if cached else []
+
+    def _sources(self, task: str, files: dict[str, tuple[str, list[str]]]) -> list[Source]:
+        keys = {name: (asset, partition_key(name, task)) for name, (asset, _) in sorted(files.items())}
+        runs: dict[str, str | None] = dict.fromkeys(keys)
+        if paths.dagster_home():
+            from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+
+            with DagsterInstance.get() as instance:
+                for name, (asset, key) in keys.items():
+                    found = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[key]), limit=1)
+                    runs[name] = found.records[0].run_id if found.records else None
+        return [Source(name, asset, key, runs[name]) for name, (asset, key) in keys.items()]
 
     def text(self, task: str, item_id: str) -> str | None:
         """The item's text, from the split (None when the split is not stored)."""

@@ -3,6 +3,7 @@
 import sqlite3
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -77,3 +78,39 @@ def test_reviewer_agreement_over_items_both_judged():
     assert (row["reviewer_a"], row["reviewer_b"], row["items"]) == ("ana", "ben", 3)
     assert row["kappa"] == pytest.approx(cohen_kappa_score(["0", "1", "1"], ["0", "0", "1"]))
     assert np.isnan(adj.cohen_kappa([], []))
+
+
+def _labels_of_two_models():
+    ids = [f"i{n}" for n in range(6)]
+    gold = [1, 1, 0, 0, 1, 0]
+    return pd.concat([
+        pd.DataFrame({"task": "breast_cancer", "model": model, "id": ids, "gold": gold, "label": label})
+        for model, label in (("a", [1, 0, 0, 1, 1, -1]), ("b", [1, 1, 1, 0, 0, 0]))
+    ], ignore_index=True)
+
+
+def test_adjudicated_gold_replaces_the_labels_gold_of_its_task_only():
+    labels = pd.concat([_labels_of_two_models(), _labels_of_two_models().assign(task="stigma_labeling")], ignore_index=True)
+    verdicts = [_verdict("i0", "wrong", 0), _verdict("i2", "wrong", 1, original=0), _verdict("i3", "ambiguous", original=0)]
+    frame = adj.adjudicated_gold([f"i{n}" for n in range(6)], [1, 1, 0, 0, 1, 0], verdicts)
+    rescored = adj.with_adjudicated_gold(labels, {"breast_cancer": frame})
+    of_a = rescored[(rescored["task"] == "breast_cancer") & (rescored["model"] == "a")]
+    assert of_a["gold"].tolist() == [0, 1, 1, 0, 1, 0]
+    assert rescored[rescored["task"] == "stigma_labeling"]["gold"].tolist() == labels[labels["task"] == "stigma_labeling"]["gold"].tolist()
+    with pytest.raises(ValueError, match=r"adjudicated_gold 'breast_cancer' lacks the labelled items \['i5'\]"):
+        adj.with_adjudicated_gold(labels, {"breast_cancer": frame.iloc[:5]})
+
+    summary = adj.adjudication_summary({"breast_cancer": frame}).iloc[0]
+    assert (summary["items"], summary["judged"], summary["labels_changed"], summary["ambiguous"]) == (6, 3, 2, 1)
+    assert summary["kappa_original_adjudicated"] == pytest.approx(cohen_kappa_score([1, 0], [0, 1]))
+
+
+def test_reviewer_agreement_by_task_leaves_out_items_outside_the_frame():
+    frame = adj.adjudicated_gold(["i0", "i1"], [1, 1], [])
+    verdicts = [_verdict("i0", "wrong", 0), _verdict("i1", "correct"), _verdict("i0", "wrong", 0, reviewer="ben"),
+                _verdict("i1", "wrong", 0, reviewer="ben"), _verdict("gone", "correct", reviewer="ben")]
+    agreement = adj.reviewer_agreement_by_task({"breast_cancer": frame}, {"breast_cancer": verdicts})
+    assert agreement.to_dict("records") == [
+        {"task": "breast_cancer", "reviewer_a": "ana", "reviewer_b": "ben", "items": 2,
+         "kappa": pytest.approx(cohen_kappa_score([0, 1], [0, 0]))},
+    ]

@@ -18,6 +18,7 @@ from medassets.core.comparison import (
     forest_plot,
     headings,
     interval_cell,
+    metrics_of_labels,
     metrics_settings,
     model_pairs,
     paired_auroc_differences,
@@ -28,6 +29,7 @@ from medassets.core.comparison import (
     table3,
 )
 from PIL import Image
+from sklearn.metrics import f1_score
 
 from medassets.core import report
 from medassets.core.metrics import (
@@ -59,7 +61,7 @@ def metrics_row(task: str, model: str, seed: int, invalid: int = 0) -> dict:
     pred = np.where(rng.random(80) < 0.8, truth, 1 - truth)
     pred[:invalid] = -1
     report = binary_report(truth, pred, n_resamples=200, seed=0)
-    return {"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, list)}}
+    return {"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, list)}, "gold": "original"}
 
 
 @pytest.fixture
@@ -128,7 +130,7 @@ def test_headings_state_the_settings_of_each_table(two_by_two):
     """Table 3 and the plot with the metrics' own settings (binary_report's defaults here), the
     differences with the comparison's."""
     shown = headings(settings_of(two_by_two))
-    assert shown["table3"].endswith("with 95% percentile bootstrap intervals; invalid answers scored as negative")
+    assert shown["table3"].endswith("with 95% percentile bootstrap intervals; invalid answers scored as negative; original gold labels")
     assert shown["forest_plot"] == "F1 of the positive class (95% bootstrap intervals; invalid answers scored as negative)"
     assert "with 90% paired bootstrap intervals; invalid answers excluded;" in shown["f1_differences"]
     assert shown["f1_differences"].endswith("adjusted across the tasks of each pair by Benjamini-Hochberg")
@@ -140,13 +142,17 @@ def test_headings_say_where_the_metrics_partitions_differ(two_by_two):
     assert metrics_settings(mixed)["confidence"] == [0.8, 0.95]
     assert headings(settings_of(mixed))["table3"].endswith(
         "80% or 95% (differing between partitions) percentile bootstrap intervals; invalid answers excluded or "
-        "scored as negative (differing between partitions)"
+        "scored as negative (differing between partitions); original gold labels"
     )
+    adjudicated = two_by_two.assign(gold=["adjudicated", "original", "original"])
+    assert headings(settings_of(adjudicated))["table3"].endswith("; adjudicated or original gold labels (differing between partitions)")
 
 
 def test_metrics_that_record_no_settings_are_refused(two_by_two):
     with pytest.raises(ValueError, match=r"metrics of model-b\|stigma_labeling record no .*materialize those metrics again"):
         metrics_settings(two_by_two.assign(confidence=[None, 0.95, 0.95]))
+    with pytest.raises(ValueError, match=r"metrics of model-a\|breast_cancer record no .*gold"):
+        metrics_settings(two_by_two.assign(gold=["original", "original", None]))
     with pytest.raises(ValueError, match="record no"):
         forest_plot(two_by_two.drop(columns="invalid_policy"))
 
@@ -374,3 +380,41 @@ def test_report_shows_auroc_differences_and_score_curves_when_given():
     assert html.escape(shown["auroc_differences"]) in page and html.escape(shown["score_curves"]) in page
     assert "<table" in page.split("id='auroc-differences'")[1].split("</section>")[0]
     assert page.count("alt='ROC, precision-recall and reliability curves:") == 1
+
+
+def test_report_shows_table3_a_row_per_task_and_model_f1_first(two_by_two):
+    wide = table3(two_by_two)
+    narrow = report.table3_by_model(wide)
+    assert list(narrow.columns) == ["Task", "Model", "F1", "Precision", "Recall", "Invalid"]
+    assert narrow["Task"].tolist() == [TASKS["breast_cancer"].title, "", TASKS["stigma_labeling"].title, ""]
+    assert narrow["Model"].tolist() == ["model-a", "model-b"] * 2
+    # the same cells as the wide table, none lost or added
+    for metric in ("F1", "Precision", "Recall", "Invalid"):
+        assert narrow[metric].tolist() == [wide.loc[row, f"{metric} {model}"] for row in range(2) for model in ("model-a", "model-b")]
+
+
+def test_report_shows_original_and_adjudicated_results_side_by_side():
+    from medassets.core import adjudication
+
+    labels = three_models_on_three_tasks().assign(invalid_reason=None)
+    of_task = labels[labels["task"] == "stigma_labeling"]
+    ids = sorted(of_task["id"].unique())
+    gold = of_task.drop_duplicates("id").set_index("id").loc[ids, "gold"].tolist()
+    verdicts = [adjudication.checked("stigma_labeling", item, "wrong", 1 - g, "annotation error", "", "ana", g) for item, g in zip(ids[:5], gold)]
+    adjudicated = {"stigma_labeling": adjudication.adjudicated_gold(ids, gold, verdicts)}
+    settings = {"n_resamples": 50, "confidence": 0.95, "seed": 0, "invalid": "negative"}
+    original = metrics_of_labels(of_task, gold="original", **settings)
+    rescored = metrics_of_labels(adjudication.with_adjudicated_gold(of_task, adjudicated), gold="adjudicated", **settings)
+    tables = report.adjudication_tables(original, rescored, adjudication.adjudication_summary(adjudicated),
+                                        adjudication.reviewer_agreement_by_task(adjudicated, {"stigma_labeling": verdicts}))
+    row = tables["by task"].iloc[0]
+    assert row["Labels changed"] == 5 and row["Judged"] == 5
+    a_rows = of_task[of_task["model"] == "a"]
+    corrected = a_rows["gold"].where(~a_rows["id"].isin(ids[:5]), 1 - a_rows["gold"])
+    predicted = np.where(a_rows["label"] == -1, 0, a_rows["label"])
+    assert row["F1 a"] == f"{f1_score(a_rows['gold'], predicted):.2f} → {f1_score(corrected, predicted):.2f}"
+    page, _, _ = render()
+    assert "No gold label has been adjudicated" in page
+    page, _, _ = render(adjudication=tables)
+    section = page.split("id='adjudication'")[1].split("</section>")[0]
+    assert f"<td>{row['F1 a']}</td>" in section and "No reviewer has judged an item another judged" in section

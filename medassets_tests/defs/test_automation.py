@@ -1,6 +1,7 @@
 """Re-evaluation: automation requests exactly what a model update, an ensemble member's new
-labels, an ensemble's new rules or a code change affects; the registry sensor keeps the model
-and ensemble partitions in step; the schedule observes the weights."""
+labels, an ensemble's new rules, a reviewer's new verdict or a code change affects; the registry
+sensor keeps the model and ensemble partitions in step; the verdicts sensor observes the
+adjudications when they change; the schedule observes the weights."""
 
 import json
 import os
@@ -22,6 +23,7 @@ from dagster import (
 
 import medassets
 from medassets import paths
+from medassets.core.adjudication import checked, open_adjudications
 from medassets.defs import automation, evaluation
 from medassets.definitions import defs
 from medassets.tasks import TASK_KEYS
@@ -394,3 +396,50 @@ def test_registry_sensor_keeps_ensembles_in_their_own_dimension_and_observes_the
         _register_ensemble(tmp_path, rule="all")
         changed = automation.model_registry(build_sensor_context(instance=instance, cursor=same.cursor))
         assert [r.job_name for r in changed.run_requests] == ["observe_ensembles"]
+
+
+def _adjudicate(task: str, item_id: str, original: int) -> None:
+    """A reviewer's `wrong` verdict on an item, recorded in the response cache's database."""
+    store = open_adjudications(None, paths.cache_path())
+    try:
+        store.add(checked(task, item_id, "wrong", 1 - original, "annotation error", "", "ana", original))
+    finally:
+        store.close()
+
+
+def _verdicts_tick(instance, cursor: str | None):
+    """The review_verdicts sensor's tick: its run requests, and the observation run it asks for, executed."""
+    result = automation.review_verdicts(build_sensor_context(instance=instance, cursor=cursor))
+    for request in result.run_requests:
+        assert request.job_name == "observe_adjudications"
+        assert defs.resolve_job_def("observe_adjudications").execute_in_process(instance=instance).success
+    return result
+
+
+def test_a_new_verdict_reruns_that_tasks_adjudicated_gold_metrics_and_comparison(settled):
+    instance, cursor = settled
+    quiet = _verdicts_tick(instance, None)  # nobody has judged anything: nothing observed
+    assert quiet.run_requests == []
+    _adjudicate("stigma_labeling", "stigma-7", 0)
+    ticked = _verdicts_tick(instance, quiet.cursor)
+    assert len(ticked.run_requests) == 1
+    assert _verdicts_tick(instance, ticked.cursor).run_requests == []  # no new verdict since
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert result.get_requested_partitions(AssetKey("adjudicated_gold")) == {"stigma_labeling"}
+    assert result.total_requested == 1
+    # Once it is materialized: the metrics of every model on that task, then the comparison.
+    _report(instance, "adjudicated_gold", ["stigma_labeling"])
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_requested_partitions(AssetKey("metrics")) == {f"{model}|stigma_labeling" for model in MODELS}
+    assert result.total_requested == len(MODELS)
+    _report(instance, "metrics", [f"{model}|stigma_labeling" for model in MODELS])
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_num_requested(AssetKey("comparison")) == 1
+    assert result.total_requested == 1
+    _report(instance, "comparison", [None])
+
+    # The same verdicts observed again: nothing re-runs.
+    assert defs.resolve_job_def("observe_adjudications").execute_in_process(instance=instance).success
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.total_requested == 0
+

@@ -27,7 +27,7 @@ from medassets.defs import checks, generation
 from medassets.tasks import TASK_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
-PER_TASK = {"raw_dataset", "split", "prompts", "error_analysis"}
+PER_TASK = {"raw_dataset", "split", "prompts", "error_analysis", "adjudications", "adjudicated_gold"}
 PER_TASK_AND_MODEL = {"predictions", "parsed_labels", "metrics"}
 PER_TASK_AND_ENSEMBLE = {"ensemble_labels", "ensemble_metrics"}
 SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
@@ -40,7 +40,7 @@ def test_definitions_are_loadable():
     }
     assert {job.name for job in defs.resolve_all_job_defs()} >= {
         "prepare_data", "prepare_embedded_model", "observe_models", "observe_ensembles", "generate", "evaluate",
-        "evaluate_ensembles", "compare", "analyze_errors",
+        "evaluate_ensembles", "compare", "analyze_errors", "observe_adjudications", "adjudicate",
     }
 
 
@@ -57,9 +57,21 @@ def test_an_ensembles_labels_depend_on_every_models_labels_on_its_task_and_on_it
         assert set(parents.partitions_subset.get_partition_keys()) == {f"{m}|stigma_labeling" for m in "abc"}
         rules = graph.get_parent_partition_keys_for_child("vote|stigma_labeling", AssetKey("ensemble_rules"), AssetKey("ensemble_labels"))
         assert set(rules.partitions_subset.get_partition_keys()) == {"vote"}
-    assert graph.get(AssetKey("ensemble_metrics")).parent_keys == {AssetKey("ensemble_labels")}
+    assert graph.get(AssetKey("ensemble_metrics")).parent_keys == {AssetKey("ensemble_labels"), AssetKey("adjudicated_gold")}
     for reader in ("comparison", "error_analysis"):
         assert {AssetKey("parsed_labels"), AssetKey("ensemble_labels")} <= graph.get(AssetKey(reader)).parent_keys, reader
+
+
+def test_what_scores_against_gold_labels_depends_on_the_adjudicated_ones():
+    """Lineage draws adjudicated_gold above the metrics (a partition: the same task's) and the comparison."""
+    graph = defs.resolve_asset_graph()
+    assert graph.get(AssetKey("adjudicated_gold")).parent_keys == {AssetKey("adjudications"), AssetKey("split")}
+    for asset in ("metrics", "ensemble_metrics", "comparison"):
+        assert AssetKey("adjudicated_gold") in graph.get(AssetKey(asset)).parent_keys, asset
+    with DagsterInstance.ephemeral() as instance, partition_loading_context(dynamic_partitions_store=instance):
+        instance.add_dynamic_partitions("model", ["a"])
+        parents = graph.get_parent_partition_keys_for_child("a|stigma_labeling", AssetKey("adjudicated_gold"), AssetKey("metrics"))
+        assert set(parents.partitions_subset.get_partition_keys()) == {"stigma_labeling"}
 
 
 def test_dagster_cli_validates_the_workspace(tmp_path):

@@ -1,8 +1,11 @@
 """PHI canary: clinical notes whose every text carries a unique canary string run through the
 whole pipeline (preview off, the embedded model on real vLLM and the baseline, a bad row
-dropped, failing checks, a failing run), then every file under the Dagster instance, the state
-folder and the captured output is scanned for the canary: it may appear only where the docs
-(docs/your-data.md) say notes are kept.
+dropped, failing checks, a failing run), and a review session in Chromium (a note read on the
+review page, a verdict recorded whose comment quotes it, the adjudicated gold and the comparison
+after it); then every file under the Dagster instance, the state folder and the captured output
+(the review server's log included) is scanned for the canary: it may appear only where the docs
+(docs/your-data.md) say notes are kept, and in the response cache's database only in its
+`responses` and `adjudications` tables.
 
 The scan reads each file's bytes, and also what a byte search cannot see whole: SQLite
 databases (a long row spills over pages) through a dump of a copy with their WAL, Parquet
@@ -30,6 +33,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, small_datasets
+from support import free_port, server_process
 from dagster import DagsterEventType, DagsterInstance
 
 pytestmark = pytest.mark.slow
@@ -51,6 +55,11 @@ models:
 # predictions, parsed_labels (answer and reasoning columns) and the response cache hold the
 # model's answers, which can quote a note.
 PHI_ASSETS = ("raw_dataset", "split", "prompts", "predictions", "parsed_labels")
+# The response cache's database holds the answers and the reviewers' verdicts (a comment may quote a note).
+PHI_TABLES = {"responses", "adjudications"}
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def add_canaries(csv: Path, task: str, bad_label_row: bool) -> None:
@@ -88,6 +97,50 @@ def decoded_views(path: Path) -> list[bytes]:
     if data[:2] == b"\x1f\x8b":
         return [data, gzip.decompress(data)]
     return [data]
+
+
+def tables_holding(database: Path, needle: str) -> set[str]:
+    """The tables of a SQLite database (read from a copy, with its WAL) whose rows hold `needle`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / database.name
+        for suffix in ("", "-wal"):
+            if Path(f"{database}{suffix}").exists():
+                shutil.copy(f"{database}{suffix}", f"{copy}{suffix}")
+        db = sqlite3.connect(copy)
+        try:
+            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return {table for table in tables if any(needle in repr(row) for row in db.execute(f'SELECT * FROM "{table}"'))}
+        finally:
+            db.close()
+
+
+def review_session(env: dict[str, str], log: Path, task: str) -> str:
+    """The review page served as `make review` serves it; in Chromium, the first item of `task`
+    opened (its note shown: the control) and a `wrong` verdict recorded whose comment quotes the
+    note. Returns the item's id."""
+    from playwright.sync_api import expect, sync_playwright
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "medassets.review", "--port", str(port)]
+    with server_process(command, log, f"{base}/", 120, "the review server", env=env), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/tasks/{task}")
+            first = page.locator("table.items tbody tr td:first-child a").first
+            item = first.inner_text()
+            first.click()
+            expect(page.locator("#text")).to_contain_text(CANARY)
+            page.locator("input[name=verdict][value=wrong]").check()
+            page.locator("select[name=reason]").select_option("annotation error")
+            page.locator("textarea[name=comment]").fill(f"the note says {page.locator('#text').inner_text()[:80]}")
+            page.locator("input[name=reviewer]").fill("ana")
+            page.get_by_role("button", name="Record verdict").click()
+            expect(page.locator("#history tbody tr")).to_have_count(1)
+        finally:
+            browser.close()
+    return item
 
 
 def scan(folder: Path, needle: str) -> tuple[dict[Path, int], list[Path]]:
@@ -154,7 +207,12 @@ def canary_run(make_workspace):
     make_run_output = (workspace.root / "make-run.log").read_text(errors="replace")
     assert make_run.returncode == 0, make_run_output[-3000:]
 
-    # 3. A failing run: the stigma notes' label mapped to the text column, no rows dropped,
+    # 3. A review session in Chromium, then the verdict's way through the graph: observed,
+    # the adjudicated gold of the task, the comparison and its report.
+    reviewed = review_session(env, workspace.root / "review-server.log", NOTES[0])
+    review_runs = workspace.run("observe_adjudications", f"adjudicate:{NOTES[0]}", "compare")
+
+    # 4. A failing run: the stigma notes' label mapped to the text column, no rows dropped,
     # so every row is bad and the error names what it saw.
     failing_config = data / "failing.yaml"
     failing_config.write_text(json.dumps({"tasks": {NOTES[0]: {
@@ -171,8 +229,10 @@ def canary_run(make_workspace):
                if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= started]
     counts, links = scan(workspace.root, CANARY)
     counts |= {path: max(view.count(CANARY.encode()) for view in decoded_views(path)) for path in touched}
+    cache_tables = tables_holding(workspace.home / "cache" / "responses.sqlite", CANARY)
     return dict(workspace=workspace, ui_runs=ui_runs, failing=failing, failed_checks=failed_checks,
-                make_run_output=make_run_output, counts=counts, links=links, vllm_files=touched)
+                make_run_output=make_run_output, counts=counts, links=links, vllm_files=touched,
+                reviewed=reviewed, review_runs=review_runs, cache_tables=cache_tables)
 
 
 def test_the_canary_is_nowhere_but_where_notes_are_kept(canary_run):
@@ -224,3 +284,17 @@ def test_the_pipeline_dropped_the_bad_row_failed_checks_and_a_run(canary_run):
     assert not failing["success"]
     error = "\n".join(failing["errors"])
     assert f"{NOTES[0]}.csv" in error and "'label'" in error and "rows 1, 2, 3, 4, 5" in error
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make browser)")
+def test_a_review_session_keeps_the_note_in_the_browser_and_the_allowed_tables(canary_run):
+    root = canary_run["workspace"].root
+    assert "adjudications" in canary_run["cache_tables"]  # the verdict's comment: the control
+    assert canary_run["cache_tables"] <= PHI_TABLES  # an answer may quote a note too; no other table holds one
+    server_log = (root / "review-server.log").read_text(errors="replace")
+    assert f"/tasks/{NOTES[0]}/items/{canary_run['reviewed']}" in server_log  # the access log, by id, scanned clean
+    adjudicated = canary_run["workspace"].asset_file("adjudicated_gold", NOTES[0])
+    assert canary_run["counts"][adjudicated] == 0 and pd.read_parquet(adjudicated)["verdict"].eq("wrong").sum() == 1
+    report = root / "home" / "reports" / "report.html"
+    assert canary_run["counts"][report] == 0 and "Original and adjudicated gold labels" in report.read_text()
+    assert canary_run["review_runs"][2]["materializations"]["comparison"]["None"]["labels_changed_by_adjudication"] == {NOTES[0]: 1}

@@ -494,7 +494,7 @@ def stated_settings(home: Path, comparison_metadata, capsys) -> dict[str, str]:
         "table3 in the UI": comparison_metadata["table3"].value,
         "differences in the UI": comparison_metadata["f1_differences"].value,
         "plot in the UI": comparison_metadata["forest_plot"].value.split("![")[0],
-        "make run": capsys.readouterr().out,
+        "make run": " ".join(capsys.readouterr().out.split()),  # wrapped at 100 columns
     }
 
 
@@ -515,8 +515,9 @@ def test_headings_state_the_confidence_correction_and_invalid_policy_of_the_run(
         assert "95%" not in text and "Holm" not in text and "scored as negative" not in text, where
     for where in ("report", "differences in the UI", "make run"):
         assert "Benjamini-Hochberg" in texts[where], where
-    assert json.loads((home / "reports" / "settings.json").read_text()) == {
-        "table3": {"confidence": [0.9], "invalid_policy": ["exclude"], "n_resamples": [1000]},
+    settings = json.loads((home / "reports" / "settings.json").read_text())
+    assert {table: settings[table] for table in ("table3", "f1_differences")} == {
+        "table3": {"confidence": [0.9], "invalid_policy": ["exclude"], "n_resamples": [1000], "gold": ["original"], "scores": True},
         "f1_differences": {"confidence": 0.9, "invalid_policy": "exclude", "n_resamples": 1000, "seed": 0,
                            "correction": "bh", "pairs": "every", "reference": None},
     }

@@ -7,16 +7,20 @@ the page, and generating would add minutes); the real `evaluate` job parses them
 them. Every item's text carries a canary, and model-a's reasoning quotes it.
 
 In the browser: the discordant filter of the pair shows exactly the items McNemar's b + c
-counts on the stored parsed labels; an item page shows each model's answer as parsed_labels
-holds it; two items are adjudicated through the form; a reload shows their history. Then the
-real `observe_adjudications`, `adjudicate` and `evaluate` (run config `gold: adjudicated`)
-jobs run, and the metrics equal scikit-learn's on the corrected gold. The server's log, and
-every URL the browser asked for, hold no canary; the page itself does (the control).
+counts on the stored parsed labels; the task page names the runs its labels came from; an item
+page shows each model's answer as parsed_labels holds it; two items are adjudicated through the
+form; a reload shows their history. Then the real `observe_adjudications`, `adjudicate`,
+`evaluate` (run config `gold: adjudicated`), `compare` and `analyze_errors` jobs run: the metrics
+equal scikit-learn's on the corrected gold, the report shows F1 on the original and adjudicated
+gold side by side, and the comparison's and error analysis' links lead to the task's review
+page. The server's log, and every URL the browser asked for, hold no canary; the page itself
+does (the control). The task page's screenshot is the docs' (MEDASSETS_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -37,6 +41,8 @@ from medassets.tasks import TASKS
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).parent.parent / "screenshots"
+UPDATE_SCREENSHOTS = os.environ.get("MEDASSETS_UPDATE_SCREENSHOTS") == "1"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TASK = "breast_cancer"
@@ -62,6 +68,11 @@ def _answers(test: pd.DataFrame, model: str) -> pd.DataFrame:
         "id": test["id"].to_numpy(), "prompt_hash": "0" * 16, "text": texts, "reasoning": pd.Series(reasoning, dtype=object),
         "finish_reason": finish, "prompt_tokens": 100, "completion_tokens": 12, "score": float("nan"), "choice_logprobs": None,
     })[PREDICTION_COLUMNS]
+
+
+def _screenshot(page, name: str, tmp_path: Path) -> None:
+    """To pytest's tmp_path, or to medassets_tests/screenshots/ (for the docs) with MEDASSETS_UPDATE_SCREENSHOTS=1."""
+    page.screenshot(path=str((SCREENSHOTS if UPDATE_SCREENSHOTS else tmp_path) / name))
 
 
 def _rows_of_filter(page, first_url: str) -> list[str]:
@@ -90,7 +101,8 @@ def test_review_session(tmp_path):
     test = storage.read("prompts", [TASK]).query("variant == 'paper'")[["id", "label"]].reset_index(drop=True)
     for model in MODELS:
         storage.write("predictions", [model, TASK], _answers(test, model))
-    workspace.run(*(f"evaluate:{model}|{TASK}" for model in MODELS))
+    evaluations = workspace.run(*(f"evaluate:{model}|{TASK}" for model in MODELS))
+    evaluated_by = {model: report["run_id"] for model, report in zip(MODELS, evaluations)}
     labels = {model: storage.read("parsed_labels", [model, TASK]).set_index("id").sort_index() for model in MODELS}
     a, b = labels["model-a"], labels["model-b"]
     expected = mcnemar(a["gold"], a["label"], b.loc[a.index, "label"])
@@ -102,6 +114,7 @@ def test_review_session(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "review-server.log"
+    workspace.extra_env["MEDASSETS_REVIEW_URL"] = base  # the links the comparison and error analysis record
     env = workspace.env() | {"DAGSTER_HOME": str(tmp_path / "instance")}
     command = [sys.executable, "-m", "medassets.review", "--port", str(port)]
     asked: list[str] = []
@@ -116,6 +129,10 @@ def test_review_session(tmp_path):
         page.locator("select[name=b]").select_option("model-b")
         page.get_by_role("button", name="Show").click()
         expect(page.locator("#count-discordant")).to_contain_text(f"b = {expected['b']}, c = {expected['c']}")
+        for model in MODELS:  # the page names the partitions and runs its labels came from
+            for shown in ("parsed_labels", f"{model}|{TASK}", evaluated_by[model]):
+                expect(page.locator(f"#source-{model}")).to_contain_text(shown)
+        _screenshot(page, "review-task.png", tmp_path)
         assert sorted(_rows_of_filter(page, page.url)) == discordant
 
         item = str(a.index[1])  # invalid for both models
@@ -147,17 +164,34 @@ def test_review_session(tmp_path):
         for odd in ("/tasks/nope", f"/tasks/{TASK}/items/%2e%2e%2fsecret", f"/tasks/{TASK}/items/no-such-item", f"/tasks/{TASK}?filter=x"):
             assert httpx.get(f"{base}{odd}").status_code in (400, 404), odd
         page.screenshot(path=str(tmp_path / "item.png"), full_page=True)
-        browser.close()
 
-    config = tmp_path / "gold.json"
-    config.write_text(json.dumps({"ops": {"metrics": {"config": {"gold": "adjudicated"}}}}))
-    workspace.run("observe_adjudications", f"adjudicate:{TASK}", f"evaluate:model-a|{TASK}@{config}")
-    metrics = storage.read("metrics", ["model-a", TASK]).iloc[0]
-    predicted = np.where(a["label"] == -1, 0, a["label"])
-    assert metrics["f1"] == pytest.approx(f1_score(corrected, predicted))
-    assert metrics["precision"] == pytest.approx(precision_score(corrected, predicted))
-    assert metrics["recall"] == pytest.approx(recall_score(corrected, predicted))
-    assert metrics["f1"] != pytest.approx(f1_score(a["gold"], predicted))
+        config = tmp_path / "gold.json"
+        config.write_text(json.dumps({"ops": {"metrics": {"config": {"gold": "adjudicated"}}}}))
+        runs = workspace.run("observe_adjudications", f"adjudicate:{TASK}", f"evaluate:model-a|{TASK}@{config}", "compare",
+                             f"analyze_errors:{TASK}")
+        metrics = storage.read("metrics", ["model-a", TASK]).iloc[0]
+        predicted = np.where(a["label"] == -1, 0, a["label"])
+        assert metrics["gold"] == "adjudicated"
+        assert metrics["f1"] == pytest.approx(f1_score(corrected, predicted))
+        assert metrics["precision"] == pytest.approx(precision_score(corrected, predicted))
+        assert metrics["recall"] == pytest.approx(recall_score(corrected, predicted))
+        assert metrics["f1"] != pytest.approx(f1_score(a["gold"], predicted))
+
+        # The report: F1 on the original and the adjudicated gold side by side, the labels changed.
+        compared = runs[3]["materializations"]["comparison"]["None"]
+        assert compared["labels_changed_by_adjudication"] == {TASK: 2}
+        page.goto((workspace.home / "reports" / "report.html").as_uri())
+        side_by_side = page.locator("#adjudication-by-task tbody tr").first
+        expect(side_by_side).to_contain_text(TASKS[TASK].title)
+        expect(side_by_side).to_contain_text(f"{f1_score(a['gold'], predicted):.2f} → {f1_score(corrected, predicted):.2f}")
+        assert "Labels changed" in page.locator("#adjudication-by-task thead").inner_text()
+        assert CANARY not in page.content()
+
+        # From the Dagster metadata to the review page, from both assets.
+        assert f"({base}/tasks/{TASK})" in compared["review_pages"]
+        page.goto(runs[4]["materializations"]["error_analysis"][TASK]["review_page"])
+        expect(page.locator("h1")).to_have_text(TASKS[TASK].title)
+        browser.close()
 
     server_log = log.read_text(errors="replace")
     assert f"/tasks/{TASK}/items/{item}" in server_log  # the access log is there, by id
