@@ -62,19 +62,20 @@ class ScriptedServer:
         try:
             time.sleep(self.hold_s)
             if status != 200:
-                return self._send(handler, status, {"error": {"message": "scripted failure"}})
-            prompt = body["messages"][-1]["content"]
-            content, reasoning = self.answer(prompt)
-            with self.lock:
-                self.answers[prompt] = (content, reasoning)
-            message = {"role": "assistant", "content": content, self.reasoning_field: reasoning}
-            self._send(handler, 200, {
-                "choices": [{"message": message, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5},
-            })
+                reply = {"error": {"message": "scripted failure"}}
+            else:
+                prompt = body["messages"][-1]["content"]
+                content, reasoning = self.answer(prompt)
+                with self.lock:
+                    self.answers[prompt] = (content, reasoning)
+                message = {"role": "assistant", "content": content, self.reasoning_field: reasoning}
+                reply = {"choices": [{"message": message, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
         finally:
+            # Out of flight before the answer leaves: the client's next request can come as soon
+            # as it has the answer, before this thread would otherwise count down.
             with self.lock:
                 self.in_flight -= 1
+        self._send(handler, status, reply)
 
     @staticmethod
     def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
