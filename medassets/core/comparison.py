@@ -178,6 +178,17 @@ def model_pairs(models, *, pairs: str = "every", reference: str | None = None) -
     return [(model, reference) for model in models if model != reference]
 
 
+def _paired_items(of_task: pd.DataFrame, chosen: list[tuple[str, str]], values: str):
+    """For each chosen pair present in one task's labels: (a, b, gold, a's values, b's values) of
+    the items, paired by id, that both models have a value for."""
+    wide = of_task.pivot(index="id", columns="model", values=values)
+    gold = of_task.drop_duplicates("id").set_index("id")["gold"].reindex(wide.index)
+    for a, b in chosen:
+        if a in wide and b in wide:
+            both = wide[a].notna() & wide[b].notna()
+            yield a, b, gold[both].to_numpy(), wide.loc[both, a].to_numpy(), wide.loc[both, b].to_numpy()
+
+
 def paired_f1_differences(
     labels: pd.DataFrame, *, n_resamples: int, confidence: float, seed: int, invalid: str,
     pairs: str = "every", reference: str | None = None, correction: str = "holm",
@@ -192,14 +203,7 @@ def paired_f1_differences(
     chosen = model_pairs(labels["model"].unique(), pairs=pairs, reference=reference)
     rows = []
     for task in _task_order(labels["task"]):
-        of_task = labels[labels["task"] == task]
-        wide = of_task.pivot(index="id", columns="model", values="label")
-        gold = of_task.drop_duplicates("id").set_index("id")["gold"].reindex(wide.index)
-        for a, b in chosen:
-            if a not in wide or b not in wide:
-                continue
-            both = wide[a].notna() & wide[b].notna()
-            truth, pred_a, pred_b = gold[both].to_numpy(), wide.loc[both, a].to_numpy(), wide.loc[both, b].to_numpy()
+        for a, b, truth, pred_a, pred_b in _paired_items(labels[labels["task"] == task], chosen, "label"):
             result = paired_difference(
                 truth, pred_a, pred_b, metric="f1", n_resamples=n_resamples, confidence=confidence, seed=seed, invalid=invalid,
             )
@@ -275,16 +279,9 @@ def paired_auroc_differences(
         of_task = labels[(labels["task"] == task) & labels["model"].isin(scored[task])]
         if of_task.empty:
             continue
-        wide = of_task.pivot(index="id", columns="model", values="score")
-        gold = of_task.drop_duplicates("id").set_index("id")["gold"].reindex(wide.index)
-        for a, b in chosen:
-            if a not in wide or b not in wide:
-                continue
-            both = wide[a].notna() & wide[b].notna()
-            truth = gold[both].to_numpy()
+        for a, b, truth, scores_a, scores_b in _paired_items(of_task, chosen, "score"):
             if min(truth.sum(), len(truth) - truth.sum()) < 2:
                 continue
-            scores_a, scores_b = wide.loc[both, a].to_numpy(), wide.loc[both, b].to_numpy()
             interval = paired_auroc_difference(
                 truth, scores_a, scores_b, n_resamples=n_resamples, confidence=confidence, seed=seed
             )
