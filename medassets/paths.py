@@ -23,6 +23,8 @@ needed (a step, a sensor tick, the definitions being built), never at import tim
   (`server.api_key_env`, default OPENAI_API_KEY).
 - MEDASSETS_REVIEW_URL: where the review page (`make review`) is reached, for the links to it
   in the `comparison` and `error_analysis` metadata (default: http://127.0.0.1:3001).
+- MEDASSETS_SLURM: a Slurm settings file (`deploy/slurm.yaml` is an example); with it, each
+  model that needs GPUs generates in a Slurm job of its own. Default: unset (in the step).
 - DAGSTER_HOME: Dagster's instance folder; `make run` requires it (the Makefile sets it).
 
 Set for libraries when unset, never read as settings: OMP_NUM_THREADS and
@@ -105,3 +107,8 @@ def hub_offline() -> None:
     """Hugging Face libraries read only the local cache, unless the environment says otherwise.
     They read the variable when first imported, and vLLM's engine process inherits it."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def slurm_settings_path() -> Path | None:
+    value = os.environ.get("MEDASSETS_SLURM")
+    return Path(value) if value else None

@@ -94,16 +94,47 @@ class Placement(Settings):
     )
 
 
+class SlurmRequest(Settings):
+    """What a Slurm job generating for this model asks for, beside its GPUs (its tensor-parallel
+    size). Each field left unset takes the deployment's default (`MEDASSETS_SLURM`), then Slurm's."""
+
+    partition: str | None = Field(None, description="The partition (`--partition`), e.g. gpu; default the deployment's.")
+    account: str | None = Field(None, description="The account charged (`--account`); default the deployment's.")
+    qos: str | None = Field(None, description="The quality of service (`--qos`); default the deployment's.")
+    constraint: str | None = Field(None, description="Node features required (`--constraint`), e.g. h100; default the deployment's.")
+    memory: str | None = Field(
+        None, pattern=r"^[0-9]+[KMGT]?$", description="Memory per node (`--mem`), e.g. 64G (a number alone is MB); default the deployment's."
+    )
+    time_limit: str | None = Field(
+        None, pattern=r"^(UNLIMITED|([0-9]+-)?[0-9]+(:[0-9]+){0,2})$",
+        description="Wall-clock limit (`--time`), e.g. 04:00:00 or 1-12:00:00; default the deployment's.",
+    )
+    cpus_per_task: int | None = Field(None, gt=0, description="CPU cores (`--cpus-per-task`); default the deployment's.")
+    options: tuple[str, ...] = Field(
+        (), strict=False, description="More `sbatch` options, each one argument (e.g. --exclusive, --begin=now+60), "
+        "after the deployment's own; default none.",
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, options: tuple[str, ...]) -> tuple[str, ...]:
+        for option in options:
+            if not option.startswith("-") or "\n" in option:
+                raise ValueError(f"each sbatch option is one argument starting with '-' (given: {option!r})")
+        return options
+
+
 class ModelEntry(Settings):
     """What every registry entry has. Each backend's entry type adds its own settings."""
 
     backend: str
     name: str = Field(description="The model's partition key: letters, digits, '.', '_' or '-', at most 63 characters.")
     kubernetes: Placement = Field(default_factory=Placement, description="Node selector and tolerations of its runs on Kubernetes.")
+    slurm: SlurmRequest = Field(default_factory=SlurmRequest, description="What its Slurm job asks for, when generation runs on Slurm.")
     # Fields that cannot change an answer, as a pydantic `exclude` spec. Every other field is
     # part of the entry's answer identity (engines.answer_key): a new field changes answers
     # unless it is declared here, so none can be forgotten.
-    answer_neutral: ClassVar[dict[str, Any]] = {"name": True, "kubernetes": True}
+    answer_neutral: ClassVar[dict[str, Any]] = {"name": True, "kubernetes": True, "slurm": True}
 
     @property
     def gpus(self) -> int:

@@ -21,10 +21,12 @@ from medassets import paths
 from medassets.core.cache import open_response_cache
 from medassets.core.prompts import templates_version
 from medassets.core.registry import load_registry, registered_model
+from medassets.core.slurm import load_deployment
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, frame_metadata
 from medassets.defs.partitions import model_partitions, partition_key, task_model_partitions, tasks_by_model
+from medassets.defs.slurm import predict_in_slurm_job
 from medassets.engines import Batch, answer_key, engine_groups, predict_in_own_process
 from medassets.engines.base import GeneratingBackend
 from medassets.tasks import tasks_version
@@ -91,7 +93,8 @@ def model_weights(context) -> DataVersionsByPartition:
     ),
     description="One generation per test prompt, per model, with the prompt its registry entry sets "
     "(zero-shot Table 2 by default). A backfill over a model's tasks loads the model once and sends all "
-    "their prompts in one batch; answers are cached.",
+    "their prompts in one batch; answers are cached. With MEDASSETS_SLURM set, a model that needs GPUs "
+    "generates in a Slurm job of its own.",
 )
 def predictions(context: AssetExecutionContext, prompts, split):
     keys = list(context.partition_keys)
@@ -104,9 +107,12 @@ def predictions(context: AssetExecutionContext, prompts, split):
         for model, tasks in grouped.items()
     ]
     groups = engine_groups(batches)
+    slurm = load_deployment(settings) if (settings := paths.slurm_settings_path()) else None
     outputs = {}
     for backend, group in groups:
-        if isinstance(backend, GeneratingBackend) and len(groups) > 1:
+        if slurm and isinstance(backend, GeneratingBackend) and group[0].spec.gpus:
+            batch_predictions = predict_in_slurm_job(context, backend, group, slurm, models_dir=paths.models_dir(), open_cache=open_cache)
+        elif isinstance(backend, GeneratingBackend) and len(groups) > 1:
             # One engine per process: with several engines in the step, each generates in its own.
             batch_predictions = predict_in_own_process(backend, group, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info)
         else:

@@ -188,7 +188,7 @@ def test_missing_or_invalid_name(entry):
         ("  - name: m\n    source: {embedded: x, rev: abc}\n", "source:", "unknown field 'rev'"),
         ("  - name: m\n    source: org/name\n", "source:", "source takes one of embedded, path or hub"),
         ("  - name: m\n    backend: baseline\n    sampling: {seed: 1}\n", "sampling",
-         "unknown field 'sampling'; known: ['backend', 'kubernetes', 'name', 'seed']"),
+         "unknown field 'sampling'; known: ['backend', 'kubernetes', 'name', 'seed', 'slurm']"),
         ("  - name: m\n    backend: openai\n    sampling: 5\n", "sampling: 5", "`sampling`: Input should be"),
         ("  - name: m\n    source: {path: /w}\n    max_model_len: big\n", "max_model_len", "`max_model_len`: Input should be a valid integer"),
         ("  - name: m\n    source: {path: /w}\n    max_model_len: '12'\n", "max_model_len", "`max_model_len`: Input should be a valid integer"),

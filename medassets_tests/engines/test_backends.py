@@ -88,6 +88,7 @@ def test_revisions_known_without_local_weights(entry, revision, tmp_path, monkey
 # decides whether it can change an answer.
 CHANGED = {
     "backend": None, "name": "renamed", "kubernetes": {"node_selector": {"gpu": "h100"}},
+    "slurm": {"partition": "gpu", "memory": "64G"},
     "reasoning": True, "system_prompt": "Be brief.", "chat_template": "TEMPLATE", "fingerprint": "content",
     "sampling.temperature": 0.7, "sampling.top_p": 0.5, "sampling.max_tokens": 9, "sampling.seed": 3, "sampling.stop": ["x"],
     "variant": "concise", "shots": 2, "shot_seed": 1, "decoding": "constrained", "scoring": "likelihood", "threshold_rows": 50,
@@ -114,7 +115,7 @@ ANSWER_CHANGING = {
 def _fields(model, prefix=""):
     for name, field in model.model_fields.items():
         nested = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, Settings) else None
-        if nested is not None and name != "kubernetes":
+        if nested is not None and name not in ("kubernetes", "slurm"):  # placements, changed whole
             yield from _fields(nested, f"{prefix}{name}.")
         else:
             yield prefix + name

@@ -1,0 +1,158 @@
+"""Generation as Slurm jobs, through Dagster, on a real single-node Slurm cluster (the `slurm`
+fixture: Debian's slurmctld and slurmd, a node declaring 4 GPUs as a generic resource).
+
+Three registry entries: the embedded model (1 GPU, partition debug), a 70B-shaped entry
+(4 GPUs, partition gpu, held back by its own `--begin` option so that it stays pending) and
+the baseline, which submits nothing. The fixtures run in order, sharing one workspace: a job
+cancelled midway -> the run resumed -> the same model generated locally, without Slurm.
+
+Slow: three engine starts of the embedded model (two in Slurm jobs, one local).
+"""
+
+import os
+import signal
+import time
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from conftest import engine_events, engine_probe_env
+
+pytestmark = pytest.mark.slow
+
+MODEL, BIG, BASELINE, TASK = "smollm2-135m", "llama-70b-shaped", "tfidf-logreg", "breast_cancer"
+REGISTRY = f"""
+models:
+  - name: {MODEL}
+    source: {{embedded: smollm2-135m-instruct}}
+    sampling: {{max_tokens: 16}}
+    slurm: {{partition: debug, memory: 3G}}
+  - name: {BIG}
+    source: {{path: /models/Llama-3.3-70B-Instruct}}
+    dtype: bfloat16
+    tensor_parallel_size: 4
+    slurm: {{partition: gpu, memory: 16G, options: ["--begin=now+3600"]}}
+  - name: {BASELINE}
+    backend: baseline
+"""
+PENDING_REPORT_S = 2
+
+
+def job_ids(slurm) -> list[str]:
+    """Every job slurmctld still knows, ended ones included (for MinJobAge)."""
+    return [fields["JobId"] for line in slurm.command("scontrol", "show", "job", "-o").splitlines() if (fields := _fields(line))]
+
+
+def _fields(line: str) -> dict[str, str]:
+    return dict(token.split("=", 1) for token in line.split() if "=" in token)
+
+
+def predictions(workspace, model: str) -> pd.DataFrame:
+    return pd.read_parquet(workspace.asset_file("predictions", model, TASK))
+
+
+@pytest.fixture(scope="module")
+def engine_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("engine") / "events.log"
+
+
+@pytest.fixture(scope="module")
+def workspace(make_workspace, slurm, tmp_path_factory, engine_log):
+    folder = tmp_path_factory.mktemp("slurm-settings")
+    settings = folder / "slurm.yaml"
+    settings.write_text(f"poll_interval_s: 0.5\npending_report_after_s: {PENDING_REPORT_S}\nwork_dir: {folder / 'work'}\n"
+                        "defaults: {time_limit: '00:30:00', cpus_per_task: 2}\n")
+    workspace = make_workspace(REGISTRY, extra_env={"MEDASSETS_SLURM": str(settings), **slurm.env(), **engine_probe_env(engine_log)})
+    workspace.run(f"prepare_data:{TASK}", "prepare_embedded_model")
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def cancelled(workspace, slurm):
+    """The embedded model's generate run, its Slurm job cancelled (scancel) once it has cached 5% of the answers."""
+    total = len(pd.read_parquet(workspace.asset_file("split", TASK)).query("part == 'test'"))
+    before = set(job_ids(slurm))
+    run = workspace.start(f"generate:{MODEL}|{TASK}")
+    deadline = time.monotonic() + 600
+    while len(workspace.cached_answers()) < total // 20:
+        assert run.process.poll() is None, f"the run ended before it cached an answer:\n{run.output[-3000:]}"
+        assert time.monotonic() < deadline, "no answer cached within 10 minutes"
+        time.sleep(0.05)
+    (job_id,) = set(job_ids(slurm)) - before
+    slurm.command("scancel", job_id)
+    (report,) = run.wait(timeout=300)
+    return SimpleNamespace(total=total, job_id=job_id, report=report, cached=workspace.cached_answers(), writes=workspace.cache_writes())
+
+
+@pytest.fixture(scope="module")
+def resumed(workspace, slurm, cancelled, engine_log):
+    received_before = engine_events(engine_log).count("received")
+    before = set(job_ids(slurm))
+    job = workspace.start(f"generate:{MODEL}|{TASK}")
+    (report,) = job.wait(timeout=600)
+    (job_id,) = set(job_ids(slurm)) - before
+    received = engine_events(engine_log).count("received") - received_before
+    return SimpleNamespace(report=report, job_id=job_id, job=slurm.job(job_id), received=received, output=job.output)
+
+
+def test_a_job_cancelled_midway_fails_the_run_naming_the_job_and_its_state(cancelled, slurm):
+    assert 0 < len(cancelled.cached) < cancelled.total, "the cancel was meant to land midway"
+    assert not cancelled.report["success"]
+    (error,) = cancelled.report["errors"]
+    assert f"Slurm job {cancelled.job_id} ended CANCELLED" in error
+    assert "the next run generates only the rest" in error
+    assert slurm.job(cancelled.job_id)["JobState"] == "CANCELLED"
+
+
+def test_the_next_run_generates_only_the_missing_answers_in_a_job_asking_for_the_entry_s_resources(cancelled, resumed, workspace, slurm):
+    assert resumed.report["success"], resumed.report["errors"]
+    metadata = resumed.report["materializations"]["predictions"][f"{MODEL}|{TASK}"]
+    assert (metadata["batch_cache_hits"], metadata["batch_cache_misses"]) == (len(cancelled.cached), cancelled.total - len(cancelled.cached))
+    # What vLLM received in the job (engine_probe), not what medassets counted.
+    assert resumed.received == cancelled.total - len(cancelled.cached)
+    writes = workspace.cache_writes()
+    assert {key: writes[key] for key in cancelled.writes} == cancelled.writes  # the finished answers were kept, not regenerated
+    assert (metadata["slurm_job_id"], metadata["slurm_state"], metadata["slurm_node"]) == (resumed.job_id, "COMPLETED", resumed.job["NodeList"])
+    # The job Slurm recorded asks for the entry's GPU, memory and partition.
+    assert (resumed.job["Partition"], resumed.job["MinMemoryNode"]) == ("debug", "3G")
+    assert "gres/gpu=1" in resumed.job["TRES"]
+    # The run's log holds the job's id, state and node, and the engine's progress relayed from the job.
+    messages = [entry["message"] for entry in resumed.report["logs"]]
+    assert any(f"Slurm job {resumed.job_id} RUNNING on {resumed.job['NodeList']}" in message for message in messages)
+    assert any(f"{len(cancelled.cached)} of {cancelled.total} answers are cached" in message for message in messages)
+
+
+def test_predictions_generated_in_a_slurm_job_equal_a_local_run_s(resumed, workspace, make_workspace, engine_log):
+    local = make_workspace(REGISTRY, extra_env=engine_probe_env(engine_log))  # no MEDASSETS_SLURM: in the step
+    (*_, report) = local.run(f"prepare_data:{TASK}", "prepare_embedded_model", f"generate:{MODEL}|{TASK}")
+    assert "slurm_job_id" not in report["materializations"]["predictions"][f"{MODEL}|{TASK}"]
+    pd.testing.assert_frame_equal(predictions(workspace, MODEL), predictions(local, MODEL))
+
+
+def test_a_4_gpu_entry_s_job_asks_for_its_resources_is_reported_pending_and_cancelled_with_the_run(workspace, slurm):
+    before = set(job_ids(slurm))
+    run = workspace.start(f"generate:{BIG}|{TASK}")
+    deadline = time.monotonic() + 120
+    while not (submitted := set(job_ids(slurm)) - before) or "has been pending" not in run.output:
+        assert run.process.poll() is None, f"the run ended while its job was pending:\n{run.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no pending job reported within 120 s:\n{run.output[-3000:]}"
+        time.sleep(0.2)
+    (job_id,) = submitted
+    job = slurm.job(job_id)
+    assert (job["JobState"], job["Reason"], job["Partition"], job["MinMemoryNode"]) == ("PENDING", "BeginTime", "gpu", "16G")
+    assert "gres/gpu=4" in job["TRES"]
+    assert f"Slurm job {job_id} has been pending for" in run.output
+
+    os.kill(run.process.pid, signal.SIGTERM)  # what terminating a run sends its process
+    run.process.wait(timeout=120)
+    assert job_id not in slurm.queued()
+    assert slurm.job(job_id)["JobState"] == "CANCELLED"
+    assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
+
+
+def test_the_baseline_submits_nothing_and_generates_in_the_step(workspace, slurm):
+    before = job_ids(slurm)
+    (report,) = workspace.run(f"generate:{BASELINE}|{TASK}")
+    assert job_ids(slurm) == before
+    assert "slurm_job_id" not in report["materializations"]["predictions"][f"{BASELINE}|{TASK}"]
+    assert len(predictions(workspace, BASELINE)) == len(pd.read_parquet(workspace.asset_file("split", TASK)).query("part == 'test'"))
