@@ -1,5 +1,5 @@
-"""What the tests and benchmarks that start processes share: a free port, a PostgreSQL server,
-and finding the processes a test started by a token in their environment (every process
+"""What the tests and benchmarks that start processes share: a free port, a PostgreSQL server, a
+single-node Slurm cluster, and finding the processes a test started by a token in their environment (every process
 inherits it, even one that left its process group). (No test_ prefix: pytest does not collect it.)"""
 
 import contextlib
