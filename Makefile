@@ -9,7 +9,7 @@ UI_HOST ?= 127.0.0.1
 REVIEW_PORT ?= 3001
 REVIEW_HOST ?= 127.0.0.1
 
-.PHONY: install browser postgres review run lint docs test ui clean
+.PHONY: install browser postgres slurm review run lint docs test ui clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,10 @@ browser:
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql; }
 
+# The Slurm tests start a single-node Slurm cluster (and its own munged) from Debian's packages; installed once, as Chromium.
+slurm:
+	@command -v sbatch >/dev/null || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y slurm-wlm munge; }
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
@@ -55,8 +59,8 @@ docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Every run lists its slowest tests; `pytest -m "not slow"` leaves out the engine, server,
-# daemon, browser, Postgres and Kubernetes flows (under 3 minutes).
-test: lint docs $(VENV)/.installed-test browser postgres
+# daemon, browser, Postgres, Slurm and Kubernetes flows (under 3 minutes).
+test: lint docs $(VENV)/.installed-test browser postgres slurm
 	$(BIN)/python -m pytest --durations=15
 
 ui: install

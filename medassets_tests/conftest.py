@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 from hypothesis import settings
-from support import TOKEN_VARIABLE, postgres_server, processes_with_token
+from support import TOKEN_VARIABLE, SlurmCluster, postgres_server, processes_with_token, slurm_cluster
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("dagster_runs.py")
@@ -36,7 +36,7 @@ settings.load_profile("medassets")
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "slow: starts vLLM, a server, a daemon, a browser or PostgreSQL, drives a Kubernetes flow, or takes "
+        "markers", "slow: starts vLLM, a server, a daemon, a browser, PostgreSQL or Slurm, drives a Kubernetes flow, or takes "
         "over ~5 s on 2 cores; `pytest -m \"not slow\"` leaves these out",
     )
 
@@ -63,6 +63,13 @@ def postgres_url() -> str:
     """The URL of a database on a PostgreSQL server of this test session (support.postgres_server)."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory) -> SlurmCluster:
+    """A single-node Slurm cluster of this test session, with 4 counted GPUs (support.slurm_cluster)."""
+    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield cluster
 
 
 def child_pids() -> set[int]:
