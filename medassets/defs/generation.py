@@ -13,6 +13,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     MultiToSingleDimensionPartitionMapping,
+    Output,
     asset,
     observable_source_asset,
 )
@@ -127,4 +128,5 @@ def predictions(context: AssetExecutionContext, prompts, split):
                     | ({"learned_threshold": float(frame["learned_threshold"].iloc[0])} if "learned_threshold" in frame else {}),
                     partition_key=key,
                 )
-    return outputs if len(keys) > 1 else outputs[keys[0]]
+    # An Output, not the value alone: a step that opened a Dagster Pipes session (Slurm) must return typed results.
+    return Output(outputs if len(keys) > 1 else outputs[keys[0]])

@@ -40,11 +40,8 @@ PENDING_REPORT_S = 2
 
 def job_ids(slurm) -> list[str]:
     """Every job slurmctld still knows, ended ones included (for MinJobAge)."""
-    return [fields["JobId"] for line in slurm.command("scontrol", "show", "job", "-o").splitlines() if (fields := _fields(line))]
-
-
-def _fields(line: str) -> dict[str, str]:
-    return dict(token.split("=", 1) for token in line.split() if "=" in token)
+    lines = slurm.command("scontrol", "show", "job", "-o").splitlines()
+    return [line.split()[0].removeprefix("JobId=") for line in lines if line.startswith("JobId=")]
 
 
 def predictions(workspace, model: str) -> pd.DataFrame:
@@ -115,7 +112,7 @@ def test_the_next_run_generates_only_the_missing_answers_in_a_job_asking_for_the
     assert (metadata["slurm_job_id"], metadata["slurm_state"], metadata["slurm_node"]) == (resumed.job_id, "COMPLETED", resumed.job["NodeList"])
     # The job Slurm recorded asks for the entry's GPU, memory and partition.
     assert (resumed.job["Partition"], resumed.job["MinMemoryNode"]) == ("debug", "3G")
-    assert "gres/gpu=1" in resumed.job["TRES"]
+    assert resumed.job["TresPerNode"] == "gres:gpu:1"
     # The run's log holds the job's id, state and node, and the engine's progress relayed from the job.
     messages = [entry["message"] for entry in resumed.report["logs"]]
     assert any(f"Slurm job {resumed.job_id} RUNNING on {resumed.job['NodeList']}" in message for message in messages)
@@ -140,7 +137,7 @@ def test_a_4_gpu_entry_s_job_asks_for_its_resources_is_reported_pending_and_canc
     (job_id,) = submitted
     job = slurm.job(job_id)
     assert (job["JobState"], job["Reason"], job["Partition"], job["MinMemoryNode"]) == ("PENDING", "BeginTime", "gpu", "16G")
-    assert "gres/gpu=4" in job["TRES"]
+    assert job["TresPerNode"] == "gres:gpu:4"
     assert f"Slurm job {job_id} has been pending for" in run.output
 
     os.kill(run.process.pid, signal.SIGTERM)  # what terminating a run sends its process
