@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medassets.core.cache import CacheError, _shown, _switch_to_wal, _BUSY_TIMEOUT_S
+from medassets.core.cache import _BUSY_TIMEOUT_S, CacheError, PostgresConnection, _switch_to_wal
 
 VERDICTS = ("correct", "wrong", "ambiguous")
 REASONS = (
@@ -133,41 +133,17 @@ class AdjudicationStore(_SQLAdjudications):
         self._db.close()
 
 
-class PostgresAdjudicationStore(_SQLAdjudications):
+class PostgresAdjudicationStore(PostgresConnection, _SQLAdjudications):
     """Verdicts in the `adjudications` table of the team's PostgreSQL database; rules turn any
     change or deletion of a row into nothing."""
 
-    _mark = "%s"
-
     def __init__(self, url: str):
-        import psycopg2
-        import psycopg2.errors
-
-        try:
-            self._db = psycopg2.connect(url, connect_timeout=10)
-        except psycopg2.Error as exc:
-            raise CacheError(
-                f"cannot connect to the PostgreSQL database {_shown(url)} (MEDASSETS_POSTGRES_URL): {' '.join(str(exc).split())}"
-            ) from exc
-        self._db.autocommit = True
-        try:
-            self._write(f"CREATE TABLE IF NOT EXISTS adjudications (seq BIGSERIAL PRIMARY KEY, {_FIELDS})", ())
-            for change in ("UPDATE", "DELETE"):
-                self._write(f"CREATE OR REPLACE RULE adjudications_no_{change.lower()} AS ON {change} TO adjudications DO INSTEAD NOTHING", ())
-        except (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateObject):  # created at the same moment elsewhere
-            pass
-
-    def _rows(self, sql, params):
-        with self._db.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-
-    def _write(self, sql, params):
-        with self._db.cursor() as cursor:
-            cursor.execute(sql, params)
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(url)
+        self._create(
+            f"CREATE TABLE IF NOT EXISTS adjudications (seq BIGSERIAL PRIMARY KEY, {_FIELDS})",
+            *(f"CREATE OR REPLACE RULE adjudications_no_{change.lower()} AS ON {change} TO adjudications DO INSTEAD NOTHING"
+              for change in ("UPDATE", "DELETE")),
+        )
 
 
 def open_adjudications(postgres_url: str | None, sqlite_path: Path) -> AdjudicationStore | PostgresAdjudicationStore:

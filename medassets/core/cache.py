@@ -133,14 +133,14 @@ def _shown(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@") if parts.password else url
 
 
-class PostgresResponseCache(_SQLCache):
-    """The cache in the `responses` table of a PostgreSQL database."""
+class PostgresConnection:
+    """A connection to a team's PostgreSQL database in autocommit, so that each write is
+    committed as it is made; the stores in it add their own tables."""
 
     _mark = "%s"
 
     def __init__(self, url: str):
         import psycopg2  # dagster-postgres's driver
-        import psycopg2.errors
 
         try:
             self._db = psycopg2.connect(url, connect_timeout=10)
@@ -150,19 +150,7 @@ class PostgresResponseCache(_SQLCache):
                 f"{' '.join(str(exc).split())} Check that the server runs and the URL's host, port, database and "
                 "user; the password comes from PGPASSWORD or ~/.pgpass."
             ) from exc
-        self._db.autocommit = True  # each answer is committed as it is put
-        try:
-            self._write(_CREATE, ())
-        except psycopg2.errors.UniqueViolation:  # another run created it at the same moment
-            pass
-        present = self._rows(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'responses'", []
-        )
-        for column in _BOOKKEEPING.keys() - {name for (name,) in present}:
-            try:
-                self._write(f"ALTER TABLE responses ADD COLUMN IF NOT EXISTS {column} {_BOOKKEEPING[column]}", ())
-            except psycopg2.errors.UniqueViolation:  # added at the same moment
-                pass
+        self._db.autocommit = True
 
     def _rows(self, sql, params):
         with self._db.cursor() as cursor:
@@ -173,8 +161,32 @@ class PostgresResponseCache(_SQLCache):
         with self._db.cursor() as cursor:
             cursor.execute(sql, params)
 
+    def _create(self, *statements: str) -> None:
+        """Runs the statements in order, each creating something if it is missing; stops quietly
+        where another connection creates it at the same moment (it then creates the rest)."""
+        import psycopg2.errors
+
+        try:
+            for statement in statements:
+                self._write(statement, ())
+        except (psycopg2.errors.UniqueViolation, psycopg2.errors.DuplicateTable, psycopg2.errors.DuplicateObject):
+            pass
+
     def close(self) -> None:
         self._db.close()
+
+
+class PostgresResponseCache(PostgresConnection, _SQLCache):
+    """The cache in the `responses` table of a PostgreSQL database."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self._create(_CREATE)
+        present = self._rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'responses'", []
+        )
+        for column in _BOOKKEEPING.keys() - {name for (name,) in present}:
+            self._create(f"ALTER TABLE responses ADD COLUMN IF NOT EXISTS {column} {_BOOKKEEPING[column]}")
 
 
 def open_response_cache(postgres_url: str | None, sqlite_path: Path) -> ResponseCache | PostgresResponseCache:

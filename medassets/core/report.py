@@ -61,6 +61,8 @@ def error_outcomes(labels: pd.DataFrame) -> pd.DataFrame:
 
 # Table 3's metrics in the order a reader looks for them: F1 first.
 READING_ORDER = ("F1", "Precision", "Recall", "AUROC", "AUPRC", "Invalid")
+# What follows Table 3's heading wherever it is shown a row per task and model.
+TABLE3_LAYOUT = "A row per task and model; the paper's layout (a column per metric and model) is in table3.csv."
 
 
 def table3_by_model(table3: pd.DataFrame) -> pd.DataFrame:
@@ -170,8 +172,7 @@ def render_report(
     image = base64.b64encode(forest_png).decode("ascii")
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
-        ("table3", "Table 3", f"{html.escape(headings['table3'])}. A row per task and model; the paper's layout (a "
-         "column per metric and model) is in table3.csv.", _table(table3_by_model(table3), "table3")),
+        ("table3", "Table 3", f"{html.escape(headings['table3'])}. {TABLE3_LAYOUT}", _table(table3_by_model(table3), "table3")),
         ("forest-plot", "F1 by task and model", f"{html.escape(headings['forest_plot'])}.",
          f"<img alt='F1 forest plot' src='data:image/png;base64,{image}'>"),
         ("differences", "Paired differences and McNemar's test",

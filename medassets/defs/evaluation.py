@@ -437,7 +437,9 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     expected = (len(models) + len(ensembles)) * len(TASK_KEYS)
     context.add_output_metadata(
         {
-            "table3": MetadataValue.md(f"{headings['table3']}\n\n{table.to_markdown(index=False)}"),
+            "table3": MetadataValue.md(
+                f"{headings['table3']}. {report_logic.TABLE3_LAYOUT}\n\n{report_logic.table3_by_model(table).to_markdown(index=False)}"
+            ),
             "f1_differences": MetadataValue.md(f"{headings['f1_differences']}\n\n{shown_differences.to_markdown(index=False)}"),
             "prompt_sensitivity": MetadataValue.md(sensitivity.to_markdown(index=False) if len(sensitivity) else "no model has several prompt setups"),
             "forest_plot": MetadataValue.md(f"{headings['forest_plot']}\n\n![F1 by task and model](data:image/png;base64,{image})"),

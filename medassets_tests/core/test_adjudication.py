@@ -1,6 +1,12 @@
 """Adjudications: the append-only store, adjudicated labels, their version, and Cohen's kappa."""
 
 import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,22 +22,120 @@ def _verdict(item, verdict, label=None, reviewer="ana", original=1):
     return adj.checked("breast_cancer", item, verdict, label, "annotation error", "", reviewer, original)
 
 
-def test_store_keeps_history_in_order_and_refuses_changes(tmp_path):
+@dataclass(frozen=True)
+class Database:
+    """Where `open_adjudications` keeps the verdicts; `execute` runs a statement there outside
+    the store and returns the rows it touched."""
+
+    postgres_url: str | None
+    sqlite_path: Path
+    execute: Callable[[str], int]
+
+    def change(self, sql: str) -> None:
+        """An UPDATE or DELETE of verdicts: SQLite's triggers refuse it, PostgreSQL's rules turn it into nothing."""
+        if self.postgres_url is None:
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                self.execute(sql)
+        else:
+            assert self.execute(sql) == 0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+def database(request, tmp_path) -> Iterator[Database]:
+    """The SQLite file, or a fresh database on the session's PostgreSQL server."""
     path = tmp_path / "responses.sqlite"
-    store = adj.AdjudicationStore(path)
+    if request.param == "sqlite":
+        def on_sqlite(sql):
+            db = sqlite3.connect(path)
+            try:
+                with db:
+                    return db.execute(sql).rowcount
+            finally:
+                db.close()
+
+        yield Database(None, path, on_sqlite)
+        return
+    import psycopg2
+
+    server = request.getfixturevalue("postgres_url")
+    name = f"adjudications_{uuid.uuid4().hex}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    url = f"{server.rsplit('/', 1)[0]}/{name}"
+
+    def on_postgres(sql):
+        db = psycopg2.connect(url)
+        db.autocommit = True
+        try:
+            with db.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.rowcount
+        finally:
+            db.close()
+
+    try:
+        yield Database(url, path, on_postgres)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+def _open(database):
+    return adj.open_adjudications(database.postgres_url, database.sqlite_path)
+
+
+def _seen(adjudications):
+    return [(a.item_id, a.verdict, a.label, a.reviewer) for a in adjudications]
+
+
+def test_store_keeps_history_in_order_and_refuses_changes(database):
+    store = _open(database)
     store.add(_verdict("i1", "wrong", 0))
     store.add(_verdict("i1", "ambiguous", reviewer="ben"))
     store.add(_verdict("i2", "correct"))
     store.close()
-    reopened = adj.AdjudicationStore(path)
-    history = reopened.for_task("breast_cancer", "i1")
-    assert [(a.verdict, a.label, a.reviewer) for a in history] == [("wrong", 0, "ana"), ("ambiguous", None, "ben")]
-    assert len(reopened.for_task("breast_cancer")) == 3 and reopened.for_task("stigma_labeling") == []
-    db = sqlite3.connect(path)
-    for change in ("UPDATE adjudications SET label = 1", "DELETE FROM adjudications"):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            db.execute(change)
-    db.close()
+    reopened = _open(database)
+    try:
+        assert _seen(reopened.for_task("breast_cancer", "i1")) == [("i1", "wrong", 0, "ana"), ("i1", "ambiguous", None, "ben")]
+        everything = reopened.for_task("breast_cancer")
+        assert len(everything) == 3 and reopened.for_task("stigma_labeling") == []
+        for change in ("UPDATE adjudications SET label = 1", "DELETE FROM adjudications"):
+            database.change(change)
+        assert reopened.for_task("breast_cancer") == everything
+    finally:
+        reopened.close()
+
+
+def _opened_at_once(database, count):
+    at_once = threading.Barrier(count)
+
+    def opened(_):
+        at_once.wait()
+        return _open(database)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(opened, range(count)))
+
+
+def test_two_stores_opened_at_the_same_moment_share_the_verdicts(database):
+    """Two runs opening a database without the table at once: one creates it, the other finds
+    it. The race is narrow, so it is run on a dropped table several times."""
+    for _ in range(60):
+        database.execute("DROP TABLE IF EXISTS adjudications")
+        first, second = _opened_at_once(database, 2)
+        try:
+            first.add(_verdict("i1", "wrong", 0))
+            second.add(_verdict("i1", "correct", reviewer="ben"))
+            first.add(_verdict("i2", "ambiguous"))
+            expected = [("i1", "wrong", 0, "ana"), ("i1", "correct", None, "ben"), ("i2", "ambiguous", None, "ana")]
+            assert _seen(first.for_task("breast_cancer")) == _seen(second.for_task("breast_cancer")) == expected
+        finally:
+            first.close()
+            second.close()
+        database.change("DELETE FROM adjudications")  # the rules or triggers came with the table
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ are stopped and checked gone.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,7 +172,7 @@ def test_an_appended_model_is_generated_evaluated_and_compared(evaluated, daemon
         records = wait_for(
             f"a comparison that includes {ADDED}",
             lambda: [r for r in instance.fetch_materializations(AssetKey("comparison"), limit=5).records
-                     if r.timestamp > edited and f"F1 {ADDED}" in r.asset_materialization.metadata["table3"].value],
+                     if r.timestamp > edited and re.search(rf"\| {re.escape(ADDED)} +\|", r.asset_materialization.metadata["table3"].value)],
             daemon,
         )
         assert "not evaluated" not in records[0].asset_materialization.metadata["table3"].value

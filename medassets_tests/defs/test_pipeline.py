@@ -19,6 +19,7 @@ from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, DagsterEventT
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, precision_score, recall_score, roc_auc_score
 
 from medassets.core import comparison as comparison_logic
+from medassets.core import report as report_logic
 from medassets.core.baseline import answer_phrase, fit_scores
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import parse_answer
@@ -273,6 +274,12 @@ def test_comparison_writes_table3_differences_and_forest_plot(pipeline):
         assert (row.f1_diff, row.f1_diff_low, row.f1_diff_high) == (0, 0, 0)
     metadata = materializations(pipeline.compare, "comparison")[None]
     assert metadata["evaluated_partitions"].value == f"{len(EVALUATED_KEYS)} of {len(MODELS) * len(TASK_KEYS)}"
+    # The UI's Table 3 is the report's: a row per task and model, F1 first.
+    shown = metadata["table3"].value.split("\n\n", 1)[1]
+    assert shown == report_logic.table3_by_model(table).to_markdown(index=False)
+    header, _, *rows = shown.splitlines()
+    assert [cell.strip() for cell in header.strip("|").split("|")][:3] == ["Task", "Model", "F1"]
+    assert len(rows) == len(EVALUATED) * len(MODELS)
 
 
 @pytest.mark.parametrize("key", EVALUATED_KEYS)
