@@ -68,7 +68,7 @@ def predict_in_slurm_job(
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     job = {"slurm_job_id": job_id, "slurm_node": status.node, "slurm_state": status.state}
-    return {name: Predictions(batch.frames, batch.metadata | job) for name, batch in predictions.items()}
+    return {name: Predictions(predicted.frames, predicted.metadata | job) for name, predicted in predictions.items()}
 
 
 def _follow(context: AssetExecutionContext, job_id: str, names: str, deployment: SlurmDeployment) -> JobStatus:
