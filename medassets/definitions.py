@@ -8,7 +8,9 @@ from medassets.defs.io import AssetStorage, ParquetIOManager
 from medassets.defs.jobs import JOBS
 
 storage = AssetStorage()  # MEDASSETS_HOME's assets folder, read when a step runs
-sensors, schedules = automation.automation(running=paths.automation_on(), cron=paths.reevaluation_cron())
+sensors, schedules = automation.automation(
+    running=paths.automation_on(), cron=paths.reevaluation_cron(), interval_s=paths.sensor_interval_s(),
+)
 
 defs = Definitions(
     assets=[

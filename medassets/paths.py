@@ -17,6 +17,9 @@ needed (a step, a sensor tick, the definitions being built), never at import tim
   (default: on).
 - MEDASSETS_REEVALUATION_CRON: when the weekly re-evaluation observes the models (default:
   Mondays at 03:00, `0 3 * * 1`).
+- MEDASSETS_SENSOR_INTERVAL_S: seconds between two evaluations of automation and of the
+  registry and verdict sensors (default: 30 for automation, 60 for the sensors); smaller
+  reacts sooner to a change and costs the daemon more work.
 - MEDASSETS_OPENAI_BASE_URL: overrides every `openai` model's `server.base_url` (for example
   to reach a server through a tunnel); unset by default.
 - The API key of an `openai` model is read from the variable its registry entry names
@@ -83,6 +86,15 @@ def automation_on() -> bool:
 
 def reevaluation_cron() -> str:
     return os.environ.get("MEDASSETS_REEVALUATION_CRON") or DEFAULT_REEVALUATION_CRON
+
+
+def sensor_interval_s() -> int | None:
+    value = os.environ.get("MEDASSETS_SENSOR_INTERVAL_S")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"MEDASSETS_SENSOR_INTERVAL_S: a whole number of seconds, at least 1 (given: {value!r})")
+    return int(value)
 
 
 def openai_base_url(configured: str) -> str:

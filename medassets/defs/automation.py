@@ -14,8 +14,8 @@
   comparison re-run.
 - The weekly schedule observes every model's weights; automation re-runs what changed.
 
-Whether they start running and the schedule's cron are settings (`paths.py`), passed in
-when the definitions are built.
+Whether they start running, how often they are evaluated and the schedule's cron are
+settings (`paths.py`), passed in when the definitions are built.
 """
 
 import json
@@ -82,16 +82,19 @@ def review_verdicts(context: SensorEvaluationContext) -> SensorResult:
     return SensorResult(run_requests=[RunRequest(job_name=observe_adjudications_job.name)], cursor=versions)
 
 
-def automation(*, running: bool, cron: str) -> tuple[list[SensorDefinition], list[ScheduleDefinition]]:
-    """The sensors and the schedule, started running or stopped."""
+def automation(*, running: bool, cron: str, interval_s: int | None = None) -> tuple[list[SensorDefinition], list[ScheduleDefinition]]:
+    """The sensors and the schedule, started running or stopped; automation and the sensors
+    evaluated every `interval_s` seconds (default: Dagster's 30 for automation, 60 for the sensors)."""
     sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
-    reevaluation = AutomationConditionSensorDefinition("reevaluation", target=AssetSelection.all(), default_status=sensor_status)
+    reevaluation = AutomationConditionSensorDefinition(
+        "reevaluation", target=AssetSelection.all(), default_status=sensor_status, minimum_interval_seconds=interval_s,
+    )
     registry = sensor(
-        jobs=[generate_job, observe_models_job, observe_ensembles_job], minimum_interval_seconds=60, default_status=sensor_status,
+        jobs=[generate_job, observe_models_job, observe_ensembles_job], minimum_interval_seconds=interval_s or 60, default_status=sensor_status,
         description="Keeps the model and ensemble partitions in step with the model registry file.",
     )(model_registry)
     verdicts = sensor(
-        job=observe_adjudications_job, minimum_interval_seconds=60, default_status=sensor_status,
+        job=observe_adjudications_job, minimum_interval_seconds=interval_s or 60, default_status=sensor_status,
         description="Observes the reviewers' verdicts when a task's adjudicated labels change; automation re-runs what depends on them.",
     )(review_verdicts)
     weekly = ScheduleDefinition(

@@ -268,9 +268,10 @@ def test_schedule_observes_every_models_weights():
 
 
 def _statuses(env: dict) -> dict:
+    """Each sensor's (default status, minimum interval) and the schedule's (status, cron), as the definitions built under `env` give them."""
     code = (
         "import json; from medassets.definitions import defs; "
-        "print(json.dumps({**{s.name: s.default_status.value for s in defs.sensors}, "
+        "print(json.dumps({**{s.name: (s.default_status.value, s.minimum_interval_seconds) for s in defs.sensors}, "
         "**{s.name: (s.default_status.value, s.cron_schedule) for s in defs.schedules}}))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -282,11 +283,25 @@ def test_automation_is_on_by_default_and_can_be_turned_off(monkeypatch):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDASSETS_")}
     on = _statuses(env)
-    assert on["reevaluation"] == on["model_registry"] == "RUNNING"
+    assert on["reevaluation"][0] == on["model_registry"][0] == on["review_verdicts"][0] == "RUNNING"
     assert on["weekly_reevaluation"] == ["RUNNING", paths.DEFAULT_REEVALUATION_CRON]
     off = _statuses(env | {"MEDASSETS_AUTOMATION": "off", "MEDASSETS_REEVALUATION_CRON": "0 6 * * *"})
-    assert off["reevaluation"] == off["model_registry"] == "STOPPED"
+    assert off["reevaluation"][0] == off["model_registry"][0] == off["review_verdicts"][0] == "STOPPED"
     assert off["weekly_reevaluation"] == ["STOPPED", "0 6 * * *"]
+
+
+def test_how_often_automation_and_the_sensors_are_evaluated_is_a_setting():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDASSETS_")}
+    default = _statuses(env)
+    assert [default[name][1] for name in ("reevaluation", "model_registry", "review_verdicts")] == [30, 60, 60]
+    quick = _statuses(env | {"MEDASSETS_SENSOR_INTERVAL_S": "5"})
+    assert [quick[name][1] for name in ("reevaluation", "model_registry", "review_verdicts")] == [5, 5, 5]
+    with pytest.raises(ValueError, match=r"MEDASSETS_SENSOR_INTERVAL_S: a whole number of seconds, at least 1 \(given: '0.5'\)"):
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setenv("MEDASSETS_SENSOR_INTERVAL_S", "0.5")
+            paths.sensor_interval_s()
 
 
 ENSEMBLE = "vote"
