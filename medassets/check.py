@@ -1,6 +1,7 @@
 """`python -m medassets.check`: this machine's settings (paths.py), checked before a deployment
 starts Dagster on it: the model registry and the dataset config load, the response cache
-opens (PostgreSQL when MEDASSETS_POSTGRES_URL is set), and the asset storage can be written.
+opens (PostgreSQL when MEDASSETS_POSTGRES_URL is set), the asset storage can be written, and,
+when MEDASSETS_SLURM is set, its settings load and the cluster's controller answers.
 Prints one line per check; exits 1 if any failed, each failure naming its setting."""
 
 import sys
@@ -9,6 +10,7 @@ from medassets import paths
 from medassets.core.cache import open_response_cache
 from medassets.core.datasets import read_dataset_config
 from medassets.core.registry import load_registry
+from medassets.core.slurm import load_deployment, ping
 from medassets.defs.io import AssetStorage
 
 
@@ -16,11 +18,19 @@ def _cache() -> None:
     open_response_cache(paths.postgres_url(), paths.cache_path()).close()
 
 
+def _slurm() -> None:
+    settings = paths.slurm_settings_path()
+    if settings:  # unset: generation stays in the step
+        load_deployment(settings)
+        ping()
+
+
 CHECKS = {
     "model registry (MEDASSETS_REGISTRY)": lambda: load_registry(paths.registry_path()),
     "dataset config (MEDASSETS_DATASETS)": lambda: read_dataset_config(paths.datasets_path()),
     "response cache (MEDASSETS_POSTGRES_URL, else MEDASSETS_HOME)": _cache,
     "asset storage (MEDASSETS_STORAGE_URL, else MEDASSETS_HOME)": lambda: AssetStorage().check(),
+    "Slurm (MEDASSETS_SLURM, when set)": _slurm,
 }
 
 

@@ -13,7 +13,7 @@ def _check(**env) -> subprocess.CompletedProcess:
 def test_the_defaults_pass(tmp_path):
     result = _check(MEDASSETS_HOME=str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("ok ") == 4
+    assert result.stdout.count("ok ") == 5
 
 
 def test_an_unreachable_postgres_url_is_named_without_its_password(tmp_path):
@@ -31,3 +31,16 @@ def test_a_broken_registry_is_named(tmp_path):
     result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_REGISTRY=str(registry))
     assert result.returncode == 1
     assert f"FAILED model registry (MEDASSETS_REGISTRY): {registry}:2: model 'm': backend must be one of" in result.stdout
+
+
+def test_slurm_settings_are_checked_when_set(tmp_path):
+    settings = tmp_path / "slurm.yaml"
+    settings.write_text("defaults: {memory: lots}\n")
+    result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_SLURM=str(settings))
+    assert result.returncode == 1
+    assert f"FAILED Slurm (MEDASSETS_SLURM, when set): {settings}: `defaults.memory`" in result.stdout
+    settings.write_text("defaults: {memory: 64G}\n")
+    bare = tmp_path / "bin"
+    bare.mkdir()  # a PATH without Slurm's commands
+    result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_SLURM=str(settings), PATH=str(bare))
+    assert "FAILED Slurm (MEDASSETS_SLURM, when set): `scontrol` is not on PATH" in result.stdout

@@ -109,6 +109,11 @@ def cancel(job_id: str) -> None:
     _slurm(["scancel", job_id])
 
 
+def ping() -> None:
+    """Raises unless the cluster's controller answers (`scontrol ping`)."""
+    _slurm(["scontrol", "ping"])
+
+
 @dataclass(frozen=True)
 class JobStatus:
     job_id: str

@@ -11,12 +11,14 @@ Slow: three engine starts of the embedded model (two in Slurm jobs, one local).
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from conftest import engine_events, engine_probe_env
+from conftest import REPO, engine_events, engine_probe_env
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +155,9 @@ def test_the_baseline_submits_nothing_and_generates_in_the_step(workspace, slurm
     assert job_ids(slurm) == before
     assert "slurm_job_id" not in report["materializations"]["predictions"][f"{BASELINE}|{TASK}"]
     assert len(predictions(workspace, BASELINE)) == len(pd.read_parquet(workspace.asset_file("split", TASK)).query("part == 'test'"))
+
+
+def test_the_machine_check_finds_the_settings_and_the_cluster(workspace):
+    result = subprocess.run([sys.executable, "-m", "medassets.check"], env=workspace.env(), cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok     Slurm (MEDASSETS_SLURM, when set)" in result.stdout
