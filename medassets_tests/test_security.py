@@ -118,6 +118,7 @@ def test_the_ui_make_starts_listens_on_loopback_only(tmp_path):
         f"  - name: m\n    backend: openai\n    server: {{api_key: {CANARY_KEY}}}\n",
         f"  - name: m\n    backend: openai\n    server: {{api_key_env: OPENAI_API_KEY, key: {CANARY_KEY}}}\n",
     ],
+    ids=["api_key", "server.api_key", "server.key"],  # not the key itself: test ids are printed
 )
 def test_the_registry_takes_no_literal_key_and_does_not_echo_it(entry):
     with pytest.raises(RegistryError) as info:
