@@ -5,6 +5,7 @@ Each child runs in a session of its own, with a token in its environment that ev
 it starts inherits: that is how a test finds what a run left behind, and kills it.
 """
 
+import fcntl
 import itertools
 import json
 import os
@@ -20,6 +21,7 @@ import psutil
 import pytest
 from hypothesis import settings
 from support import TOKEN_VARIABLE, SlurmCluster, postgres_server, processes_with_token, slurm_cluster
+from xdist.scheduler import LoadScopeScheduling
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("dagster_runs.py")
@@ -46,12 +48,66 @@ def pytest_configure(config):
     )
 
 
+# The modules that take longest, longest first (from one-worker runs' `--durations`). `make test`
+# runs two workers (`-n 2`): each takes whole modules, so these start first and the short ones
+# fill in at the end instead of one long module running alone while the other worker idles.
+LONGEST_MODULES = (
+    "defs/test_daemon_reevaluation.py",
+    "defs/test_phi_canary.py",
+    "engines/test_openai_server_faults.py",
+    "engines/test_openai_server.py",
+    "defs/test_slurm_generation.py",
+    "test_slurm_cluster.py",
+    "defs/test_beyond_the_paper.py",
+    "engines/test_one_engine_per_process.py",
+    "test_ui_browser.py",
+    "defs/test_scoring_a_model.py",
+    "review/test_review_browser.py",
+    "defs/test_postgres_instance.py",
+    "engines/test_vllm_offline.py",
+    "test_run.py",
+    "defs/test_shared_storage.py",
+    "defs/test_kubernetes_jobs.py",
+    "test_security.py",
+)
+# Modules whose session fixture is a cluster run on one worker, so a run starts one.
+_ONE_WORKER = {"defs/test_slurm_generation.py": "slurm", "test_slurm_cluster.py": "slurm"}
+
+
+def _module(nodeid: str) -> str:
+    """A test's module, relative to medassets_tests/."""
+    return nodeid.split("::", 1)[0].removeprefix("medassets_tests/")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {module: index for index, module in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(_module(item.nodeid), len(rank)))  # stable: each module's order kept
+
+
+class WholeModules(LoadScopeScheduling):
+    """xdist's scheduling by scope, a scope being a module (or a group of `_ONE_WORKER`), taken in
+    the collection's order (longest first) rather than reordered by their number of tests."""
+
+    def __init__(self, config, log=None):
+        super().__init__(config, log)
+        config.option.loadscopereorder = False
+
+    def _split_scope(self, nodeid: str) -> str:
+        return _ONE_WORKER.get(_module(nodeid), _module(nodeid))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return WholeModules(config, log)
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
-    """A models folder holding the converted embedded model (~30 s, once per session).
-    Set MEDASSETS_TEST_MODELS_DIR to keep it between sessions."""
+    """A models folder holding the converted embedded model (~30 s, once per test run, shared by
+    its workers). Set MEDASSETS_TEST_MODELS_DIR to keep it between runs."""
     configured = os.environ.get("MEDASSETS_TEST_MODELS_DIR")
-    folder = Path(configured) if configured else tmp_path_factory.mktemp("models")
+    # Under xdist each worker's temporary folder is inside the run's: its workers share one.
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else tmp_path_factory.getbasetemp()
+    folder = Path(configured) if configured else shared / "models"
     folder.mkdir(parents=True, exist_ok=True)
     # In a child process: torch and transformers stay out of the test process.
     code = (
@@ -59,7 +115,9 @@ def models_dir(tmp_path_factory) -> Path:
         "from medassets.weights.embedded import EMBEDDED_MODEL_NAME, prepare_embedded_model; "
         "prepare_embedded_model(Path(sys.argv[1]) / EMBEDDED_MODEL_NAME)"
     )
-    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, cwd=REPO)
+    with folder.with_name(folder.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one converts; the others then find it done
+        subprocess.run([sys.executable, "-c", code, str(folder)], check=True, cwd=REPO)
     return folder
 
 

@@ -155,10 +155,12 @@ class Progress:
     """Reports answers done, and the rate and ETA of the answers finished in the last
     `window_s` seconds, at most every `every_s` seconds. A batching engine prefills every
     prompt before the first answer finishes, so rates over the whole run would read near 0
-    at first; the first line says when the first answer came instead."""
+    at first; the first line says when the first answer came instead. `scoring`: the answers
+    are scores, which generate no tokens, so no token rate is given."""
 
-    def __init__(self, total: int, report: Report, every_s: float = 10.0, window_s: float = 60.0):
-        self.total, self.report, self.every_s, self.window_s = total, report, every_s, window_s
+    def __init__(self, total: int, report: Report, every_s: float = 10.0, window_s: float = 60.0, scoring: bool = False):
+        self.total, self.report, self.every_s, self.window_s, self.scoring = total, report, every_s, window_s, scoring
+        self.verb = "scored" if scoring else "generated"
         self.done = self.tokens = 0
         self.start = self.last = time.monotonic()
         self.recent: deque[tuple[float, int]] = deque()  # (time, tokens) of recent answers
@@ -172,23 +174,24 @@ class Progress:
             self.recent.popleft()
         if self.done == 1:
             self.last = now
-            self.report(f"generated 1/{self.total}: the first answer came {now - self.start:.1f} s after the prompts went in")
+            self.report(f"{self.verb} 1/{self.total}: the first answer came {now - self.start:.1f} s after the prompts went in")
         elif now - self.last >= self.every_s or self.done == self.total:
             self.last = now
             self.report(self._line(now))
 
     def _line(self, now: float) -> str:
-        line = f"generated {self.done}/{self.total}"
+        line = f"{self.verb} {self.done}/{self.total}"
         span = self.recent[-1][0] - self.recent[0][0]
         if self.done == self.total:
             elapsed = now - self.start
-            return f"{line} in {elapsed:.1f} s, {self.tokens / elapsed:.1f} tokens/s"
+            return f"{line} in {elapsed:.1f} s" + ("" if self.scoring else f", {self.tokens / elapsed:.1f} tokens/s")
         if len(self.recent) < 2 or span <= 0:
             return line
         answers_per_s = (len(self.recent) - 1) / span
         tokens_per_s = sum(tokens for _, tokens in list(self.recent)[1:]) / span
+        rates = f"{answers_per_s:.1f} answers/s" + ("" if self.scoring else f" and {tokens_per_s:.1f} tokens/s")
         eta = (self.total - self.done) / answers_per_s
-        return f"{line}, {answers_per_s:.1f} answers/s and {tokens_per_s:.1f} tokens/s lately, ETA {eta:.0f} s"
+        return f"{line}, {rates} lately, ETA {eta:.0f} s"
 
 
 _closing: list[threading.Thread] = []  # engines shutting down in the background
@@ -314,7 +317,7 @@ def generate_cached(
         stats.engine = engine.description
         stats.engine_start_s = 0.0 if opened_before else engine.start_s
         report(f"sending {len(misses)} prompts" + (" to the engine already running" if opened_before else ""))
-        progress = Progress(len(misses), report)
+        progress = Progress(len(misses), report, scoring=scoring)
         generation_start = time.monotonic()
 
         def on_done(miss_index: int, generation: Generation) -> None:

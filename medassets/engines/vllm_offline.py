@@ -185,21 +185,39 @@ class VLLMEngine:
         sequences = [(i, choice) for i, request in enumerate(requests) for choice in request.choices]
         self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prefixes], SamplingParams(max_tokens=1, detokenize=False), use_tqdm=False)
 
-        def prompt_logprobs(indices: list[int], read_cache: bool) -> dict[int, object]:
+        def token_logprobs(indices: list[int], read_cache: bool) -> dict[int, list[float | None]]:
+            """Each sequence's choice tokens' log-probabilities; None where vLLM computed none (the
+            logits of positions served from the prefix cache are never computed)."""
             params = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False, skip_reading_prefix_cache=not read_cache)
             prompts = [TokensPrompt(prompt_token_ids=prefixes[sequences[k][0]] + choices[sequences[k][1]]) for k in indices]
-            return dict(zip(indices, self.llm.generate(prompts, params, use_tqdm=False)))
+            found = {}
+            for k, output in zip(indices, self.llm.generate(prompts, params, use_tqdm=False)):
+                start, rows = len(prefixes[sequences[k][0]]), output.prompt_logprobs
+                found[k] = [
+                    rows[start + j][token].logprob if start + j > output.num_cached_tokens else None
+                    for j, token in enumerate(choices[sequences[k][1]])
+                ]
+            return found
 
-        outputs = prompt_logprobs(list(range(len(sequences))), read_cache=True)
-        # A position served from the cache has no log-probability: a choice whose first token
-        # follows one (a block cached by another choice's prefill) is taken again without the cache.
-        again = [k for k, output in outputs.items() if output.num_cached_tokens >= len(prefixes[sequences[k][0]])]
-        if again:
-            outputs |= prompt_logprobs(again, read_cache=False)
+        per_token = token_logprobs(list(range(len(sequences))), read_cache=True)
+        # A choice that begins like another of its conversation's (the two negative phrasings)
+        # can find that one's first tokens in the cache: a token's log-probability depends only on
+        # the tokens before it, so it is taken from the choice that computed it.
+        computed = {
+            (sequences[k][0], tuple(choices[sequences[k][1]][: j + 1])): value
+            for k, row in per_token.items() for j, value in enumerate(row) if value is not None
+        }
+        for k, row in per_token.items():
+            i, tokens = sequences[k][0], choices[sequences[k][1]]
+            row[:] = [value if value is not None else computed.get((i, tuple(tokens[: j + 1]))) for j, value in enumerate(row)]
+        # Any still missing is taken again without the cache: the first token after a cached block
+        # when no other choice has that token there (a conversation ending on a block boundary,
+        # a choice leaving the other right after the block, an identical conversation before).
+        if again := [k for k, row in per_token.items() if None in row]:
+            per_token |= token_logprobs(again, read_cache=False)
         logprobs: list[list[float]] = [[] for _ in requests]
-        for k, (i, choice) in enumerate(sequences):
-            rows, start = outputs[k].prompt_logprobs, len(prefixes[i])
-            logprobs[i].append(sum(rows[start + j][token].logprob for j, token in enumerate(choices[choice])))
+        for k, (i, _) in enumerate(sequences):
+            logprobs[i].append(sum(per_token[k]))
         return [(values, len(prefix)) for values, prefix in zip(logprobs, prefixes)]
 
     def close(self) -> None:

@@ -187,6 +187,21 @@ def test_progress_reads_true_from_the_first_line():
     assert lines[-1] == f"generated 100/100 in {40.0 + 99 * 0.5:.1f} s, {500 / (40.0 + 99 * 0.5):.1f} tokens/s"
 
 
+def test_progress_of_scores_gives_no_token_rate():
+    """Scores generate no tokens: the lines say "scored" and give the answers' rate only."""
+    lines = []
+    progress = Progress(total=4, report=lines.append, every_s=1.0, window_s=20.0, scoring=True)
+    start = progress.start
+    for n in range(4):
+        progress.update(0, now=start + 10.0 + n * 2.0)
+    assert lines == [
+        "scored 1/4: the first answer came 10.0 s after the prompts went in",
+        "scored 2/4, 0.5 answers/s lately, ETA 4 s",
+        "scored 3/4, 0.5 answers/s lately, ETA 2 s",
+        "scored 4/4 in 16.0 s",
+    ]
+
+
 def test_predict_shapes_one_frame_per_task_in_prompt_order(tmp_path):
     def items(ids, prompts):
         return TaskRequests(ids, [f"h-{i}" for i in ids], [Request([{"role": "user", "content": p}]) for p in prompts])
