@@ -310,7 +310,7 @@ def generate_cached(
     results: list[Generation | None] = [cached.get(key) for key in keys]
     misses = [i for i, result in enumerate(results) if result is None]
     stats = GenerationStats(total=len(keys), cache_hits=len(keys) - len(misses), cache_misses=len(misses))
-    report(f"{stats.cache_hits} of {stats.total} answers are cached; {len(misses)} to generate")
+    report(f"{stats.cache_hits} of {stats.total} answers are cached; {len(misses)} to {'score' if scoring else 'generate'}")
     if misses:
         opened_before = engine.opened
         running = engine.get()

@@ -95,11 +95,15 @@ class FakeEngine:
             if prompts[index] not in self.drop:
                 on_done(index, answer(prompts[index].upper(), tokens=len(prompts[index])))
 
+    def score(self, requests, *, chat_template, on_done) -> None:
+        for index, request in enumerate(requests):
+            on_done(index, answer(request.messages[-1]["content"].upper(), tokens=0))
+
     def close(self) -> None:
         self.closed = True
 
 
-def generate(cache, prompts, engine):
+def generate(cache, prompts, engine, scoring=False):
     """generate_cached over single-message conversations; also what was opened and reported."""
     opened, reports = [], []
 
@@ -110,7 +114,8 @@ def generate(cache, prompts, engine):
     requests = [Request([{"role": "user", "content": prompt}]) for prompt in prompts]
     with SharedEngine(open_engine, reports.append) as shared:
         results, stats = generate_cached(
-            requests, cache=cache, settings=SETTINGS, sampling=Sampling(), chat_template=None, engine=shared, report=reports.append
+            requests, cache=cache, settings=SETTINGS, sampling=Sampling(), chat_template=None, engine=shared, report=reports.append,
+            scoring=scoring,
         )
     return results, stats, opened, reports
 
@@ -133,6 +138,14 @@ def test_only_misses_go_to_the_engine(tmp_path):
     assert reports[2].startswith("engine started in ")
     assert reports[3] == "sending 2 prompts"
     assert reports[-1].startswith("generated 2/2 in ")
+
+
+def test_scoring_reports_what_it_does(tmp_path):
+    results, stats, _, reports = generate(ResponseCache(tmp_path / "responses.sqlite"), ["one", "two"], FakeEngine(), scoring=True)
+    wait_for_closing_engines()
+    assert [r.text for r in results] == ["ONE", "TWO"]
+    assert reports[0] == "0 of 2 answers are cached; 2 to score"
+    assert reports[-1].startswith("scored 2/2 in ") and "tokens/s" not in reports[-1]
 
 
 def test_engine_is_not_opened_when_every_answer_is_cached(tmp_path):
