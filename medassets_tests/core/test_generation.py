@@ -141,7 +141,7 @@ def test_only_misses_go_to_the_engine(tmp_path):
 
 
 def test_scoring_reports_what_it_does(tmp_path):
-    results, stats, _, reports = generate(ResponseCache(tmp_path / "responses.sqlite"), ["one", "two"], FakeEngine(), scoring=True)
+    results, _, _, reports = generate(ResponseCache(tmp_path / "responses.sqlite"), ["one", "two"], FakeEngine(), scoring=True)
     wait_for_closing_engines()
     assert [r.text for r in results] == ["ONE", "TWO"]
     assert reports[0] == "0 of 2 answers are cached; 2 to score"
