@@ -8,7 +8,8 @@ the only actor, on a temporary instance and a small dataset (a few rows per task
    depends on them (an ensemble it is a member of among them), and no other model's partitions.
 
 Every wait is bounded and names what did not happen; the daemon and everything it started
-are stopped and checked gone.
+are stopped and checked gone. The daemon's runs execute their steps in their own process
+(in_process_definitions.py says why).
 """
 
 import os
@@ -72,8 +73,9 @@ class Daemon:
                                  "MEDASSETS_REEVALUATION_CRON": "0 3 1 1 *",  # the schedule stays out of the way
                                  "MEDASSETS_SENSOR_INTERVAL_S": "5"}  # automation and the sensors every 5 s, not 30 and 60
         daemon = Path(sys.executable).with_name("dagster-daemon")
+        code = ["-f", str(Path(__file__).with_name("in_process_definitions.py")), "-a", "defs", "-d", str(REPO)]
         with self.log_file.open("w") as log:
-            self.process = subprocess.Popen([str(daemon), "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO, env=env,
+            self.process = subprocess.Popen([str(daemon), "run", *code], cwd=REPO, env=env,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def log_tail(self) -> str:
