@@ -58,11 +58,11 @@ lint: $(VENV)/.installed-test
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-# Three workers on 2 cores, each taking whole modules, longest first; one of them the daemon's,
-# which mostly waits (medassets_tests/conftest.py); every run lists its slowest tests. `pytest -m "not slow"` leaves out the engine, server, daemon, browser,
+# Two workers, each taking whole modules, longest first (medassets_tests/conftest.py); every run
+# lists its slowest tests. `pytest -m "not slow"` leaves out the engine, server, daemon, browser,
 # Postgres, Slurm and Kubernetes flows (under 3 minutes).
 test: lint docs $(VENV)/.installed-test browser postgres slurm
-	$(BIN)/python -m pytest -n 3 --durations=15
+	$(BIN)/python -m pytest -n 2 --durations=15
 
 ui: install
 	DAGSTER_HOME=$(CURDIR) $(BIN)/dg dev -h $(UI_HOST) -p $(PORT)

@@ -48,9 +48,9 @@ def pytest_configure(config):
     )
 
 
-# The modules that take longest, longest first (from one-worker runs' `--durations`). Each
-# worker takes whole modules, so these start first and the short ones fill in at the end
-# instead of one long module running alone while the other workers idle.
+# The modules that take longest, longest first (from one-worker runs' `--durations`). `make test`
+# runs two workers (`-n 2`): each takes whole modules, so these start first and the short ones
+# fill in at the end instead of one long module running alone while the other worker idles.
 LONGEST_MODULES = (
     "defs/test_daemon_reevaluation.py",
     "defs/test_phi_canary.py",
@@ -70,11 +70,6 @@ LONGEST_MODULES = (
     "defs/test_kubernetes_jobs.py",
     "test_security.py",
 )
-# Modules that mostly wait on a daemon's ticks rather than compute. `make test` runs three
-# workers (`-n 3`) on 2 cores: the first takes these, then the short modules from the end of
-# the queue, while the other two take the long ones from its front; the cores stay busy
-# while the daemon's flows wait.
-WAITING_MODULES = ("defs/test_daemon_reevaluation.py",)
 # Modules whose session fixture is a cluster run on one worker, so a run starts one.
 _ONE_WORKER = {"defs/test_slurm_generation.py": "slurm", "test_slurm_cluster.py": "slurm"}
 
@@ -99,17 +94,6 @@ class WholeModules(LoadScopeScheduling):
 
     def _split_scope(self, nodeid: str) -> str:
         return _ONE_WORKER.get(_module(nodeid), _module(nodeid))
-
-    def _assign_work_unit(self, node) -> None:
-        """The first worker takes a waiting module, else the queue's last scope; the others its
-        first scope that is not a waiting one. Each takes what is left rather than idle."""
-        scopes = list(self.workqueue)
-        if node is self.nodes[0]:
-            chosen = next((scope for scope in scopes if scope in WAITING_MODULES), scopes[-1])
-        else:
-            chosen = next((scope for scope in scopes if scope not in WAITING_MODULES), scopes[0])
-        self.workqueue.move_to_end(chosen, last=False)
-        super()._assign_work_unit(node)
 
 
 def pytest_xdist_make_scheduler(config, log):
