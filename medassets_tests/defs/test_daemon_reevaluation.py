@@ -8,8 +8,8 @@ the only actor, on a temporary instance and a small dataset (a few rows per task
    depends on them (an ensemble it is a member of among them), and no other model's partitions.
 
 Every wait is bounded and names what did not happen; the daemon and everything it started
-are stopped and checked gone. The daemon's runs execute their steps in their own process
-(in_process_definitions.py says why).
+are stopped and checked gone. Each of the daemon's runs executes its steps in the run's own
+process (in_process_definitions.py says why).
 """
 
 import os
