@@ -47,18 +47,22 @@ def step_failed_at(workspace, run_id: str) -> float:
     return failure.timestamp
 
 
-@pytest.fixture(scope="module")
-def interrupted(models_dir, make_workspace, tmp_path_factory):
-    port = free_port()
-    logs = tmp_path_factory.mktemp("servers")
-    workspace = make_workspace(f"""
+def registry(port: int, max_concurrency: int) -> str:
+    return f"""
 models:
   - name: {MODEL}
     backend: openai
     source: {{embedded: {EMBEDDED_MODEL_NAME}}}
     sampling: {{max_tokens: 16}}
-    server: {{base_url: "http://127.0.0.1:{port}/v1", served_model: {SERVED}, max_concurrency: {KILLED_CONCURRENCY}, max_retries: 1}}
-""")
+    server: {{base_url: "http://127.0.0.1:{port}/v1", served_model: {SERVED}, max_concurrency: {max_concurrency}, max_retries: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def interrupted(models_dir, make_workspace, tmp_path_factory):
+    port = free_port()
+    logs = tmp_path_factory.mktemp("servers")
+    workspace = make_workspace(registry(port, KILLED_CONCURRENCY))
     workspace.run(f"prepare_data:{TASK}")
     total = len(variant_prompts(pd.read_parquet(workspace.asset_file("prompts", TASK))))
     generate = f"generate:{MODEL}|{TASK}"
@@ -79,8 +83,7 @@ models:
 
     # How many requests are in flight cannot change an answer: the next run may send more at
     # once (and be done sooner) and still find the cached ones.
-    registry = workspace.registry.read_text()
-    workspace.registry.write_text(registry.replace(f"max_concurrency: {KILLED_CONCURRENCY}", "max_concurrency: 8"))
+    workspace.registry.write_text(registry(port, max_concurrency=8))
     second_log = logs / "second.log"
     with server(models_dir, port, second_log):
         (resumed,) = workspace.run(generate)
