@@ -112,13 +112,21 @@ def wait_for(what: str, condition, daemon: Daemon, timeout: float = WAIT_S):
     raise AssertionError(f"within {timeout} s: {what} did not happen. Daemon log:\n{daemon.log_tail()}")
 
 
-def materialized_after(instance, asset: str, since: float, *, timestamps: bool = False) -> dict[str, list]:
-    """{partition: [run ids]} (or [timestamps]) of the asset's materializations after `since` (a timestamp)."""
-    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset), after_timestamp=since), limit=1000).records
-    found: dict[str, list] = {}
-    for record in records:
-        found.setdefault(record.asset_materialization.partition, []).append(record.timestamp if timestamps else record.run_id)
+def _records_after(instance, asset: str, since: float) -> list:
+    return instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(asset), after_timestamp=since), limit=1000).records
+
+
+def materialized_after(instance, asset: str, since: float) -> dict[str, list[str]]:
+    """{partition: [run ids]} of the asset's materializations after `since` (a timestamp)."""
+    found: dict[str, list[str]] = {}
+    for record in _records_after(instance, asset, since):
+        found.setdefault(record.asset_materialization.partition, []).append(record.run_id)
     return found
+
+
+def last_materialized(instance, asset: str, partitions: set[str], since: float) -> float:
+    """The timestamp of the latest materialization, after `since`, of any of the asset's `partitions`."""
+    return max(r.timestamp for r in _records_after(instance, asset, since) if r.asset_materialization.partition in partitions)
 
 
 def failed_runs(instance) -> list[str]:
@@ -213,10 +221,10 @@ def test_a_new_revision_reruns_exactly_that_models_partitions(evaluated, daemon,
         wait_for(f"new metrics of {LOCAL} on its six tasks", lambda: keys <= set(materialized_after(instance, "metrics", changed)), daemon)
         votes = {partition_key(ENSEMBLE, task) for task in TASK_KEYS}
         # The ensemble's labels after its member's new ones (those after the appended model's may come first).
-        local_labels = max(t for key in keys for t in materialized_after(instance, "parsed_labels", changed, timestamps=True)[key])
+        local_labels = last_materialized(instance, "parsed_labels", keys, changed)
         wait_for(f"new labels and metrics of the ensemble {ENSEMBLE} (a member's labels changed)",
                  lambda: votes <= set(materialized_after(instance, "ensemble_metrics", local_labels)), daemon)
-        ensemble_done = max(t for key in votes for t in materialized_after(instance, "ensemble_metrics", local_labels, timestamps=True)[key])
+        ensemble_done = last_materialized(instance, "ensemble_metrics", votes, local_labels)
         (compared,) = wait_for("a comparison after the ensemble's new metrics", lambda: comparisons_after(instance, ensemble_done), daemon)
         # One more automation tick, evaluated after the comparison: nothing else may follow.
         wait_for("an automation tick after the comparison",
@@ -245,5 +253,5 @@ def test_a_new_revision_reruns_exactly_that_models_partitions(evaluated, daemon,
 
 def comparisons_after(instance, since: float) -> list[float]:
     """The timestamps of the comparison's materializations after `since`."""
-    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("comparison"), after_timestamp=since), limit=10).records
+    records = _records_after(instance, "comparison", since)
     return [max(record.timestamp for record in records)] if records else []
