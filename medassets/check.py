@@ -1,5 +1,5 @@
 """`python -m medassets.check`: this machine's settings (paths.py), checked before a deployment
-starts Dagster on it: the model registry and the dataset config load, the response cache
+starts Dagster on it: the model registry, the dataset config and the analysis settings load, the response cache
 opens (PostgreSQL when MEDASSETS_POSTGRES_URL is set), the asset storage can be written, and,
 when MEDASSETS_SLURM is set, its settings load and the cluster's controller answers.
 Prints one line per check; exits 1 if any failed, each failure naming its setting."""
@@ -7,6 +7,7 @@ Prints one line per check; exits 1 if any failed, each failure naming its settin
 import sys
 
 from medassets import paths
+from medassets.core.analysis import load_analysis
 from medassets.core.cache import open_response_cache
 from medassets.core.datasets import read_dataset_config
 from medassets.core.registry import load_registry
@@ -28,6 +29,7 @@ def _slurm() -> None:
 CHECKS = {
     "model registry (MEDASSETS_REGISTRY)": lambda: load_registry(paths.registry_path()),
     "dataset config (MEDASSETS_DATASETS)": lambda: read_dataset_config(paths.datasets_path()),
+    "analysis settings (MEDASSETS_ANALYSIS)": lambda: load_analysis(paths.analysis_path()),
     "response cache (MEDASSETS_POSTGRES_URL, else MEDASSETS_HOME)": _cache,
     "asset storage (MEDASSETS_STORAGE_URL, else MEDASSETS_HOME)": lambda: AssetStorage().check(),
     "Slurm (MEDASSETS_SLURM, when set)": _slurm,

@@ -3,7 +3,7 @@
 from dagster import Definitions
 
 from medassets import paths
-from medassets.defs import adjudication, automation, checks, data, evaluation, generation
+from medassets.defs import adjudication, analysis, automation, checks, data, evaluation, generation
 from medassets.defs.io import AssetStorage, ParquetIOManager
 from medassets.defs.jobs import JOBS
 
@@ -18,7 +18,7 @@ defs = Definitions(
         generation.embedded_model, generation.model_weights, generation.predictions,
         evaluation.parsed_labels, evaluation.metrics, evaluation.ensemble_rules, evaluation.ensemble_labels,
         evaluation.ensemble_metrics, evaluation.comparison, evaluation.error_analysis,
-        adjudication.adjudications, adjudication.adjudicated_gold,
+        adjudication.adjudications, adjudication.adjudicated_gold, analysis.analysis_settings,
     ],
     asset_checks=[
         checks.raw_dataset_is_valid, checks.raw_dataset_positive_rate, checks.split_is_stratified,

@@ -13,6 +13,7 @@ needed (a step, a sensor tick, the definitions being built), never at import tim
   there; default: unset (SQLite files under MEDASSETS_HOME).
 - MEDASSETS_REGISTRY: the model registry file (default: `data/models.yaml`).
 - MEDASSETS_DATASETS: the dataset config file (default: `data/datasets.yaml`).
+- MEDASSETS_ANALYSIS: the analysis settings file (default: `data/analysis.yaml`).
 - MEDASSETS_AUTOMATION: `off` (or 0, false, no) starts the sensors and the schedule stopped
   (default: on).
 - MEDASSETS_REEVALUATION_CRON: when the weekly re-evaluation observes the models (default:
@@ -62,6 +63,10 @@ def registry_path() -> Path:
 
 def datasets_path() -> Path:
     return _path("MEDASSETS_DATASETS", DATA_DIR / "datasets.yaml")
+
+
+def analysis_path() -> Path:
+    return _path("MEDASSETS_ANALYSIS", DATA_DIR / "analysis.yaml")
 
 
 def storage_url() -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 from dagster import DagsterInstance
 
 from medassets import paths
-from medassets.core.comparison import NO_SCORES, differences_table, headings
+from medassets.core.comparison import NO_SCORES, differences_table, headings, significance
 from medassets.core.registry import load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
@@ -51,6 +51,7 @@ def main() -> None:
         if any(spec.uses_embedded_model for spec in registry.values()):
             _run(instance, jobs.prepare_embedded_model_job, "embedded model")
         _run(instance, jobs.observe_models_job, "model revisions")
+        _run(instance, jobs.observe_analysis_job, f"analysis settings ({paths.analysis_path()})")
         # One run over every model's six tasks: entries that share weights share one engine.
         in_order = instance.get_dynamic_partitions(model_partitions.name)
         _run(instance, jobs.generate_job, f"predictions of {len(models)} models", tags=model_range_tags(in_order[0], in_order[-1]))
@@ -76,7 +77,9 @@ def print_results(storage: AssetStorage, *, shown_differences: int = 10) -> None
     characters, whatever their number. The full tables are in the reports folder, which it names."""
     table = pd.read_csv(io.BytesIO(storage.read_bytes("reports/table3.csv")), keep_default_na=False)
     differences = pd.read_csv(io.BytesIO(storage.read_bytes("reports/f1_differences.csv")))
-    titles = headings(json.loads(storage.read_bytes("reports/settings.json")))
+    settings = json.loads(storage.read_bytes("reports/settings.json"))
+    titles = headings(settings)
+    level = significance(settings["f1_differences"]["confidence"])
     numbers = {title: str(number) for number, title in enumerate(table["Task"], start=1)}
     _print_wrapped(f"\nF1 by model and task. Table 3: {titles['table3']}; intervals, precision and recall in table3.csv.\n")
     print(f1_by_model(table).to_markdown(index=False, tablefmt="simple", disable_numparse=True))
@@ -85,8 +88,9 @@ def print_results(storage: AssetStorage, *, shown_differences: int = 10) -> None
         _print_wrapped("\nAUROC of the models that give scores, by task (intervals and AUPRC in table3.csv):\n")
         print(scored.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
     _print_wrapped("Tasks: " + "; ".join(f"{number} {title}" for title, number in numbers.items()) + ".")
-    significant = differences[differences["mcnemar_p_adjusted"] < 0.05].sort_values("mcnemar_p_adjusted")
-    count = f"{len(significant)} of {len(differences)} paired differences (task x pair) have an adjusted p below 0.05"
+    significant = differences[differences["mcnemar_p_adjusted"] < level].sort_values("mcnemar_p_adjusted")
+    p_kind = "a p" if settings["f1_differences"]["correction"] == "none" else "an adjusted p"
+    count = f"{len(significant)} of {len(differences)} paired differences (task x pair) have {p_kind} below {level:g}"
     if len(significant) > shown_differences:
         count += f"; the {shown_differences} of smallest p"
     if len(differences):  # two models or more
@@ -95,7 +99,7 @@ def print_results(storage: AssetStorage, *, shown_differences: int = 10) -> None
         shown = differences_table(significant.head(shown_differences))
         shown = pd.DataFrame({
             "Task": shown["Task"].map(numbers), "Models": shown["Models"], "F1 difference": shown["F1 difference"],
-            "p adjusted": shown.iloc[:, -1],
+            "p" if settings["f1_differences"]["correction"] == "none" else "p adjusted": shown.iloc[:, -1],
         })
         print(shown.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
     print(f"\nEvery table in full (CSV, Parquet) and the forest plot: {storage.url('reports')}")

@@ -13,7 +13,7 @@ def _check(**env) -> subprocess.CompletedProcess:
 def test_the_defaults_pass(tmp_path):
     result = _check(MEDASSETS_HOME=str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("ok ") == 5
+    assert result.stdout.count("ok ") == 6
 
 
 def test_an_unreachable_postgres_url_is_named_without_its_password(tmp_path):
@@ -31,6 +31,14 @@ def test_a_broken_registry_is_named(tmp_path):
     result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_REGISTRY=str(registry))
     assert result.returncode == 1
     assert f"FAILED model registry (MEDASSETS_REGISTRY): {registry}:2: model 'm': backend must be one of" in result.stdout
+
+
+def test_a_bad_analysis_setting_is_named_with_its_file_and_line(tmp_path):
+    settings = tmp_path / "analysis.yaml"
+    settings.write_text("confidence: 0.95\ncorrection: bonferroni\n")
+    result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_ANALYSIS=str(settings))
+    assert result.returncode == 1
+    assert f"FAILED analysis settings (MEDASSETS_ANALYSIS): {settings}:2: `correction`: Input should be 'holm', 'bh' or 'none'" in result.stdout
 
 
 def test_slurm_settings_are_checked_when_set(tmp_path):

@@ -28,7 +28,7 @@ from medassets.core.metrics import (
 from medassets.tasks import TASK_KEYS, TASKS
 
 
-CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "none"}
 NO_SCORES = "–"  # Table 3's AUROC and AUPRC cell of a model that gives no scores
 _INVALID_POLICY_TEXT = {"negative": "scored as negative", "exclude": "excluded"}
 
@@ -100,7 +100,7 @@ def headings(settings: dict[str, dict]) -> dict[str, str]:
         "forest_plot": forest_plot_label(table),
         "f1_differences": "Paired F1 differences with "
         + _intervals([pairs["confidence"]], [pairs["invalid_policy"]], "paired bootstrap")
-        + f"; McNemar's exact test, p adjusted across the tasks of each pair by {CORRECTION_NAMES[pairs['correction']]}",
+        + f"; McNemar's exact test, {adjustment(pairs['correction'])}, significant below {significance(pairs['confidence']):g}",
         "score_curves": "ROC and precision-recall curves and a reliability diagram of each model that gives scores "
         f"(calibration in {ECE_BINS} equal-width bins of the score; ECE weighs each bin by its items)",
     }
@@ -108,9 +108,26 @@ def headings(settings: dict[str, dict]) -> dict[str, str]:
         scores = settings["auroc_differences"]
         shown["auroc_differences"] = (
             f"Paired AUROC differences with {_percent(scores['confidence'])} paired bootstrap intervals; DeLong's test, "
-            f"p adjusted across the tasks of each pair by {CORRECTION_NAMES[scores['correction']]}"
+            f"{adjustment(scores['correction'])}, significant below {significance(scores['confidence']):g}"
         )
     return shown
+
+
+def adjustment(correction: str) -> str:
+    """How the p-values of a pair were adjusted across its tasks, as a heading says it."""
+    if correction == "none":
+        return "p not adjusted for the several tasks"
+    return f"p adjusted across the tasks of each pair by {CORRECTION_NAMES[correction]}"
+
+
+def significance(confidence: float) -> float:
+    """The significance level that goes with a confidence level (0.05 with 95% intervals)."""
+    return round(1 - confidence, 10)
+
+
+def _p_column(differences: pd.DataFrame) -> str:
+    correction = differences["correction"].iloc[0] if len(differences) else "holm"
+    return "p (not adjusted)" if correction == "none" else f"p ({CORRECTION_NAMES[correction]}, across tasks)"
 
 
 def interval_cell(value: float, low: float, high: float) -> str:
@@ -194,7 +211,7 @@ def paired_f1_differences(
     pairs: str = "every", reference: str | None = None, correction: str = "holm",
 ) -> pd.DataFrame:
     """For each task and pair of models: F1(a) - F1(b) with a paired bootstrap interval, and
-    McNemar's exact test, its p-value adjusted across the tasks of the pair (`holm` or `bh`).
+    McNemar's exact test, its p-value adjusted across the tasks of the pair (`holm`, `bh` or `none`).
 
     `labels` has columns task, model, id, gold and label (1, 0, or -1 when invalid). Items
     pair by id; an item only one model answered is left out of that pair.
@@ -223,7 +240,6 @@ def paired_f1_differences(
 def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
     """The paired differences for display: `+0.05 (+0.01 to +0.09)` cells, McNemar's discordant
     counts and its p-values, raw and adjusted."""
-    correction = CORRECTION_NAMES[differences["correction"].iloc[0]] if len(differences) else "adjusted"
     return pd.DataFrame({
         "Task": [TASKS[t].title for t in differences["task"]],
         "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
@@ -233,7 +249,7 @@ def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
         ],
         "Only a right / only b right": [f"{b} / {c}" for b, c in zip(differences["mcnemar_b"], differences["mcnemar_c"])],
         "McNemar p": [f"{p:.3g}" for p in differences["mcnemar_p"]],
-        f"p ({correction}, across tasks)": [f"{p:.3g}" for p in differences["mcnemar_p_adjusted"]],
+        _p_column(differences): [f"{p:.3g}" for p in differences["mcnemar_p_adjusted"]],
     })
 
 
@@ -258,7 +274,7 @@ def paired_auroc_differences(
 ) -> pd.DataFrame:
     """For each task and pair of models both scoring every item of the task: AUROC(a) - AUROC(b)
     with a paired bootstrap interval, and DeLong's test, its p-value adjusted across the tasks
-    of the pair (`holm` or `bh`), like McNemar's in `paired_f1_differences`.
+    of the pair (`holm`, `bh` or `none`), like McNemar's in `paired_f1_differences`.
 
     `labels` has columns task, model, id, gold and score (NaN, or no column, for a model
     without scores). Items pair by id; an item only one model scored is left out of that
@@ -301,7 +317,6 @@ def paired_auroc_differences(
 def auroc_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
     """The paired AUROC differences for display: each model's AUROC, `+0.05 (+0.01 to +0.09)`
     cells, DeLong's p-values, raw and adjusted."""
-    correction = CORRECTION_NAMES[differences["correction"].iloc[0]] if len(differences) else "adjusted"
     return pd.DataFrame({
         "Task": [TASKS[t].title for t in differences["task"]],
         "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
@@ -311,7 +326,7 @@ def auroc_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
             for d, lo, hi in zip(differences["auroc_diff"], differences["auroc_diff_low"], differences["auroc_diff_high"])
         ],
         "DeLong p": [f"{p:.3g}" for p in differences["delong_p"]],
-        f"p ({correction}, across tasks)": [f"{p:.3g}" for p in differences["delong_p_adjusted"]],
+        _p_column(differences): [f"{p:.3g}" for p in differences["delong_p_adjusted"]],
     })
 
 

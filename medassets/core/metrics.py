@@ -209,7 +209,12 @@ def benjamini_hochberg(p_values) -> list[float]:
     return adjusted.tolist()
 
 
-CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}
+def unadjusted(p_values) -> list[float]:
+    """The p-values as they are (no correction), checked like the others."""
+    return _check_p_values(p_values).tolist()
+
+
+CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg, "none": unadjusted}
 
 
 def _check_p_values(p_values) -> np.ndarray:

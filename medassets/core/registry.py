@@ -131,10 +131,12 @@ class ModelEntry(Settings):
     name: str = Field(description="The model's partition key: letters, digits, '.', '_' or '-', at most 63 characters.")
     kubernetes: Placement = Field(default_factory=Placement, description="Node selector and tolerations of its runs on Kubernetes.")
     slurm: SlurmRequest = Field(default_factory=SlurmRequest, description="What its Slurm job asks for, when generation runs on Slurm.")
-    # Fields that cannot change an answer, as a pydantic `exclude` spec. Every other field is
-    # part of the entry's answer identity (engines.answer_key): a new field changes answers
-    # unless it is declared here, so none can be forgotten.
-    answer_neutral: ClassVar[dict[str, Any]] = {"name": True, "kubernetes": True, "slurm": True}
+    # Fields that cannot change what the entry's predictions hold, as a pydantic `exclude` spec:
+    # every other field is part of its output identity (engines.output_version), so a new field
+    # makes predictions stale unless it is declared here, and none can be forgotten.
+    output_neutral: ClassVar[dict[str, Any]] = {"name": True, "kubernetes": True, "slurm": True}
+    # Fields that cannot change an answer to given messages (engines.answer_key, the cache's identity).
+    answer_neutral: ClassVar[dict[str, Any]] = output_neutral
 
     @property
     def gpus(self) -> int:
@@ -158,6 +160,10 @@ class ModelEntry(Settings):
     def answer_settings(self) -> dict[str, Any]:
         """The entry's settings that can change an answer to given messages."""
         return self.model_dump(mode="json", exclude=self.answer_neutral)
+
+    def output_settings(self) -> dict[str, Any]:
+        """The entry's settings that can change its predictions: those that change answers, and how it asks."""
+        return self.model_dump(mode="json", exclude=self.output_neutral) | self.answer_settings()
 
 
 class GeneratingEntry(ModelEntry):
@@ -196,12 +202,12 @@ class GeneratingEntry(ModelEntry):
         "also scored, to learn the cut-off that maximizes F1 there; null: every train row; 0: no learned cut-off; "
         "default 200. Part of the answer key: it changes the cut-off recorded with the answers.",
     )
-    # How the entry asks changes the messages, which the cache keys on their own; the parser
-    # reads `reasoning`; the weights count through their revision and the template through its
-    # text, not through the names that locate them.
-    answer_neutral: ClassVar[dict[str, Any]] = ModelEntry.answer_neutral | dict.fromkeys(
-        ("reasoning", "system_prompt", "variant", "shots", "shot_seed", "fingerprint", "source", "chat_template"), True
-    )
+    # The weights count through their revision and the template through its text, not through
+    # the names that locate them.
+    output_neutral: ClassVar[dict[str, Any]] = ModelEntry.output_neutral | dict.fromkeys(("fingerprint", "source", "chat_template"), True)
+    # How the entry asks changes the messages, which the cache keys on their own; the parser reads
+    # `reasoning`: both change the predictions (output_neutral), never the answer to given messages.
+    answer_neutral: ClassVar[dict[str, Any]] = output_neutral | dict.fromkeys(("reasoning", "system_prompt", "variant", "shots", "shot_seed"), True)
 
     @model_validator(mode="after")
     def _scoring_alone(self):

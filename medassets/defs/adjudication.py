@@ -63,7 +63,7 @@ def adjudications(context) -> DataVersionsByPartition:
     automation_condition=reevaluate_when_changed(),
     code_version=code_version(adjudication_logic),
     description="Each test item's gold label after adjudication: id, original, label (the adjudicated gold) and "
-    "verdict (empty when none). Ids and labels only. Metrics use it with run config `gold: adjudicated`; the "
+    "verdict (empty when none). Ids and labels only. Metrics use it with `gold: adjudicated` (analysis settings); the "
     "comparison reports results on it beside the original ones.",
 )
 def adjudicated_gold(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame:
@@ -90,13 +90,12 @@ def adjudicated_gold(context: AssetExecutionContext, split: pd.DataFrame) -> pd.
 
 
 def gold_labels(labels: pd.DataFrame, gold: str, task: str, storage: AssetStorage) -> tuple[pd.DataFrame, int]:
-    """`labels` (id, gold, label...) with its gold column as the run config's `gold` says: the
-    `original` labels, or the `adjudicated` ones of the stored adjudicated_gold partition; and
-    how many gold labels that changed."""
-    if gold == "original":
+    """`labels` (id, gold, label...) with its gold column as the analysis settings' `gold` says:
+    the `original` labels, or the `adjudicated` ones of the stored adjudicated_gold partition (a
+    task nobody has judged has none, and keeps its original labels); and how many gold labels
+    that changed."""
+    if gold == "original" or not storage.exists("adjudicated_gold", [task]):
         return labels, 0
-    if not storage.exists("adjudicated_gold", [task]):
-        raise RuntimeError(f"gold: adjudicated, but adjudicated_gold has no partition {task!r}: materialize it first")
     adjudicated = storage.read("adjudicated_gold", [task]).set_index("id")["label"]
     missing = sorted(set(labels["id"]) - set(adjudicated.index))
     if missing:

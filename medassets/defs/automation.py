@@ -8,7 +8,11 @@
 - The `model_registry` sensor keeps the `model` and `ensemble` partitions in step with the
   registry: a new model gets its partition and a run of its six tasks; a new ensemble its
   partition; a removed entry loses its partition (its stored results stay on disk). When an
-  ensemble's settings change (or one is added) it observes the ensembles' rules.
+  entry is added or edited it has the models (or the ensembles' rules) observed: an entry's
+  output version decides which partitions are stale (an edit of `shots` makes them stale, one
+  of `gpu_memory_utilization` does not).
+- The `analysis_file` sensor observes the analysis settings file when it changes: the metrics,
+  the ensembles' metrics and the comparison re-run with the new settings.
 - The `review_verdicts` sensor observes the reviewers' verdicts (`adjudications`) when a task's
   adjudicated labels change: that task's `adjudicated_gold`, the metrics on it and the
   comparison re-run.
@@ -18,6 +22,7 @@ Whether they start running, how often they are evaluated and the schedule's cron
 settings (`paths.py`), passed in when the definitions are built.
 """
 
+import hashlib
 import json
 
 from dagster import (
@@ -35,17 +40,32 @@ from dagster import (
 )
 
 from medassets import paths
-from medassets.core.ensemble import rules_version
-from medassets.core.registry import load_registry
+from medassets.core.analysis import load_analysis
+from medassets.core.registry import ModelEntry, load_registry
 from medassets.defs.adjudication import verdict_versions
-from medassets.defs.jobs import generate_job, observe_adjudications_job, observe_ensembles_job, observe_models_job
+from medassets.defs.jobs import generate_job, observe_adjudications_job, observe_analysis_job, observe_ensembles_job, observe_models_job
 from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, registered_partitions
 from medassets.tasks import TASK_KEYS
 
 
+def entry_versions(registry: dict[str, ModelEntry]) -> dict[str, str]:
+    """Each registry entry as the file states it (every field, and its chat template's text),
+    hashed: cheap to take every tick, unlike the weights' revision, so any edit is seen at once
+    and the observation that follows decides what is stale (engines.output_version)."""
+    versions = {}
+    for name, spec in registry.items():
+        try:
+            stated = [spec.model_dump(mode="json"), spec.output_settings()]
+        except OSError as exc:  # a chat template that cannot be read: observing the model reports it
+            stated = [spec.model_dump(mode="json"), str(exc)]
+        versions[name] = hashlib.sha256(json.dumps(stated, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return versions
+
+
 def model_registry(context: SensorEvaluationContext) -> SensorResult:
-    """Keeps the model and ensemble partitions in step with the model registry file. Its
-    cursor holds the ensembles' rules versions: when they change, the rules are observed."""
+    """Keeps the model and ensemble partitions in step with the model registry file, and has
+    the entries observed whose settings changed since the last tick (its cursor: each entry's
+    version): a new or edited model's `model_weights`, a new or edited ensemble's `ensemble_rules`."""
     registry = load_registry(paths.registry_path())
     registered = registered_partitions(registry)
     requests, added = [], {}
@@ -58,19 +78,31 @@ def model_registry(context: SensorEvaluationContext) -> SensorResult:
         if removed:
             requests.append(partitions.build_delete_request(removed))
             context.log.info(f"removed {partitions.name} partitions {removed}; their stored results stay readable")
+    versions = entry_versions(registry)
+    last = json.loads(context.cursor) if context.cursor else {}
+    changed = {dimension: [name for name in names if last.get(name) != versions[name]] for dimension, names in registered.items()}
     runs = []
-    new_models = added[model_partitions.name]
-    if new_models:  # so that automation sees the new models' revisions from now on
+    if changed[model_partitions.name]:  # so that automation sees their new output versions
+        context.log.info(f"models new or edited in the registry, observed: {changed[model_partitions.name]}")
         runs.append(RunRequest(job_name=observe_models_job.name))
+    new_models = added[model_partitions.name]
+    if new_models:
         prepared = context.instance.get_materialized_partitions(AssetKey("prompts"))
         if prepared >= set(TASK_KEYS):
             runs += [RunRequest(job_name=generate_job.name, tags=model_range_tags(name)) for name in new_models]
         else:
             context.log.info(f"added models {new_models}; their predictions wait for the prompts of every task (make run)")
-    rules = json.dumps({name: rules_version(registry[name]) for name in registered[ensemble_partitions.name]}, sort_keys=True)
-    if registered[ensemble_partitions.name] and rules != context.cursor:
+    if changed[ensemble_partitions.name]:
         runs.append(RunRequest(job_name=observe_ensembles_job.name))
-    return SensorResult(run_requests=runs, dynamic_partitions_requests=requests, cursor=rules)
+    return SensorResult(run_requests=runs, dynamic_partitions_requests=requests, cursor=json.dumps(versions, sort_keys=True))
+
+
+def analysis_file(context: SensorEvaluationContext) -> SensorResult:
+    """Observes the analysis settings when their file's settings differ from the last tick's
+    (its cursor: their version). A file that does not validate fails the tick, naming the file and field."""
+    version = load_analysis(paths.analysis_path()).version()
+    runs = [RunRequest(job_name=observe_analysis_job.name)] if version != context.cursor else []
+    return SensorResult(run_requests=runs, cursor=version)
 
 
 def review_verdicts(context: SensorEvaluationContext) -> SensorResult:
@@ -93,6 +125,10 @@ def automation(*, running: bool, cron: str, interval_s: int | None = None) -> tu
         jobs=[generate_job, observe_models_job, observe_ensembles_job], minimum_interval_seconds=interval_s or 60, default_status=sensor_status,
         description="Keeps the model and ensemble partitions in step with the model registry file.",
     )(model_registry)
+    analysis = sensor(
+        job=observe_analysis_job, minimum_interval_seconds=interval_s or 60, default_status=sensor_status,
+        description="Observes the analysis settings when their file changes; automation re-runs the metrics and the comparison.",
+    )(analysis_file)
     verdicts = sensor(
         job=observe_adjudications_job, minimum_interval_seconds=interval_s or 60, default_status=sensor_status,
         description="Observes the reviewers' verdicts when a task's adjudicated labels change; automation re-runs what depends on them.",
@@ -104,4 +140,4 @@ def automation(*, running: bool, cron: str, interval_s: int | None = None) -> tu
         default_status=DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED,
         description="Observes every model's weights; automation then re-runs what a new revision affects.",
     )
-    return [reevaluation, registry, verdicts], [weekly]
+    return [reevaluation, registry, analysis, verdicts], [weekly]

@@ -4,8 +4,6 @@ metrics per (task, ensemble), and the comparison of all of them."""
 import base64
 import json
 import math
-from typing import Literal
-
 import pandas as pd
 from dagster import (
     AllPartitionMapping,
@@ -14,7 +12,6 @@ from dagster import (
     AssetIn,
     AssetSelection,
     AssetsDefinition,
-    Config,
     DataVersion,
     DataVersionsByPartition,
     DimensionPartitionMapping,
@@ -26,7 +23,6 @@ from dagster import (
     asset,
     observable_source_asset,
 )
-from pydantic import Field
 
 from medassets import paths
 from medassets.core import comparison as comparison_logic
@@ -40,6 +36,7 @@ from medassets.core.parsing import parse_answer
 from medassets.core.prompts import templates_version, variant_prompts
 from medassets.core.registry import EnsembleModel, load_registry, registered_model
 from medassets.defs import adjudication
+from medassets.defs.analysis import AnalysisConfig, analysis_settings
 from medassets.defs.data import DatasetConfig, dataset_source
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
@@ -61,19 +58,6 @@ _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
 
 
 parsed_labels_code_version = code_version(parsing, tasks_version("positive_phrase", "negative_phrases"))
-
-
-class BootstrapConfig(Config):
-    """How the confidence intervals are drawn and invalid answers scored."""
-
-    n_resamples: int = Field(
-        metrics_logic.N_RESAMPLES, gt=0, description="Bootstrap resamples per interval; 1,000 as in the paper (100,000 is fast)."
-    )
-    confidence: float = Field(metrics_logic.CONFIDENCE, gt=0, lt=1, description="Confidence level of the intervals; default 0.95.")
-    seed: int = Field(0, description="Seed of the resampling, so intervals are reproducible; default 0.")
-    invalid: Literal["negative", "exclude"] = Field(
-        "negative", description="An invalid answer counts as a negative prediction (`negative`, the default) or is left out (`exclude`)."
-    )
 
 
 @asset(
@@ -128,15 +112,6 @@ def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, pro
         }
     )
     return frame
-
-
-class MetricsConfig(BootstrapConfig):
-    """The bootstrap settings, and which gold labels the answers are scored against."""
-
-    gold: Literal["original", "adjudicated"] = Field(
-        "original", description="Score against the dataset's `original` gold labels (the default) or the "
-        "`adjudicated` ones (the adjudicated_gold asset: the review page's verdicts applied).",
-    )
 
 
 def report_row(report: dict) -> dict:
@@ -229,6 +204,8 @@ def ensemble_labels(context: AssetExecutionContext, parsed_labels: dict[str, pd.
 
 
 ADJUDICATED_GOLD = AssetSelection.assets(adjudication.adjudicated_gold)
+# Observed by `make run` and the analysis sensor; never observed, the file is read all the same.
+ANALYSIS_SETTINGS = AssetSelection.assets(analysis_settings.key)
 
 
 def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPartitionsDefinition, labelled_by: str) -> AssetsDefinition:
@@ -240,31 +217,32 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         name=name,
         partitions_def=partitions_def,
         ins={"labels": AssetIn(labels.key)},
-        # Read when the run config says `gold: adjudicated`; a task nobody has judged has none.
-        deps=[AssetDep(adjudication.adjudicated_gold, partition_mapping=MultiToSingleDimensionPartitionMapping("task"))],
+        # Read when the analysis settings say `gold: adjudicated`; a task nobody has judged has none.
+        deps=[AssetDep(adjudication.adjudicated_gold, partition_mapping=MultiToSingleDimensionPartitionMapping("task")), analysis_settings],
         group_name="evaluation",
         kinds={"pandas", "parquet"},
         tags=DOMAIN_TAGS,
-        automation_condition=reevaluate_when_changed(may_be_missing=ADJUDICATED_GOLD),
+        automation_condition=reevaluate_when_changed(may_be_missing=ADJUDICATED_GOLD | ANALYSIS_SETTINGS),
         code_version=code_version(metrics_logic),
         description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
-        "run config's confidence (95% by default), the invalid count and the confusion matrix, from "
-        f"{labels_name}; the confidence, invalid-answer policy, resamples and gold labels (`original` or `adjudicated`, "
-        "run config) are recorded in the frame and its metadata.",
+        "analysis settings' confidence (95% by default), the invalid count and the confusion matrix, from "
+        f"{labels_name}; the confidence, invalid-answer policy, resamples and gold labels (`original` or `adjudicated`) "
+        "come from the analysis settings file (a launched run may override them) and are recorded in the frame and its metadata.",
     )
-    def _metrics(context: AssetExecutionContext, config: MetricsConfig, storage: AssetStorage, labels: pd.DataFrame) -> pd.DataFrame:
+    def _metrics(context: AssetExecutionContext, config: AnalysisConfig, storage: AssetStorage, labels: pd.DataFrame) -> pd.DataFrame:
         model, task = model_and_task(context.partition_key)
-        labels, gold_changed = adjudication.gold_labels(labels, config.gold, task, storage)
+        analysis = config.settings(context)
+        labels, gold_changed = adjudication.gold_labels(labels, analysis.gold, task, storage)
         report = binary_report(
-            labels["gold"], labels["label"], n_resamples=config.n_resamples,
-            confidence=config.confidence, seed=config.seed, invalid=config.invalid,
+            labels["gold"], labels["label"], n_resamples=analysis.n_resamples,
+            confidence=analysis.confidence, seed=analysis.seed, invalid=analysis.invalid,
         )
         for note in report["notes"]:
             context.log.warning(f"{model} on {task}: {note}")
         scored = metrics_logic.scores_row(
             labels["gold"], labels["score"] if "score" in labels else [math.nan] * len(labels),
             float(labels["learned_threshold"].iloc[0]) if "learned_threshold" in labels and len(labels) else math.nan,
-            n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed,
+            n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed,
         )
         confusion = pd.DataFrame(report["confusion"], index=["true 1", "true 0"], columns=["predicted 1", "predicted 0", "invalid"])
         # What produced these numbers, to walk back from a metric in the UI.
@@ -281,7 +259,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
                 "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
                 "confidence": report["confidence"],
                 "invalid_policy": report["invalid_policy"],
-                "gold": config.gold,
+                "gold": analysis.gold,
                 "gold_labels_changed": gold_changed,
                 "n_resamples": report["n_resamples"],
                 "notes": MetadataValue.json(report["notes"]),
@@ -291,7 +269,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
                 ),
             }
         )
-        settings = {setting: report[setting] for setting in metrics_logic.SETTINGS} | {"gold": config.gold}
+        settings = {setting: report[setting] for setting in metrics_logic.SETTINGS} | {"gold": analysis.gold}
         return pd.DataFrame([{"task": task, "model": model, **report_row(report), **scored, **settings}])
 
     return _metrics
@@ -299,20 +277,6 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
 
 metrics = _metrics_asset("metrics", parsed_labels, task_model_partitions, labelled_by="predictions")
 ensemble_metrics = _metrics_asset("ensemble_metrics", ensemble_labels, task_ensemble_partitions, labelled_by="ensemble_labels")
-
-
-class ComparisonConfig(BootstrapConfig):
-    """The bootstrap settings, and which pairs of models are tested."""
-
-    pairs: Literal["every", "reference"] = Field(
-        "every", description="Test `every` pair of models (the default; pairs grow with the square of the models) "
-        "or each model against the `reference`.",
-    )
-    reference: str | None = Field(None, description="The model every other is compared with when `pairs` is `reference`.")
-    correction: Literal["holm", "bh"] = Field(
-        "holm", description="How McNemar's p-values are adjusted across the tasks of a pair: `holm` (family-wise "
-        "error, the default) or `bh` (Benjamini-Hochberg, false discovery rate).",
-    )
 
 
 def _evaluated(instance) -> tuple[list[str], list[str]]:
@@ -372,19 +336,22 @@ comparison_code_version = code_version(
 
 
 @asset(
-    deps=[metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudication.adjudicated_gold],
+    deps=[metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudication.adjudicated_gold, analysis_settings],
     group_name="evaluation",
     kinds={"pandas", "parquet", "html"},
     tags=DOMAIN_TAGS,
-    # New adjudicated labels re-run the metrics on their task, and those the comparison: once.
-    automation_condition=reevaluate_when_changed(not_updates=ADJUDICATED_GOLD, may_be_missing=ADJUDICATED_GOLD),
+    # New adjudicated labels, or new analysis settings, re-run the metrics, and those the comparison: once.
+    automation_condition=reevaluate_when_changed(
+        not_updates=ADJUDICATED_GOLD | ANALYSIS_SETTINGS, may_be_missing=ADJUDICATED_GOLD | ANALYSIS_SETTINGS
+    ),
     code_version=comparison_code_version,
     description="The paper's Table 3 for every registered model and ensemble, with invalid counts, paired F1 "
     "differences with intervals, McNemar's test adjusted across tasks (Holm by default), a forest plot, and a "
-    "self-contained HTML report. Written as CSV, Parquet, PNG and HTML, with the settings each table was computed "
+    "self-contained HTML report, with the analysis settings of the file (a launched run may override them). Written as "
+    "CSV, Parquet, PNG and HTML, with the settings each table was computed "
     "with (reports/settings.json), which every heading states.",
 )
-def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage: AssetStorage) -> pd.DataFrame:
+def comparison(context: AssetExecutionContext, config: AnalysisConfig, storage: AssetStorage) -> pd.DataFrame:
     models, ensembles = _evaluated(context.instance)
     stored_metrics = _stored_frames(storage, "metrics", models, ensembles)
     if not stored_metrics:
@@ -392,18 +359,19 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
     all_metrics = pd.concat(stored_metrics.values(), ignore_index=True)
     labels = _labels_by_model_and_task(storage, models, ensembles)
     table = comparison_logic.table3(all_metrics)
+    analysis = config.settings(context)
     differences = comparison_logic.paired_f1_differences(
-        labels, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid,
-        pairs=config.pairs, reference=config.reference, correction=config.correction,
+        labels, n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed, invalid=analysis.invalid,
+        pairs=analysis.pairs, reference=analysis.reference, correction=analysis.correction,
     )
     shown_differences = comparison_logic.differences_table(differences)
     auroc_differences = comparison_logic.paired_auroc_differences(
-        labels, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed,
-        pairs=config.pairs, reference=config.reference, correction=config.correction,
+        labels, n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed,
+        pairs=analysis.pairs, reference=analysis.reference, correction=analysis.correction,
     )
     settings = comparison_logic.comparison_settings(
-        all_metrics, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed,
-        invalid=config.invalid, correction=config.correction, pairs=config.pairs, reference=config.reference,
+        all_metrics, n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed,
+        invalid=analysis.invalid, correction=analysis.correction, pairs=analysis.pairs, reference=analysis.reference,
     )
     headings = comparison_logic.headings(settings)
     registry = load_registry(paths.registry_path())
@@ -423,7 +391,7 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
         storage.write_bytes(f"reports/score_curves_{task}.png", png)
     shown_auroc_differences = comparison_logic.auroc_differences_table(auroc_differences)
     adjudicated = adjudication.adjudicated_results(
-        labels, storage, n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed, invalid=config.invalid
+        labels, storage, n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed, invalid=analysis.invalid
     )
     report = report_logic.render_report(
         table3=table, differences=shown_differences, labels=labels, sensitivity=sensitivity, forest_png=plot,
@@ -447,8 +415,8 @@ def comparison(context: AssetExecutionContext, config: ComparisonConfig, storage
             "report": MetadataValue.path(report_url),
             "reports": MetadataValue.path(storage.url("reports")),
             "evaluated_partitions": f"{len(stored_metrics)} of {expected}",
-            "pairs": config.pairs if config.pairs == "every" else f"each against {config.reference}",
-            "correction": comparison_logic.CORRECTION_NAMES[config.correction],
+            "pairs": analysis.pairs if analysis.pairs == "every" else f"each against {analysis.reference}",
+            "correction": comparison_logic.CORRECTION_NAMES[analysis.correction],
             "settings": MetadataValue.json(settings),
             "labels_changed_by_adjudication": MetadataValue.json(adjudicated["labels_changed"] if adjudicated else {}),
             "review_pages": MetadataValue.md(

@@ -28,7 +28,7 @@ from medassets.defs.io import frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, frame_metadata
 from medassets.defs.partitions import model_partitions, partition_key, task_model_partitions, tasks_by_model
 from medassets.defs.slurm import predict_in_slurm_job
-from medassets.engines import Batch, answer_key, engine_groups, predict_in_own_process
+from medassets.engines import Batch, engine_groups, output_version, predict_in_own_process
 from medassets.engines.base import GeneratingBackend
 from medassets.tasks import tasks_version
 from medassets.weights.embedded import CONVERSION_VERSION, EMBEDDED_MODEL_NAME, packaged_gguf, prepare_embedded_model
@@ -59,18 +59,30 @@ def embedded_model(context: AssetExecutionContext) -> MaterializeResult:
 @observable_source_asset(
     partitions_def=model_partitions,
     group_name="generation",
-    description="Each registered model's weights, observed: the data version of a partition is the "
-    "model's answer key: the revision of its weights (a fingerprint of a local folder, the commit of a hub "
-    "model in the local cache, the packaged file of the embedded model) and every setting that can change "
-    "an answer (dtype, max_model_len, quantization, sampling...). A new one makes that model's results stale.",
+    description="Each registered model as its registry entry defines it, observed: the data version of a partition is "
+    "the entry's output version (engines.output_version): the revision of its weights (a fingerprint of a local folder, "
+    "the commit of a hub model in the local cache, the packaged file of the embedded model), every setting that can "
+    "change an answer (dtype, max_model_len, quantization, sampling...) and how it asks (variant, shots, system prompt, "
+    "reasoning). A new one makes that model's results stale. A model whose weights cannot be reached is reported by "
+    "name and keeps its last version; the others are observed.",
 )
 def model_weights(context) -> DataVersionsByPartition:
     models = load_registry(paths.registry_path())
     partitions = set(context.instance.get_dynamic_partitions(model_partitions.name))
-    revisions = {name: answer_key(spec) for name, spec in models.items() if name in partitions}
-    for name, revision in revisions.items():
-        context.log.info(f"{name}: revision {revision}")
-    return DataVersionsByPartition({name: DataVersion(revision) for name, revision in revisions.items()})
+    versions, unreachable = {}, []
+    for name, spec in models.items():
+        if name not in partitions:
+            continue
+        try:
+            versions[name] = output_version(spec)
+        except Exception as exc:  # a model's weights moved or its cache emptied: the others are still observed
+            unreachable.append(name)
+            context.log.error(f"{name}: not observed, its weights cannot be reached: {exc}")
+            continue
+        context.log.info(f"{name}: output version {versions[name]}")
+    if unreachable:
+        context.log.warning(f"observed {len(versions)} models; not observed: {', '.join(unreachable)}")
+    return DataVersionsByPartition({name: DataVersion(version) for name, version in versions.items()})
 
 
 @asset(

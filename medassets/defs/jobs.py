@@ -2,7 +2,7 @@
 
 from dagster import define_asset_job
 
-from medassets.defs import adjudication, data, evaluation, generation
+from medassets.defs import adjudication, analysis, data, evaluation, generation
 
 prepare_data_job = define_asset_job("prepare_data", selection=[data.raw_dataset, data.split, data.prompts])
 prepare_embedded_model_job = define_asset_job("prepare_embedded_model", selection=[generation.embedded_model])
@@ -15,11 +15,12 @@ evaluate_job = define_asset_job("evaluate", selection=[evaluation.parsed_labels,
 evaluate_ensembles_job = define_asset_job("evaluate_ensembles", selection=[evaluation.ensemble_labels, evaluation.ensemble_metrics])
 compare_job = define_asset_job("compare", selection=[evaluation.comparison])
 analyze_errors_job = define_asset_job("analyze_errors", selection=[evaluation.error_analysis])
+observe_analysis_job = define_asset_job("observe_analysis", selection=[analysis.analysis_settings])
 observe_adjudications_job = define_asset_job("observe_adjudications", selection=[adjudication.adjudications])
 adjudicate_job = define_asset_job("adjudicate", selection=[adjudication.adjudicated_gold])
 
 JOBS = [
     prepare_data_job, prepare_embedded_model_job, observe_models_job, observe_ensembles_job, generate_job, evaluate_job,
-    evaluate_ensembles_job, compare_job, analyze_errors_job, observe_adjudications_job, adjudicate_job,
+    evaluate_ensembles_job, compare_job, analyze_errors_job, observe_analysis_job, observe_adjudications_job, adjudicate_job,
 ]
 

@@ -4,6 +4,6 @@ line in that table."""
 
 from __future__ import annotations
 
-from medassets.engines.base import Backend, Batch, Predictions, answer_key, backend_for, engine_groups, predict_in_own_process
+from medassets.engines.base import Backend, Batch, Predictions, answer_key, backend_for, engine_groups, output_version, predict_in_own_process
 
-__all__ = ["Backend", "Batch", "Predictions", "answer_key", "backend_for", "engine_groups", "predict_in_own_process"]
+__all__ = ["Backend", "Batch", "Predictions", "answer_key", "backend_for", "engine_groups", "output_version", "predict_in_own_process"]

@@ -160,9 +160,21 @@ def answer_key(spec: ModelEntry) -> str:
 
 
 def _answer_key(spec: ModelEntry, revision: str) -> str:
-    identity = {"backend": spec.backend, "weights": revision, "settings": spec.answer_settings()}
+    return _identity(spec.backend, {"backend": spec.backend, "weights": revision, "settings": spec.answer_settings()})
+
+
+def output_version(spec: ModelEntry) -> str:
+    """Changes exactly when an entry's predictions are stale: its answer key (the weights'
+    revision, every setting that changes an answer), how it asks (`variant`, `shots`,
+    `shot_seed`, `system_prompt`), what the parser reads of it (`reasoning`), and every other
+    field unless `ModelEntry.output_neutral` declares it neutral (the name, placements,
+    `gpu_memory_utilization`). It is the data version of the entry's `model_weights` partition."""
+    return _identity(spec.backend, {"answers": answer_key(spec), "settings": spec.output_settings()})
+
+
+def _identity(backend: str, identity: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
-    return f"{spec.backend}-{digest[:32]}"
+    return f"{backend}-{digest[:32]}"
 
 
 def engine_groups(batches: Sequence[Batch]) -> list[tuple[Backend, list[Batch]]]:

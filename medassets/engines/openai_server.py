@@ -58,8 +58,9 @@ class OpenAIModel(GeneratingEntry):
         None, description="The served weights, when known: their revision then identifies the answers; default none."
     )
     server: OpenAIServer = Field(default_factory=OpenAIServer, description="Where the model is served.")
-    # Which weights answer is the revision (the served weights', or else the served name);
-    # where and how fast they are asked changes no answer.
+    # Which weights answer is the revision (the served weights', or else the served name and the
+    # server's address); how fast they are asked changes no answer.
+    output_neutral: ClassVar[dict[str, Any]] = GeneratingEntry.output_neutral | {"server": True}
     answer_neutral: ClassVar[dict[str, Any]] = GeneratingEntry.answer_neutral | {"server": True}
 
     @property
@@ -76,9 +77,10 @@ class OpenAIBackend(GeneratingBackend):
     entry_type = OpenAIModel
 
     def revision(self, spec: OpenAIModel) -> str:
-        """The served weights' revision when the registry names them, else the served name."""
+        """The served weights' revision when the registry names them, else the served name at the
+        server's address (as the registry states it: MEDASSETS_OPENAI_BASE_URL reaches the same server)."""
         if spec.source is None:
-            return f"served-{spec.served_model}"
+            return f"served-{spec.served_model}@{spec.server.base_url}"
         try:
             return source_revision(spec.source, spec.fingerprint)
         except ModelSourceError:

@@ -33,6 +33,7 @@ class VLLMModel(GeneratingEntry):
         0.3, gt=0, le=1, description="Share of the device memory vLLM may take, in (0, 1]; default 0.3 (fits a CPU machine)."
     )
     # How much memory the engine may take changes its batching, never an answer.
+    output_neutral: ClassVar[dict[str, Any]] = GeneratingEntry.output_neutral | {"gpu_memory_utilization": True}
     answer_neutral: ClassVar[dict[str, Any]] = GeneratingEntry.answer_neutral | {"gpu_memory_utilization": True}
 
     @property

@@ -133,8 +133,11 @@ def test_headings_state_the_settings_of_each_table(two_by_two):
     assert shown["table3"].endswith("with 95% percentile bootstrap intervals; invalid answers scored as negative; original gold labels")
     assert shown["forest_plot"] == "F1 of the positive class (95% bootstrap intervals; invalid answers scored as negative)"
     assert "with 90% paired bootstrap intervals; invalid answers excluded;" in shown["f1_differences"]
-    assert shown["f1_differences"].endswith("adjusted across the tasks of each pair by Benjamini-Hochberg")
-    assert headings(settings_of(two_by_two, correction="holm"))["f1_differences"].endswith("by Holm")
+    assert shown["f1_differences"].endswith("adjusted across the tasks of each pair by Benjamini-Hochberg, significant below 0.1")
+    assert headings(settings_of(two_by_two, correction="holm"))["f1_differences"].endswith("by Holm, significant below 0.1")
+    assert headings(settings_of(two_by_two, correction="none"))["f1_differences"].endswith(
+        "McNemar's exact test, p not adjusted for the several tasks, significant below 0.1"
+    )
 
 
 def test_headings_say_where_the_metrics_partitions_differ(two_by_two):
@@ -268,7 +271,7 @@ def test_headings_of_the_score_sections(two_by_two):
     assert shown["table3"].startswith("Precision, recall and F1 of the positive class and, where a model gives scores, AUROC and AUPRC with 95%")
     assert shown["auroc_differences"] == (
         "Paired AUROC differences with 90% paired bootstrap intervals; DeLong's test, p adjusted across the tasks of "
-        "each pair by Benjamini-Hochberg"
+        "each pair by Benjamini-Hochberg, significant below 0.1"
     )
     assert "10 equal-width bins" in shown["score_curves"]
 

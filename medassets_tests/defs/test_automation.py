@@ -249,14 +249,102 @@ def test_registry_sensor_adds_and_removes_model_partitions(two_local_models, tmp
         instance.add_dynamic_partitions("model", list(MODELS))
         registry = tmp_path / "models.yaml"
         registry.write_text(registry.read_text().split("  - name: model-b")[0])  # model-b removed
-        result = automation.model_registry(build_sensor_context(instance=instance))
+        result = automation.model_registry(build_sensor_context(instance=instance, cursor=result.cursor))
         (delete,) = result.dynamic_partitions_requests
         assert list(delete.partition_keys) == ["model-b"]
         assert result.run_requests == []
 
         instance.delete_dynamic_partition("model", "model-b")
-        result = automation.model_registry(build_sensor_context(instance=instance))
+        result = automation.model_registry(build_sensor_context(instance=instance, cursor=result.cursor))
         assert result.dynamic_partitions_requests == [] and result.run_requests == []
+
+
+def _registry_tick(instance, cursor: str | None):
+    """The model_registry sensor's tick, and the observation runs it asks for, executed."""
+    result = automation.model_registry(build_sensor_context(instance=instance, cursor=cursor))
+    for request in result.run_requests:
+        assert request.job_name in ("observe_models", "observe_ensembles"), request.job_name
+        assert defs.resolve_job_def(request.job_name).execute_in_process(instance=instance).success
+    return result
+
+
+def _edit_entry(registry: Path, model: str, line: str) -> None:
+    """`line` added to `model`'s entry in the registry file."""
+    head, tail = registry.read_text().split(f"  - name: {model}\n")
+    registry.write_text(f"{head}  - name: {model}\n    {line}\n{tail}")
+
+
+def test_a_registry_edit_is_observed_and_makes_exactly_that_entrys_predictions_stale(settled, two_local_models):
+    """`shots` edited on model-a: the registry sensor has the models observed at its next tick and
+    automation re-runs model-a's predictions alone; model-b's memory share edited: observed, and
+    nothing is stale."""
+    instance, cursor = settled
+    registry = two_local_models / "models.yaml"
+    quiet = _registry_tick(instance, None)  # the first tick: every entry is new to its cursor
+    assert _registry_tick(instance, quiet.cursor).run_requests == []  # nothing edited since
+
+    _edit_entry(registry, "model-a", "shots: 4")
+    edited = _registry_tick(instance, quiet.cursor)
+    assert [r.job_name for r in edited.run_requests] == ["observe_models"]
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    for asset in ("predictions", "parsed_labels", "metrics"):
+        assert result.get_requested_partitions(AssetKey(asset)) == {f"model-a|{t}" for t in TASK_KEYS}, asset
+    assert result.total_requested == 3 * len(TASK_KEYS)
+    for asset in ("predictions", "parsed_labels", "metrics"):
+        _report(instance, asset, [f"model-a|{t}" for t in TASK_KEYS])
+    _report(instance, "comparison", [None])
+    cursor = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor).cursor
+
+    _edit_entry(registry, "model-b", "gpu_memory_utilization: 0.9")
+    neutral = _registry_tick(instance, edited.cursor)
+    assert [r.job_name for r in neutral.run_requests] == ["observe_models"]
+    assert evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor).total_requested == 0
+
+
+def test_a_model_whose_weights_cannot_be_reached_is_named_and_the_others_are_observed(two_local_models):
+    shutil.rmtree(two_local_models / "model-a")
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", list(MODELS))
+        result = defs.resolve_job_def("observe_models").execute_in_process(instance=instance)
+        assert result.success
+        observed = {event.event_specific_data.asset_observation.partition for event in result.get_asset_observation_events()}
+        assert observed == {"model-b"}
+        errors = [entry.user_message for entry in instance.all_logs(result.run_id) if entry.level >= 40]
+        assert any(message.startswith("model-a: not observed, its weights cannot be reached") for message in errors), errors
+
+
+def _analysis_tick(instance, cursor: str | None):
+    """The analysis_file sensor's tick, and the observation it asks for, executed."""
+    result = automation.analysis_file(build_sensor_context(instance=instance, cursor=cursor))
+    for request in result.run_requests:
+        assert defs.resolve_job_def(request.job_name).execute_in_process(instance=instance).success
+    return result
+
+
+def test_editing_the_analysis_file_reruns_the_metrics_and_comparison_never_the_predictions(settled, tmp_path, monkeypatch):
+    instance, cursor = settled
+    analysis = tmp_path / "analysis.yaml"
+    analysis.write_text("confidence: 0.95\n")
+    monkeypatch.setenv("MEDASSETS_ANALYSIS", str(analysis))
+    first = _analysis_tick(instance, None)
+    assert len(first.run_requests) == 1
+    _report(instance, "metrics", ALL_KEYS)  # as a finished evaluation leaves them, after the observation
+    _report(instance, "comparison", [None])
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    assert _analysis_tick(instance, first.cursor).run_requests == []  # unchanged: not observed again
+    assert evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor).total_requested == 0
+
+    analysis.write_text("confidence: 0.9  # narrower intervals\n")
+    assert len(_analysis_tick(instance, first.cursor).run_requests) == 1
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_requested_partitions(AssetKey("metrics")) == set(ALL_KEYS)
+    assert result.get_requested_partitions(AssetKey("predictions")) == set()
+    assert result.get_requested_partitions(AssetKey("parsed_labels")) == set()
+    assert result.get_num_requested(AssetKey("comparison")) == 0  # after the metrics, once
+    _report(instance, "metrics", ALL_KEYS)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_num_requested(AssetKey("comparison")) == 1
+    assert result.total_requested == 1
 
 
 def test_schedule_observes_every_models_weights():

@@ -36,11 +36,11 @@ SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_spec
 def test_definitions_are_loadable():
     Definitions.validate_loadable(defs)
     assert set(SPECS) == PER_TASK | PER_TASK_AND_MODEL | PER_TASK_AND_ENSEMBLE | {
-        "embedded_model", "model_weights", "ensemble_rules", "comparison",
+        "embedded_model", "model_weights", "ensemble_rules", "comparison", "analysis_settings",
     }
     assert {job.name for job in defs.resolve_all_job_defs()} >= {
         "prepare_data", "prepare_embedded_model", "observe_models", "observe_ensembles", "generate", "evaluate",
-        "evaluate_ensembles", "compare", "analyze_errors", "observe_adjudications", "adjudicate",
+        "evaluate_ensembles", "compare", "analyze_errors", "observe_analysis", "observe_adjudications", "adjudicate",
     }
 
 
@@ -57,7 +57,9 @@ def test_an_ensembles_labels_depend_on_every_models_labels_on_its_task_and_on_it
         assert set(parents.partitions_subset.get_partition_keys()) == {f"{m}|stigma_labeling" for m in "abc"}
         rules = graph.get_parent_partition_keys_for_child("vote|stigma_labeling", AssetKey("ensemble_rules"), AssetKey("ensemble_labels"))
         assert set(rules.partitions_subset.get_partition_keys()) == {"vote"}
-    assert graph.get(AssetKey("ensemble_metrics")).parent_keys == {AssetKey("ensemble_labels"), AssetKey("adjudicated_gold")}
+    assert graph.get(AssetKey("ensemble_metrics")).parent_keys == {
+        AssetKey("ensemble_labels"), AssetKey("adjudicated_gold"), AssetKey("analysis_settings")
+    }
     for reader in ("comparison", "error_analysis"):
         assert {AssetKey("parsed_labels"), AssetKey("ensemble_labels")} <= graph.get(AssetKey(reader)).parent_keys, reader
 

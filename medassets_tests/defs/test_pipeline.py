@@ -19,6 +19,7 @@ from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, DagsterEventT
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, precision_score, recall_score, roc_auc_score
 
 from medassets.core import comparison as comparison_logic
+from medassets.core.adjudication import checked, open_adjudications
 from medassets.core import report as report_logic
 from medassets.core.baseline import answer_phrase, fit_scores
 from medassets.core.metrics import binary_report
@@ -547,3 +548,56 @@ def test_table3_states_the_metrics_settings_when_the_comparison_used_others(copi
     printed = texts["make run"]
     assert "95% percentile bootstrap intervals; invalid answers scored as negative" in printed
     assert "90% paired bootstrap intervals; invalid answers excluded" in printed
+
+
+# --- (f) the analysis settings file ------------------------------------------------------------
+
+def test_every_run_uses_the_analysis_file_and_a_launched_run_may_override_it(copied_state, tmp_path, monkeypatch, capsys):
+    """The file says 90%, no correction and adjudicated gold: runs launched without run config (as
+    automation launches them) score against the reviewer's corrected label, exactly as scikit-learn
+    does on it, and every text states the file's level; a run's override is recorded."""
+    home, instance = copied_state
+    analysis = tmp_path / "analysis.yaml"
+    analysis.write_text("confidence: 0.9\ncorrection: none\ngold: adjudicated\n")
+    monkeypatch.setenv("MEDASSETS_ANALYSIS", str(analysis))
+    model, task = MODELS[0], EVALUATED[0]
+    labels = pd.read_parquet(home / "assets" / "parsed_labels" / model / f"{task}.parquet")
+    item = labels.iloc[0]
+    store = open_adjudications(None, home / "cache" / "responses.sqlite")
+    try:
+        store.add(checked(task, item["id"], "wrong", 1 - int(item["gold"]), "annotation error", "", "ana", int(item["gold"])))
+    finally:
+        store.close()
+    assert run("adjudicate", instance, partition_key=task).success
+
+    for key in EVALUATED_KEYS:
+        result = run("evaluate", instance, partition_key=key)
+        assert result.success, failure_text(result)
+    metadata = materializations(result, "metrics")[EVALUATED_KEYS[-1]]
+    assert metadata["analysis_overrides"].value == {} and metadata["gold"].value == "adjudicated"
+    corrected = labels["gold"].to_numpy().copy()
+    corrected[0] = 1 - corrected[0]
+    metrics = pd.read_parquet(home / "assets" / "metrics" / model / f"{task}.parquet").iloc[0]
+    predicted = labels["label"].clip(lower=0)  # invalid answers score as negative
+    assert (metrics["gold"], metrics["confidence"]) == ("adjudicated", 0.9)
+    assert metrics[["precision", "recall", "f1"]].tolist() == pytest.approx(
+        [precision_score(corrected, predicted), recall_score(corrected, predicted), f1_score(corrected, predicted)]
+    )
+    assert f1_score(corrected, predicted) != pytest.approx(f1_score(labels["gold"], predicted))  # the verdict mattered
+    untouched = pd.read_parquet(home / "assets" / "metrics" / model / f"{EVALUATED[1]}.parquet").iloc[0]
+    assert untouched["gold"] == "adjudicated"  # a task nobody judged keeps its original labels
+
+    result = run("compare", instance)
+    assert result.success, failure_text(result)
+    settings = json.loads((home / "reports" / "settings.json").read_text())["f1_differences"]
+    assert (settings["confidence"], settings["correction"]) == (0.9, "none")
+    texts = stated_settings(home, materializations(result, "comparison")[None], capsys)
+    for where in ("report", "differences in the UI", "make run"):
+        assert "p not adjusted for the several tasks, significant below 0.1" in texts[where], where
+        assert "Holm" not in texts[where], where
+    assert "have a p below 0.1" in texts["make run"]
+
+    result = run("compare", instance, run_config={"ops": {"comparison": {"config": {"confidence": 0.8}}}})
+    assert result.success, failure_text(result)
+    assert materializations(result, "comparison")[None]["analysis_overrides"].value == {"confidence": 0.8}
+    assert json.loads((home / "reports" / "settings.json").read_text())["f1_differences"]["confidence"] == 0.8

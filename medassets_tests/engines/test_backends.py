@@ -14,7 +14,7 @@ from medassets.core.parsing import parse_answer
 from medassets.core.prompts import render_prompts, variant_prompts
 from medassets.core.registry import BACKENDS, Settings, entry_type, parse_registry
 from medassets.core.splitting import stratified_split
-from medassets.engines import Batch, answer_key, backend_for, engine_groups
+from medassets.engines import Batch, answer_key, backend_for, engine_groups, output_version
 from medassets.engines.base import GeneratingBackend
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
@@ -71,8 +71,8 @@ def test_gpus_per_model(entry, gpus):
 @pytest.mark.parametrize(
     "entry, revision",
     [
-        ("backend: openai", "served-m"),
-        ("backend: openai\n    server: {served_model: llama}", "served-llama"),
+        ("backend: openai", "served-m@http://127.0.0.1:8000/v1"),
+        ("backend: openai\n    server: {served_model: llama, base_url: 'http://10.0.0.2:8000/v1'}", "served-llama@http://10.0.0.2:8000/v1"),
         ("backend: openai\n    source: {hub: org/absent, revision: v2}", "hub-v2"),  # served elsewhere
         ("backend: baseline", "tfidf-logreg-v2"),
     ],
@@ -105,11 +105,15 @@ CHANGED = {
 ANSWER_CHANGING = {
     "vllm": {"fingerprint", "chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
              "decoding", "scoring", "threshold_rows", "source", "dtype", "max_model_len", "quantization", "tensor_parallel_size"},
-    # without a source, the served model's name is what identifies the weights
+    # without a source, the served model's name at the server's address is what identifies the weights
     "openai": {"chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
-               "decoding", "scoring", "threshold_rows", "source", "server.served_model"},
+               "decoding", "scoring", "threshold_rows", "source", "server.served_model", "server.base_url"},
     "baseline": {"seed"},
 }
+# What makes an entry's predictions stale: what changes its answers, and how it asks (the
+# messages) and what the parser reads of it (`reasoning`).
+ASKING = {"reasoning", "system_prompt", "variant", "shots", "shot_seed"}
+OUTPUT_CHANGING = {"vllm": ANSWER_CHANGING["vllm"] | ASKING, "openai": ANSWER_CHANGING["openai"] | ASKING, "baseline": {"seed"}}
 
 
 def _fields(model, prefix=""):
@@ -166,6 +170,21 @@ def test_the_answer_key_changes_exactly_with_what_changes_answers(backend, tmp_p
             assert keys(changed)[0] != keys(original)[0] and keys(changed)[1] != keys(original)[1], field
         else:
             assert keys(changed) == keys(original), field
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_the_output_version_changes_exactly_with_what_makes_predictions_stale(backend, tmp_path, monkeypatch):
+    """Each field that changes answers or how the entry asks, changed, changes the output version
+    (the data version of its model_weights partition); a rename, a placement or the memory share keeps it."""
+    monkeypatch.setenv("MEDASSETS_OPENAI_BASE_URL", "")
+    for folder, config in (("weights", "{}"), ("other", '{"hidden_size": 8}')):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.json").write_text(config)
+    model = entry_type(backend)
+    original = output_version(model.model_validate(_entry(backend, tmp_path)))
+    for field in sorted(set(_fields(model)) - {"backend"}):
+        changed = output_version(model.model_validate(_entry(backend, tmp_path, **{field: CHANGED[field]})))
+        assert (changed != original) == (field in OUTPUT_CHANGING[backend]), field
 
 
 def test_renamed_copies_share_an_answer_key_and_an_engine(tmp_path):
