@@ -22,7 +22,7 @@ defs = Definitions(
     ],
     asset_checks=[
         checks.raw_dataset_is_valid, checks.raw_dataset_positive_rate, checks.split_is_stratified,
-        checks.predictions_are_complete, checks.few_invalid_answers, checks.ensemble_few_invalid_answers,
+        checks.predictions_are_complete, checks.predictions_from_one_engine, checks.few_invalid_answers, checks.ensemble_few_invalid_answers,
     ],
     jobs=JOBS,
     sensors=sensors,

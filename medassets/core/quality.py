@@ -122,3 +122,10 @@ def predictions_expectations(expected_rows: int) -> list:
         e.ExpectColumnValuesToBeUnique(column="id"),
         e.ExpectColumnValuesToNotBeNull(column="text"),
     ]
+
+
+def one_engine_expectations() -> list:
+    """Every answer of a partition from one engine release (on a frame of its answers' `engine`)."""
+    import great_expectations as gx
+
+    return [gx.expectations.ExpectColumnUniqueValueCountToBeBetween(column="engine", min_value=1, max_value=1)]

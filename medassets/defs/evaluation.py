@@ -302,15 +302,15 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
     model_rows = []
     for model in models:
         labelled_by = "ensemble_labels" if isinstance(registry.get(model), EnsembleModel) else "predictions"
-        generated = next(
-            (found for task in tasks if (found := latest_metadata(instance, labelled_by, partition_key(model, task)))), {}
-        )
+        by_task = [found for task in tasks if (found := latest_metadata(instance, labelled_by, partition_key(model, task)))]
+        generated = by_task[0] if by_task else {}
+        engines = sorted({engine for metadata in by_task for engine in metadata.get("engines") or {}})
         members = generated.get("members")
         vote = f"{generated.get('rule')} vote of {', '.join(members)}" if members else ""
         model_rows.append({
             "Model": model, "Backend": generated.get("backend", ""), "Revision": generated.get("model_revision", ""),
             "Setup": (registry[model].prompt_setup if model in registry else None) or vote,
-            "vLLM": generated.get("vllm_version", ""), "Device": generated.get("device", ""),
+            "Engines": ", ".join(engines), "Device": generated.get("device", ""),
         })
     task_rows = []
     for task in tasks:

@@ -20,6 +20,7 @@ from dagster import (
 
 from medassets import paths
 from medassets.core.cache import open_response_cache
+from medassets.core.generation import engine_counts
 from medassets.core.prompts import templates_version
 from medassets.core.registry import load_registry, registered_model
 from medassets.core.slurm import load_deployment
@@ -137,6 +138,7 @@ def predictions(context: AssetExecutionContext, prompts, split):
                 context.add_asset_metadata(
                     frame_metadata(frame) | batch.metadata
                     | {"truncated_by_max_tokens": int((frame["finish_reason"] == "length").sum())}
+                    | {"engines": MetadataValue.json(engine_counts(frame))}
                     | ({"learned_threshold": float(frame["learned_threshold"].iloc[0])} if "learned_threshold" in frame else {}),
                     partition_key=key,
                 )

@@ -4,6 +4,7 @@ prompts, and answer with the task's own phrase so its answers parse like any mod
 from __future__ import annotations
 
 import time
+from importlib.metadata import version
 from typing import ClassVar, Literal
 
 from pydantic import Field
@@ -15,6 +16,7 @@ from medassets.core.registry import ModelEntry
 from medassets.engines.base import Backend, Predictions, learned_threshold
 
 REVISION = "tfidf-logreg-v2"  # v2: scored, with a learned cut-off
+ENGINE = f"scikit-learn {version('scikit-learn')}"  # read without importing it: reading the registry imports no engine
 
 
 class BaselineModel(ModelEntry):
@@ -49,7 +51,7 @@ class BaselineBackend(Backend):
                 scores, train_scores = fit_scores(train["text"], train["label"], test_text, seed=batch.spec.seed)
                 # The likelier class, as the classifier's own predict() calls it.
                 generations += [
-                    Generation(answer_phrase(task, int(score > 0.5)), None, SCORED, 0, 0, probability_logprobs(score)) for score in scores
+                    Generation(answer_phrase(task, int(score > 0.5)), None, SCORED, 0, 0, probability_logprobs(score), ENGINE) for score in scores
                 ]
                 thresholds[task] = float("nan") if train_scores is None else learned_threshold(train["label"], train_scores)
             metadata = self.describe(batch.spec) | {

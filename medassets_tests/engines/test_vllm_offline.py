@@ -16,6 +16,7 @@ import pytest
 from conftest import engine_events, engine_probe_env
 
 from medassets.core.prompts import variant_prompts
+from medassets.engines.vllm_offline import vllm_release
 
 pytestmark = pytest.mark.slow
 
@@ -145,6 +146,7 @@ def test_rerun_is_served_by_the_cache_without_an_engine(workspace, killed, resum
         assert metadata["batch_cache_hits"] == killed.total
         assert metadata["batch_cache_misses"] == 0
         assert "vllm_version" not in metadata  # engine details are recorded only when one was opened
+        assert list(metadata["engines"]) == [vllm_release()]  # the cached answers name the engine that gave them
     assert ENGINE_START_LINE not in job.output
     assert len(engine_events(engine_log)) == events_before
     for task in TASKS:
