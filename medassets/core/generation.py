@@ -24,11 +24,15 @@ from medassets.core.prompts import Messages, answer_phrases, conversation, examp
 from medassets.core.registry import Sampling
 from medassets.tasks import TASKS
 
-# score: the positive answer's probability where the model gives one (NaN elsewhere);
-# choice_logprobs: the log-probability of each of the task's answer phrases, positive first;
-# engine: the engine that answered (package and version), null for answers cached before it was recorded.
+# What the engine gave, as data: free text (and reasoning) to be parsed, or, where the model
+# scores, no text and its score: the positive answer's probability (NaN elsewhere), the label of
+# the likelier side (null elsewhere) and the log-probability of each of the task's answer
+# phrases, positive first; engine: the engine that answered (package and version), null for
+# answers cached before it was recorded; part: `test`, or `train` for the train rows a scored
+# model also scores so the labels stage can learn a cut-off on them.
 PREDICTION_COLUMNS = [
-    "id", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "score", "choice_logprobs", "engine",
+    "id", "part", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "label", "score",
+    "choice_logprobs", "engine",
 ]
 UNRECORDED_ENGINE = "unrecorded"  # how metadata names the engine of answers cached before engines were recorded
 SCORED = "scored"  # the finish reason of an answer scored, not generated
@@ -64,13 +68,9 @@ def positive_share(choice_logprobs: Sequence[float]) -> float:
     return weights[0] / sum(weights)
 
 
-def scored_generation(request: Request, choice_logprobs: Sequence[float], prompt_tokens: int) -> Generation:
-    """A scored item as an answer: the positive phrase when it is the likelier (its share of the
-    choices' probability above one half), else the negative phrase the prompt asks for, so it
-    parses like any answer and is never invalid."""
-    positive, negative = request.choices[0], request.choices[1]
-    text = positive if positive_share(choice_logprobs) > 0.5 else negative
-    return Generation(text, None, SCORED, prompt_tokens, 0, [float(logprob) for logprob in choice_logprobs])
+def scored_generation(choice_logprobs: Sequence[float], prompt_tokens: int) -> Generation:
+    """A scored item: no text, the log-probability of each of its choices (the positive first)."""
+    return Generation("", None, SCORED, prompt_tokens, 0, [float(logprob) for logprob in choice_logprobs])
 
 
 @dataclass(frozen=True)
@@ -347,28 +347,41 @@ def generate_cached(
     return results, stats
 
 
-def prediction_frames(items: Mapping[str, TaskRequests], generations: Sequence[Generation]) -> dict[str, pd.DataFrame]:
-    """Each task's predictions frame, from the generations of its items in task order."""
+def prediction_frames(items: Mapping[str, TaskRequests], generations: Sequence[Generation], part: str = "test") -> dict[str, pd.DataFrame]:
+    """Each task's predictions frame, from the generations of its items in task order. A scored
+    answer is its score and the label of the likelier side (its share of the choices' probability
+    above one half); one cached when scored answers were written as a phrase keeps no text."""
     frames, offset = {}, 0
     for task, rows in items.items():
         answers = generations[offset : offset + len(rows.ids)]
         offset += len(rows.ids)
+        scores = [positive_share(g.choice_logprobs) if g.choice_logprobs else math.nan for g in answers]
         frames[task] = pd.DataFrame(
             {
                 "id": list(rows.ids),
+                "part": part,
                 "prompt_hash": list(rows.prompt_hashes),
-                "text": [g.text for g in answers],
+                "text": ["" if g.finish_reason == SCORED else g.text for g in answers],
                 "reasoning": [g.reasoning for g in answers],
                 "finish_reason": [g.finish_reason for g in answers],
                 "prompt_tokens": [g.prompt_tokens for g in answers],
                 "completion_tokens": [g.completion_tokens for g in answers],
-                "score": [positive_share(g.choice_logprobs) if g.choice_logprobs else math.nan for g in answers],
+                "label": [None if math.isnan(score) else int(score > 0.5) for score in scores],
+                "score": scores,
                 "choice_logprobs": [g.choice_logprobs for g in answers],
                 "engine": [g.engine for g in answers],
             },
             columns=PREDICTION_COLUMNS,
-        ).astype({"id": "string", "text": "string", "engine": "string"})
+        ).astype({"id": "string", "part": "string", "text": "string", "label": "Int64", "engine": "string"})
     return frames
+
+
+def part_of(predictions: pd.DataFrame, part: str) -> pd.DataFrame:
+    """The answers of one part: `test` (what every model is scored on) or `train`. Frames stored
+    before train rows were kept are all test rows."""
+    if "part" not in predictions:
+        return predictions if part == "test" else predictions.iloc[:0]
+    return predictions[predictions["part"] == part]
 
 
 def answered_by(frame: pd.DataFrame) -> pd.Series:
@@ -393,6 +406,7 @@ def predict(
     engine: SharedEngine,
     report: Report,
     scoring: bool = False,
+    part: str = "test",
 ) -> tuple[dict[str, pd.DataFrame], GenerationStats]:
     """Every task's requests in one batch, so the engine is asked once for all of them."""
     requests = [request for rows in items.values() for request in rows.requests]
@@ -400,4 +414,4 @@ def predict(
         requests, cache=cache, settings=settings, sampling=sampling, chat_template=chat_template, engine=engine, report=report,
         scoring=scoring,
     )
-    return prediction_frames(items, generations), stats
+    return prediction_frames(items, generations, part), stats

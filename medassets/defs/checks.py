@@ -19,7 +19,7 @@ from dagster import (
 from pydantic import Field
 
 from medassets.core import quality
-from medassets.core.generation import answered_by, engine_counts
+from medassets.core.generation import answered_by, engine_counts, part_of
 from medassets.core.prompts import variant_prompts
 from medassets.defs.data import raw_dataset, split
 from medassets.defs.evaluation import ensemble_labels, parsed_labels
@@ -113,13 +113,15 @@ ensemble_few_invalid_answers = _few_invalid_answers(ensemble_labels, task_ensemb
 
 @asset_check(asset=predictions, partitions_def=task_model_partitions,
              additional_ins={"prompts": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task"))},
-             description="Great Expectations: one prediction per test prompt, unique ids, no missing text.")
+             description="Great Expectations: one prediction per test prompt, unique ids, no missing text (a scored answer's is empty).")
 def predictions_are_complete(context: AssetCheckExecutionContext, predictions, prompts) -> AssetCheckResult:
     keys = list(context.partition_keys)
     predictions = frames_by_partition(predictions, keys)
     prompts = frames_by_partition(prompts, sorted({model_and_task(key)[1] for key in keys}))
     results = {
-        key: quality.validate(frame, "predictions", quality.predictions_expectations(len(variant_prompts(prompts[model_and_task(key)[1]]))))
+        key: quality.validate(
+            part_of(frame, "test"), "predictions", quality.predictions_expectations(len(variant_prompts(prompts[model_and_task(key)[1]])))
+        )
         for key, frame in predictions.items()
     }
     failures = [dict(failure, partition=key) for key, result in results.items() for failure in result.failures]

@@ -27,13 +27,13 @@ from dagster import (
 from medassets import paths
 from medassets.core import comparison as comparison_logic
 from medassets.core import ensemble as ensemble_logic
+from medassets.core import labels as labels_logic
 from medassets.core import error_analysis as error_analysis_logic
 from medassets.core import metrics as metrics_logic
 from medassets.core import parsing
 from medassets.core import report as report_logic
 from medassets.core.metrics import binary_report
-from medassets.core.parsing import parse_answer
-from medassets.core.prompts import templates_version, variant_prompts
+from medassets.core.prompts import templates_version
 from medassets.core.registry import EnsembleModel, load_registry, registered_model
 from medassets.defs import adjudication
 from medassets.defs.analysis import AnalysisConfig, analysis_settings
@@ -57,57 +57,41 @@ _METRIC_FIELDS = ["n", "tp", "fp", "fn", "tn", "invalid", "invalid_rate"] + [
 ]
 
 
-parsed_labels_code_version = code_version(parsing, tasks_version("positive_phrase", "negative_phrases"))
+# What turns answers into labels: the parser, the cut-off learned on scores, the task phrases.
+parsed_labels_code_version = code_version(labels_logic, parsing, metrics_logic, tasks_version("positive_phrase", "negative_phrases"))
 
 
 @asset(
     partitions_def=task_model_partitions,
-    ins={"prompts": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task"))},
+    ins={"split": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task"))},
     group_name="evaluation",
     kinds={"pandas", "parquet"},
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
     code_version=parsed_labels_code_version,
-    description="Each answer parsed to 1, 0 or invalid with the task's answer phrases, with the answer "
-    "text, the reasoning and, when invalid, why.",
+    description="Each test answer as a label: free text parsed to 1, 0 or invalid with the task's answer phrases (with "
+    "the answer text, the reasoning and, when invalid, why); a scored answer's label and score as the model gave them, "
+    "with the cut-off that maximizes F1 on the scores of the train rows the predictions hold.",
 )
-def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
+def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
     model, task = model_and_task(context.partition_key)
     reasoning_model = registered_model(model, paths.registry_path()).reasoning
-    prompts = variant_prompts(prompts)
-    parsed = [
-        parse_answer(task, text, reasoning, reasoning_model=reasoning_model)
-        for text, reasoning in zip(predictions["text"], predictions["reasoning"].where(predictions["reasoning"].notna(), None))
-    ]
-    gold = prompts.set_index("id").loc[predictions["id"], "label"].to_numpy()
-    frame = pd.DataFrame(
-        {
-            "id": predictions["id"],
-            "gold": gold,
-            "label": [-1 if p.label is None else p.label for p in parsed],
-            "answer": [p.answer for p in parsed],
-            "reasoning": [p.reasoning for p in parsed],
-            "invalid_reason": [p.invalid_reason for p in parsed],
-            # A scored model's score and the cut-off learned on train rows (NaN for others).
-            "score": predictions["score"].astype(float) if "score" in predictions else math.nan,
-            "learned_threshold": predictions["learned_threshold"].astype(float) if "learned_threshold" in predictions else math.nan,
-        }
-    ).astype({"id": "string", "answer": "string", "reasoning": "string", "invalid_reason": "string"})
-    reasons = frame["invalid_reason"].value_counts().to_dict()
+    frame = labels_logic.label_answers(task, predictions, split.set_index("id")["label"], reasoning_model=reasoning_model)
     context.add_output_metadata(
         frame_metadata(frame.drop(columns="gold"))
         | {
             "invalid": int((frame["label"] == -1).sum()),
-            "invalid_reasons": MetadataValue.json(reasons),
+            "invalid_reasons": MetadataValue.json(frame["invalid_reason"].value_counts().to_dict()),
+            **({"learned_threshold": float(frame["learned_threshold"].iloc[0])} if len(frame) and frame["learned_threshold"].notna().all() else {}),
             "dagster/column_lineage": column_lineage({
                 "id": {"predictions": ["id"]},
-                "gold": {"prompts": ["label"]},
-                "label": {"predictions": ["text"]},
+                "gold": {"split": ["label"]},
+                "label": {"predictions": ["text", "label"]},
                 "answer": {"predictions": ["text"]},
                 "reasoning": {"predictions": ["text", "reasoning"]},
                 "invalid_reason": {"predictions": ["text"]},
                 "score": {"predictions": ["score"]},
-                "learned_threshold": {"predictions": ["learned_threshold"]},
+                "learned_threshold": {"predictions": ["score", "part"], "split": ["label"]},
             }),
         }
     )

@@ -20,7 +20,7 @@ from dagster import (
 
 from medassets import paths
 from medassets.core.cache import open_response_cache
-from medassets.core.generation import engine_counts
+from medassets.core.generation import PREDICTION_COLUMNS, engine_counts, part_of
 from medassets.core.prompts import templates_version
 from medassets.core.registry import load_registry, registered_model
 from medassets.core.slurm import load_deployment
@@ -95,9 +95,10 @@ def model_weights(context) -> DataVersionsByPartition:
     backfill_policy=BackfillPolicy.single_run(),
     group_name="generation",
     kinds={"vllm", "parquet", "great_expectations"},
-    # What generation reads of the task tables beside its input prompts: the answers that few-shot
-    # examples give and constrained decoding chooses from, and the wordings examples are asked in.
-    code_version=code_version(tasks_version("positive_phrase", "negative_phrases"), templates_version()),
+    # What generation reads of the task tables beside its input prompts (the answers that few-shot
+    # examples give and constrained decoding chooses from, and the wordings examples are asked in),
+    # and what a predictions frame holds: a new column re-runs them (from the cache).
+    code_version=code_version(tasks_version("positive_phrase", "negative_phrases"), templates_version(), " ".join(PREDICTION_COLUMNS)),
     tags=DOMAIN_TAGS,
     # A new embedded-model folder changes no answer unless the revision changed, which
     # model_weights observes; never-observed weights must not hold a new model back either.
@@ -135,11 +136,11 @@ def predictions(context: AssetExecutionContext, prompts, split):
             for task, frame in batch.frames.items():
                 key = partition_key(model, task)
                 outputs[key] = frame
+                test = part_of(frame, "test")
                 context.add_asset_metadata(
-                    frame_metadata(frame) | batch.metadata
-                    | {"truncated_by_max_tokens": int((frame["finish_reason"] == "length").sum())}
-                    | {"engines": MetadataValue.json(engine_counts(frame))}
-                    | ({"learned_threshold": float(frame["learned_threshold"].iloc[0])} if "learned_threshold" in frame else {}),
+                    frame_metadata(test) | batch.metadata
+                    | {"truncated_by_max_tokens": int((test["finish_reason"] == "length").sum())}
+                    | {"engines": MetadataValue.json(engine_counts(frame)), "train_rows_scored": len(part_of(frame, "train"))},
                     partition_key=key,
                 )
     # An Output, not the value alone: a step that opened a Dagster Pipes session (Slurm) must return typed results.

@@ -29,17 +29,18 @@ def table_schema(frame: pd.DataFrame) -> TableSchema:
 
 
 def frame_metadata(frame: pd.DataFrame, *, preview: bool = False) -> dict[str, Any]:
-    """Row count, column schema, class balance (when there is a label) and, only when asked, a preview."""
+    """Row count, column schema, class balance (of the rows that have a label) and, only when asked, a preview."""
     metadata: dict[str, Any] = {
         "dagster/row_count": len(frame),
         "dagster/column_schema": table_schema(frame),
     }
-    if "label" in frame and len(frame):
-        positives = int((frame["label"] == 1).sum())
+    labels = frame["label"].dropna() if "label" in frame else frame.iloc[:0]
+    if len(labels):
+        positives = int((labels == 1).sum())
         metadata |= {
             "positives": positives,
-            "negatives": int((frame["label"] == 0).sum()),
-            "positive_rate": round(positives / len(frame), 4),
+            "negatives": int((labels == 0).sum()),
+            "positive_rate": round(positives / len(labels), 4),
         }
     if preview:
         metadata["preview"] = MetadataValue.md(frame.head(PREVIEW_ROWS).to_markdown(index=False))

@@ -29,7 +29,6 @@ from medassets.core.generation import (
     train_requests,
     wait_for_closing_engines,
 )
-from medassets.core.metrics import learn_threshold
 from medassets.core.registry import BACKENDS, GeneratingEntry, ModelEntry
 from medassets.weights.sources import chat_template
 
@@ -118,26 +117,17 @@ class GeneratingBackend(Backend):
             "chat_template_hash": template.hash, "variant": spec.variant, "shots": spec.shots,
             "shot_seed": spec.shot_seed, "decoding": spec.decoding, "scoring": spec.scoring,
         }
-        if scoring and spec.threshold_rows != 0:
+        if scoring and spec.threshold_rows != 0:  # train rows scored too: the labels stage learns a cut-off on them
             train = {task: threshold_rows(batch.splits[task], spec.threshold_rows, seed=0) for task in batch.prompts}
-            report(f"{spec.name}: scoring {sum(map(len, train.values()))} train rows to learn each task's cut-off")
+            report(f"{spec.name}: scoring {sum(map(len, train.values()))} train rows, on which each task's cut-off is learned")
             train_items = {
                 task: train_requests(task, rows, batch.splits[task], **asking, choices=task_choices(task, spec.decoding, spec.scoring))
                 for task, rows in train.items()
             }
-            train_frames, train_stats = predict(train_items, **answering)
-            for task, frame in frames.items():
-                frame["learned_threshold"] = learned_threshold(train[task]["label"], train_frames[task]["score"])
+            train_frames, train_stats = predict(train_items, **answering, part="train")
+            frames = {task: pd.concat([frame, train_frames[task]], ignore_index=True) for task, frame in frames.items()}
             metadata |= {"threshold_train_rows": train_stats.total, "threshold_train_cache_hits": train_stats.cache_hits}
         return Predictions(frames, metadata)
-
-
-def learned_threshold(train_labels, train_scores) -> float:
-    """The cut-off that maximizes F1 on train rows; NaN when they hold one class only."""
-    labels = pd.Series(train_labels).to_numpy()
-    if len(set(labels)) < 2:
-        return float("nan")
-    return learn_threshold(labels, pd.Series(train_scores).to_numpy())
 
 
 def backend_for(spec: ModelEntry) -> Backend:

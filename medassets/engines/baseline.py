@@ -1,5 +1,5 @@
-"""The supervised baseline as a backend: fit on each task's train split, predict its test
-prompts, and answer with the task's own phrase so its answers parse like any model's."""
+"""The supervised baseline as a backend: fit on each task's train split, score its test
+prompts (and, cross-validated, its train rows): its answers are scores, as a scored model's."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import time
 from importlib.metadata import version
 from typing import ClassVar, Literal
 
+import pandas as pd
 from pydantic import Field
 
 from medassets.core.generation import SCORED, Generation, TaskRequests, prediction_frames
-from medassets.core.baseline import answer_phrase, fit_scores, probability_logprobs
+from medassets.core.baseline import fit_scores, probability_logprobs
 from medassets.core.prompts import variant_prompts
 from medassets.core.registry import ModelEntry
-from medassets.engines.base import Backend, Predictions, learned_threshold
+from medassets.engines.base import Backend, Predictions
 
 REVISION = "tfidf-logreg-v2"  # v2: scored, with a learned cut-off
 ENGINE = f"scikit-learn {version('scikit-learn')}"  # read without importing it: reading the registry imports no engine
@@ -41,27 +42,31 @@ class BaselineBackend(Backend):
         results = {}
         for batch in batches:
             started = time.monotonic()
-            generations, items, thresholds = [], {}, {}
+            frames = {}
             for task, task_prompts in batch.prompts.items():
                 test = variant_prompts(task_prompts)
-                items[task] = TaskRequests(test["id"].tolist(), test["prompt_hash"].tolist(), ())
                 split = batch.splits[task]
                 train = split[split["part"] == "train"]
                 test_text = split.set_index("id").loc[test["id"], "text"]
                 scores, train_scores = fit_scores(train["text"], train["label"], test_text, seed=batch.spec.seed)
-                # The likelier class, as the classifier's own predict() calls it.
-                generations += [
-                    Generation(answer_phrase(task, int(score > 0.5)), None, SCORED, 0, 0, probability_logprobs(score), ENGINE) for score in scores
-                ]
-                thresholds[task] = float("nan") if train_scores is None else learned_threshold(train["label"], train_scores)
+                # Its train rows' scores are cross-validated (none with a class of one row): the labels stage learns a cut-off on them.
+                parts = [("test", test["id"], test["prompt_hash"], scores)]
+                if train_scores is not None:
+                    parts.append(("train", train["id"], [""] * len(train), train_scores))
+                frames[task] = pd.concat([
+                    prediction_frames({task: TaskRequests(list(ids), list(hashes), ())}, [_scored(score) for score in part_scores], part)[task]
+                    for part, ids, hashes, part_scores in parts
+                ], ignore_index=True)
             metadata = self.describe(batch.spec) | {
                 "model_revision": REVISION, "backend": self.name, "wall_s": round(time.monotonic() - started, 2),
             }
-            frames = prediction_frames(items, generations)
-            for task, frame in frames.items():
-                frame["learned_threshold"] = thresholds[task]
             results[batch.spec.name] = Predictions(frames, metadata)
         return results
+
+
+def _scored(probability: float) -> Generation:
+    """The classifier's probability of the positive class as a scored answer: its label is the likelier class, as its own predict() calls it."""
+    return Generation("", None, SCORED, 0, 0, probability_logprobs(probability), ENGINE)
 
 
 BACKEND = BaselineBackend()

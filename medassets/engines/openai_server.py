@@ -219,7 +219,7 @@ class OpenAIServerEngine:
             if len(rows) < len(prefix) + len(ids):
                 raise ServerError(f"{self.base_url}/completions: the server echoed no prompt log-probabilities (`echo` with `logprobs`)")
             logprobs.append(sum(rows[len(prefix) : len(prefix) + len(ids)]))
-        return scored_generation(request, logprobs, len(prefix))
+        return scored_generation(logprobs, len(prefix))
 
     def generate(self, requests: Sequence[Request], *, sampling: Sampling, chat_template: str | None, on_done: OnDone) -> None:
         self._each(requests, lambda request: self._complete(request, sampling, chat_template), on_done)

@@ -189,7 +189,7 @@ class VLLMEngine:
         for start in range(0, len(requests), _SCORING_CHUNK):
             chunk = requests[start : start + _SCORING_CHUNK]
             for offset, (logprobs, prompt_tokens) in enumerate(self._score_chunk(chunk, chat_template)):
-                on_done(start + offset, scored_generation(chunk[offset], logprobs, prompt_tokens))
+                on_done(start + offset, scored_generation(logprobs, prompt_tokens))
 
     def _score_chunk(self, requests: Sequence[Request], chat_template: str | None) -> list[tuple[list[float], int]]:
         from vllm import SamplingParams

@@ -333,16 +333,21 @@ def test_a_scored_answer_is_the_likelier_side_and_its_share_is_the_score():
     # Both negative wordings count against the positive: 0.3 alone beats neither 0.4 nor 0.3 + 0.3.
     logprobs = [math.log(0.3), math.log(0.4), math.log(0.3)]
     assert positive_share(logprobs) == pytest.approx(0.3)
-    scored = scored_generation(request, logprobs, prompt_tokens=17)
-    assert (scored.text, scored.finish_reason, scored.prompt_tokens, scored.completion_tokens) == (request.choices[1], "scored", 17, 0)
-    assert scored_generation(request, [math.log(0.6), math.log(0.3), math.log(0.1)], 17).text == request.choices[0]
-    assert scored_generation(request, [math.log(0.5), math.log(0.25), math.log(0.25)], 17).text == request.choices[1]  # a tie is negative
+    scored = scored_generation(logprobs, prompt_tokens=17)
+    assert (scored.text, scored.finish_reason, scored.prompt_tokens, scored.completion_tokens) == ("", "scored", 17, 0)  # no phrase
+
+    def framed(logprobs):
+        return prediction_frames({"breast_cancer": TaskRequests(["a"], ["h"], [request])}, [scored_generation(logprobs, 17)])["breast_cancer"].iloc[0]
+
+    assert (framed(logprobs)["label"], framed(logprobs)["text"]) == (0, "")
+    assert framed([math.log(0.6), math.log(0.3), math.log(0.1)])["label"] == 1
+    assert framed([math.log(0.5), math.log(0.25), math.log(0.25)])["label"] == 0  # a tie is negative
     assert positive_share([-1000.0, -1001.0]) == pytest.approx(1 / (1 + math.exp(-1)))  # no underflow
 
 
 def test_scored_answers_are_cached_with_their_logprobs_and_framed_with_their_score(tmp_path):
     request = Request(MESSAGES, task_choices("stigma_labeling", "free", "likelihood"))
-    scored = scored_generation(request, [-0.5, -2.0], prompt_tokens=9)
+    scored = scored_generation([-0.5, -2.0], prompt_tokens=9)
     cache = ResponseCache(tmp_path / "cache.sqlite")
     cache.put("k", scored)
     assert cache.get_many(["k"])["k"] == scored
@@ -352,7 +357,11 @@ def test_scored_answers_are_cached_with_their_logprobs_and_framed_with_their_sco
     assert frame["score"].iloc[0] == pytest.approx(1 / (1 + math.exp(-1.5)))
     assert list(frame["choice_logprobs"].iloc[0]) == [-0.5, -2.0]
     unscored = prediction_frames({"stigma_labeling": TaskRequests(["a"], ["h"], [request])}, [Generation("x", None, "stop", 1, 1)])
-    assert math.isnan(unscored["stigma_labeling"]["score"].iloc[0])
+    assert math.isnan(unscored["stigma_labeling"]["score"].iloc[0]) and pd.isna(unscored["stigma_labeling"]["label"].iloc[0])
+    # Scored when answers were cached as a phrase: framed as its score alone.
+    phrased = Generation("the tweet is stigmatizing", None, "scored", 9, 0, [-0.5, -2.0])
+    old = prediction_frames({"stigma_labeling": TaskRequests(["a"], ["h"], [request])}, [phrased])["stigma_labeling"].iloc[0]
+    assert (old["text"], old["label"]) == ("", 1)
 
 
 def test_threshold_rows_are_a_stratified_sample_of_train_rows_only():

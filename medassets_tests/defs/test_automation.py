@@ -181,7 +181,8 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
 
 @pytest.mark.parametrize("edited, changed", [
     ("core/parsing.py", {"parsed_labels"}),
-    ("core/metrics.py", {"metrics", "ensemble_metrics", "comparison"}),
+    ("core/metrics.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison"}),  # the labels' learned cut-off
+    ("core/labels.py", {"parsed_labels"}),
     ("core/ensemble.py", {"ensemble_labels"}),
 ])
 def test_editing_the_logic_changes_exactly_its_assets_code_versions(edited, changed, tmp_path):

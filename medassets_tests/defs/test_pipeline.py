@@ -22,9 +22,8 @@ from sklearn.metrics import average_precision_score, brier_score_loss, f1_score,
 from medassets.core import comparison as comparison_logic
 from medassets.core.adjudication import checked, open_adjudications
 from medassets.core import report as report_logic
-from medassets.core.baseline import answer_phrase, fit_scores
+from medassets.core.baseline import fit_scores
 from medassets.core.metrics import binary_report
-from medassets.core.parsing import parse_answer
 from medassets.core.prompts import VARIANTS, variant_prompts
 from medassets.definitions import defs
 from medassets.defs import checks
@@ -231,7 +230,12 @@ def test_one_generate_run_covers_a_range_of_tasks(pipeline, model):
     for task in EVALUATED:
         predictions = pd.read_parquet(pipeline.asset_file("predictions", model, task))
         prompts = variant_prompts(pd.read_parquet(pipeline.asset_file("prompts", task)))
-        assert list(predictions["id"]) == list(prompts["id"])
+        split = pd.read_parquet(pipeline.asset_file("split", task))
+        test = predictions[predictions["part"] == "test"]
+        assert list(test["id"]) == list(prompts["id"])
+        # Its train rows are scored too, for the labels stage's cut-off: every train row, never a test row.
+        assert set(predictions.loc[predictions["part"] == "train", "id"]) == set(split.loc[split["part"] == "train", "id"])
+        assert (predictions["text"] == "").all() and predictions["score"].between(0, 1).all()  # scores, no rendered phrase
 
 
 @pytest.mark.parametrize("key", EVALUATED_KEYS)
@@ -291,8 +295,9 @@ def test_the_baselines_scores_reach_the_metrics_as_scikit_learn_scores_them(pipe
     labels = pd.read_parquet(pipeline.asset_file("parsed_labels", model, task))
     metrics = pd.read_parquet(pipeline.asset_file("metrics", model, task)).iloc[0]
     gold, scores = labels["gold"], labels["score"]
-    assert scores.equals(predictions["score"]) and scores.between(0, 1).all() and scores.nunique() > 1
-    assert (labels["label"] == (scores > 0.5)).all()  # the likelier class
+    test = predictions[predictions["part"] == "test"].reset_index(drop=True)
+    assert scores.equals(test["score"]) and scores.between(0, 1).all() and scores.nunique() > 1
+    assert (labels["label"] == (scores > 0.5)).all() and (labels["label"] == test["label"]).all()  # the likelier class
     assert metrics["auroc"] == pytest.approx(roc_auc_score(gold, scores), abs=1e-12)
     assert metrics["auprc"] == pytest.approx(average_precision_score(gold, scores), abs=1e-12)
     assert metrics["brier"] == pytest.approx(brier_score_loss(gold, scores), abs=1e-12)
@@ -343,8 +348,8 @@ def test_few_invalid_answers_warns_at_the_limit_and_metrics_still_run(copied_sta
     model, task = MODELS[0], EVALUATED[0]
     path = home / "assets" / "predictions" / model / f"{task}.parquet"
     predictions = pd.read_parquet(path)
-    garbage_rows = garbage_rows or len(predictions)
-    predictions.loc[predictions.index[:garbage_rows], "text"] = GARBAGE
+    garbage_rows = garbage_rows or int((predictions["part"] == "test").sum())
+    write_garbage(predictions, predictions.index[:garbage_rows])
     predictions.to_parquet(path, index=False)
 
     result = run("evaluate", instance, partition_key=f"{model}|{task}")
@@ -367,6 +372,7 @@ def test_predictions_are_complete_fails_on_missing_rows(copied_state):
     key = f"{MODELS[1]}|{EVALUATED[1]}"
     path = home / "assets" / "predictions" / MODELS[1] / f"{EVALUATED[1]}.parquet"
     predictions = pd.read_parquet(path)
+    predictions = predictions[predictions["part"] == "test"]  # the train rows the labels stage learns its cut-off on: none
     predictions.iloc[:-3].to_parquet(path, index=False)
 
     check_only = defs.resolve_job_def("generate").get_subset(
@@ -407,14 +413,19 @@ def test_every_answer_names_its_engine_and_two_releases_in_a_partition_are_flagg
     assert check_results(check_only.execute_in_process(instance=instance, partition_key=other))["predictions_from_one_engine"].passed
 
 
+def write_garbage(predictions: pd.DataFrame, rows) -> None:
+    """The baseline's scored answers in `rows` replaced by GARBAGE written as free text, as a model that generates gives it."""
+    predictions.loc[rows, ["text", "label", "score"]] = [GARBAGE, pd.NA, float("nan")]
+
+
 def spoil(home: Path, model: str, task: str, rows: int, flipped: int = 0) -> None:
     """The model's first `rows` answers on the task replaced by GARBAGE, and the `flipped`
-    answers after them by the task's other answer."""
+    answers after them by the other label."""
     path = home / "assets" / "predictions" / model / f"{task}.parquet"
     predictions = pd.read_parquet(path)
-    predictions.loc[predictions.index[:rows], "text"] = GARBAGE
+    write_garbage(predictions, predictions.index[:rows])
     others = predictions.index[rows : rows + flipped]
-    predictions.loc[others, "text"] = [answer_phrase(task, 1 - parse_answer(task, text).label) for text in predictions.loc[others, "text"]]
+    predictions.loc[others, "label"] = 1 - predictions.loc[others, "label"]
     predictions.to_parquet(path, index=False)
 
 

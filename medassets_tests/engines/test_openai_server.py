@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from medassets.core.generation import task_choices, task_requests
+from medassets.core.labels import label_answers
+from medassets.core.metrics import learn_threshold
 from medassets.core.prompts import answer_phrases, variant_prompts
 from medassets.weights.embedded import EMBEDDED_MODEL_NAME
 from medassets.engines.openai_server import OpenAIModel, OpenAIServer, OpenAIServerEngine, ServerError
@@ -100,7 +102,7 @@ models:
     return SimpleNamespace(
         workspace=workspace,
         scored=pd.read_parquet(workspace.asset_file("predictions", SCORED, TASK)),
-        offline_scored=pd.read_parquet(workspace.asset_file("predictions", OFFLINE_SCORED, TASK)),
+        offline_scored_with_train=pd.read_parquet(workspace.asset_file("predictions", OFFLINE_SCORED, TASK)),
         constrained=pd.read_parquet(workspace.asset_file("predictions", CONSTRAINED, TASK)),
         metadata=report["materializations"]["predictions"][f"{MODEL}|{TASK}"],
         prompts=variant_prompts(pd.read_parquet(workspace.asset_file("prompts", TASK))),
@@ -150,7 +152,8 @@ def test_scores_through_dagster_equal_a_transformers_forward_pass_and_the_server
         [sys.executable, "-c", REFERENCE, str(models_dir / EMBEDDED_MODEL_NAME)], input=json.dumps(items),
         capture_output=True, text=True, check=True,
     ).stdout)
-    offline = np.array(served.offline_scored["choice_logprobs"].tolist())
+    offline_scored = served.offline_scored_with_train[served.offline_scored_with_train["part"] == "test"]
+    offline = np.array(offline_scored["choice_logprobs"].tolist())
     through_server = np.array(served.scored["choice_logprobs"].tolist())
     assert offline.shape == through_server.shape == (len(served.prompts), 3)
     # float32 kernels of two libraries sum in different orders: a phrase's log-probability (a sum
@@ -158,12 +161,26 @@ def test_scores_through_dagster_equal_a_transformers_forward_pass_and_the_server
     # transformers, and the server's equal to the offline engine's.
     np.testing.assert_allclose(offline, np.array(reference), rtol=0, atol=1e-3)
     np.testing.assert_allclose(through_server, offline, rtol=0, atol=1e-3)
-    np.testing.assert_allclose(served.scored["score"], served.offline_scored["score"], rtol=0, atol=1e-3)
-    positive = served.offline_scored["score"] > 0.5
-    assert (served.offline_scored["text"] == positive.map({True: asked.requests[0].choices[0], False: asked.requests[0].choices[1]})).all()
-    assert set(served.offline_scored["finish_reason"]) == {"scored"}
-    assert served.offline_scored["learned_threshold"].nunique() == 1 and served.offline_scored["learned_threshold"].between(0, 1).all()
-    assert "learned_threshold" not in served.scored  # threshold_rows: 0
+    np.testing.assert_allclose(served.scored["score"], offline_scored["score"], rtol=0, atol=1e-3)
+    # A scored answer is its score and the likelier side's label; no phrase is rendered.
+    assert (offline_scored["label"] == (offline_scored["score"] > 0.5)).all() and (offline_scored["text"] == "").all()
+    assert set(served.offline_scored_with_train["finish_reason"]) == {"scored"}
+    assert set(served.scored["part"]) == {"test"}  # threshold_rows: 0
+
+
+def test_the_cut_off_is_learned_by_the_labels_stage_on_the_train_rows_alone(served):
+    """The predictions hold the scores of 10 train rows (threshold_rows); the labels' cut-off is the one that
+    maximizes F1 on them, and does not move when the test rows change."""
+    split = pd.read_parquet(served.workspace.asset_file("split", TASK))
+    gold = split.set_index("id")["label"]
+    predictions = served.offline_scored_with_train
+    train = predictions[predictions["part"] == "train"]
+    assert len(train) == 10 and set(train["id"]) <= set(split.loc[split["part"] == "train", "id"])
+    labels = label_answers(TASK, predictions, gold, reasoning_model=False)
+    expected = learn_threshold(gold.loc[train["id"]].to_numpy(), train["score"].to_numpy())
+    assert labels["learned_threshold"].eq(expected).all()
+    changed = predictions.assign(score=predictions["score"].where(predictions["part"] == "train", 1 - predictions["score"]))
+    assert label_answers(TASK, changed, gold, reasoning_model=False)["learned_threshold"].eq(expected).all()
 
 
 def spec(base_url: str, served_model: str, max_retries: int = 4) -> OpenAIModel:
