@@ -45,7 +45,6 @@ VARIANTS: dict[str, dict[str, str]] = {
         for task in TASK_KEYS
     },
 }
-PROMPT_COLUMNS = ["id", "label", "variant", "prompt", "prompt_hash"]
 
 Messages = list[dict[str, str]]
 

@@ -258,7 +258,6 @@ class EnsembleModel(ModelEntry):
         "abstain", description="A member's invalid answer is left out of the vote (`abstain`, the default) or "
         "counts as a negative vote (`negative`). With no vote counted, the ensemble's answer is invalid.",
     )
-    reasoning: ClassVar[bool] = False
 
 
 # The backends, by the registry's `backend` name: each module defines its entry type and its

@@ -96,12 +96,11 @@ def gold_labels(labels: pd.DataFrame, gold: str, task: str, storage: AssetStorag
     that changed."""
     if gold == "original" or not storage.exists("adjudicated_gold", [task]):
         return labels, 0
-    adjudicated = storage.read("adjudicated_gold", [task]).set_index("id")["label"]
-    missing = sorted(set(labels["id"]) - set(adjudicated.index))
-    if missing:
-        raise RuntimeError(f"adjudicated_gold {task!r} lacks the labelled items {missing[:5]}: re-materialize it from the current split")
-    replaced = adjudicated.reindex(labels["id"]).astype(int).to_numpy()
-    return labels.assign(gold=replaced), int((replaced != labels["gold"].to_numpy()).sum())
+    try:
+        rescored = adjudication_logic.with_adjudicated_gold(labels.assign(task=task), {task: storage.read("adjudicated_gold", [task])})
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+    return rescored.drop(columns="task"), int((rescored["gold"].to_numpy() != labels["gold"].to_numpy()).sum())
 
 
 def adjudicated_results(labels: pd.DataFrame, storage: AssetStorage, *, n_resamples: int, confidence: float, seed: int, invalid: str) -> dict | None:

@@ -4,13 +4,13 @@ from dagster import AssetSelection, AutomationCondition
 
 
 def reevaluate_when_changed(
-    not_updates: AssetSelection | None = None, may_be_missing: AssetSelection | None = None, *, fill_in: bool = False
+    not_updates: AssetSelection | None = None, may_be_missing: AssetSelection | None = None
 ) -> AutomationCondition:
     """Like eager: run when an upstream asset was updated (a new model revision observed,
     new prompts, new predictions) or the asset's own code version changed, once nothing
     upstream is missing or in progress. Unlike eager, partitions never materialized are
-    not filled in (a new model is started by the registry sensor), unless `fill_in`: then a
-    new partition runs once its deps exist (a new ensemble, once its members' labels do).
+    not filled in: a new model is started by the registry sensor, a new ensemble by the
+    observation of its rules (once its members' labels exist).
 
     `not_updates`: deps whose updates don't count; `may_be_missing`: deps that may be missing.
     """
@@ -21,8 +21,6 @@ def reevaluate_when_changed(
     if may_be_missing is not None:
         missing = missing.ignore(may_be_missing)
     trigger = updated | AutomationCondition.code_version_changed()
-    if fill_in:
-        trigger = trigger | AutomationCondition.newly_missing()
     return (
         trigger.since_last_handled()
         & ~missing

@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from medassets import paths
+from medassets.core import adjudication as adjudication_logic
 from medassets.core import comparison as comparison_logic
 from medassets.core import ensemble as ensemble_logic
 from medassets.core import labels as labels_logic
@@ -207,7 +208,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         kinds={"pandas", "parquet"},
         tags=DOMAIN_TAGS,
         automation_condition=reevaluate_when_changed(may_be_missing=ADJUDICATED_GOLD | ANALYSIS_SETTINGS),
-        code_version=code_version(metrics_logic),
+        code_version=code_version(metrics_logic, adjudication_logic),
         description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
         "analysis settings' confidence (95% by default), the invalid count and the confusion matrix, from "
         f"{labels_name}; the confidence, invalid-answer policy, resamples and gold labels (`original` or `adjudicated`) "
@@ -315,7 +316,7 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
 
 
 comparison_code_version = code_version(
-    comparison_logic, metrics_logic, report_logic, error_analysis_logic, tasks_version("title")
+    comparison_logic, metrics_logic, report_logic, error_analysis_logic, adjudication_logic, tasks_version("title")
 )
 
 

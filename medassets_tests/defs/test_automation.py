@@ -183,6 +183,7 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
     ("core/parsing.py", {"parsed_labels"}),
     ("core/metrics.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison"}),  # the labels' learned cut-off
     ("core/labels.py", {"parsed_labels"}),
+    ("core/adjudication.py", {"adjudicated_gold", "metrics", "ensemble_metrics", "comparison"}),  # the gold labels they score against
     ("core/ensemble.py", {"ensemble_labels"}),
 ])
 def test_editing_the_logic_changes_exactly_its_assets_code_versions(edited, changed, tmp_path):
