@@ -365,7 +365,26 @@ def parse_registry(text: str, where: str = "<registry>") -> dict[str, ModelEntry
     for name, spec in specs.items():
         if isinstance(spec, EnsembleModel):
             _check_members(spec, specs, f"{where}:{lines[name]}: model {name!r}:")
+    _check_placements(specs, where, lines)
     return specs
+
+
+def _check_placements(specs: dict[str, ModelEntry], where: str, lines: dict[str, int]) -> None:
+    """Entries that share an engine (one backend, the same engine settings) run in one job: they
+    must ask for the same Kubernetes and Slurm placement, or one would silently take the other's."""
+    first: dict[str, str] = {}
+    for name, spec in specs.items():
+        if isinstance(spec, EnsembleModel):
+            continue
+        engine = repr((spec.backend, sorted(import_module(BACKENDS[spec.backend]).BACKEND.engine_settings(spec).items())))
+        shared = first.setdefault(engine, name)
+        other = specs[shared]
+        for placement in ("kubernetes", "slurm"):
+            if getattr(spec, placement) != getattr(other, placement):
+                raise RegistryError(
+                    f"{where}:{lines[name]}: model {name!r}: shares an engine with {shared!r} (line {lines[shared]}) but asks for "
+                    f"another `{placement}` placement; entries sharing an engine run in one job: give both the same `{placement}`"
+                )
 
 
 def _check_members(ensemble: EnsembleModel, specs: dict[str, ModelEntry], prefix: str) -> None:

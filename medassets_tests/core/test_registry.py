@@ -246,3 +246,13 @@ def test_invalid_yaml():
                          ids=["misspelled-key", "bare-list", "models-not-a-list"])
 def test_wrong_document_shape(text):
     assert registry_error(text).startswith(f"{WHERE}:1:")
+
+
+@pytest.mark.parametrize("placement", ["slurm: {memory: 64G}", "kubernetes: {node_selector: {gpu: h100}}"])
+def test_entries_sharing_an_engine_must_share_its_placement(placement):
+    """Two entries of one engine (they differ only in how they ask) run in one job: a placement on one
+    alone would be silently dropped, so it is an error naming both; entries of two engines may differ."""
+    field = placement.split(":")[0]
+    with pytest.raises(RegistryError, match=rf"<r>:3: model 'two-shot': shares an engine with 'zero-shot' \(line 2\) but asks for another `{field}`"):
+        parse_registry(f"models:\n  - {{name: zero-shot, source: {{path: /w}}}}\n  - {{name: two-shot, source: {{path: /w}}, shots: 2, {placement}}}\n", "<r>")
+    parse_registry(f"models:\n  - {{name: small, source: {{path: /w}}}}\n  - {{name: half, source: {{path: /w}}, dtype: bfloat16, {placement}}}\n", "<r>")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from medassets.core.prompts import VARIANTS
 from medassets.core.registry import ENTRY_NAMES, RegistryError, entry_type, load_registry, parse_registry
+from medassets.engines import backend_for
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 FIELDS = sorted({name for backend in ENTRY_NAMES for name in entry_type(backend).model_fields} | {"api_key", "extra"})
@@ -176,6 +177,15 @@ def valid_registries(draw) -> list[dict]:
     """Entries of distinct valid names, and perhaps an ensemble of some of the others."""
     names = draw(st.lists(st.from_regex(NAME_RULE, fullmatch=True), min_size=2, max_size=4, unique=True))
     entries = [draw(st.sampled_from(sorted(VALID_ENTRIES)).flatmap(VALID_ENTRIES.get)) | {"name": name} for name in names[1:]]
+    placed: dict[str, dict] = {}
+    for entry in entries:  # entries sharing an engine share its placement, as a valid registry must
+        backend = entry.get("backend", "vllm")
+        spec = entry_type(backend).model_validate(entry)
+        first = placed.setdefault(repr((backend, sorted(backend_for(spec).engine_settings(spec).items()))), entry)
+        for placement in ("kubernetes", "slurm"):
+            if first is not entry:
+                entry.pop(placement, None)
+                entry.update({placement: first[placement]} if placement in first else {})
     if len(entries) >= 2 and draw(st.booleans()):
         members = draw(st.lists(st.sampled_from([entry["name"] for entry in entries]), min_size=2, unique=True))
         ensemble = {"name": names[0], "backend": "ensemble", "members": members}
