@@ -131,7 +131,7 @@ def server_process(command: list[str], log: Path, url: str, timeout_s: float, wh
             assert process.poll() is None, f"{what} exited:\n{log.read_text(errors='replace')[-3000:]}"
             assert time.monotonic() < deadline, f"{what} did not answer within {timeout_s:.0f} s; log: {log}"
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2, follow_redirects=True).status_code == 200:
                     break
             time.sleep(0.5)
         yield process
