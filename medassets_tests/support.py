@@ -150,13 +150,13 @@ def server_process(command: list[str], log: Path, url: str, timeout_s: float, wh
         process.wait()
 
 
-def group_members(pgid: int) -> list[psutil.Process]:
-    """The live (not zombie) processes of a process group."""
+def group_members(pgid: int) -> list[int]:
+    """The pids of the live (not zombie) processes of a process group."""
     found = []
-    for process in psutil.process_iter():
+    for process in psutil.process_iter(["pid", "status"]):
         with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(process)
+            if os.getpgid(process.info["pid"]) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process.info["pid"])
     return found
 
 
