@@ -73,8 +73,9 @@ class AccessGuard:
     """Lets through only requests at one of `origins`' hosts that hold a session, and starts a
     session for a request holding `access_token` in its query."""
 
-    def __init__(self, app: ASGIApp, origins: set[str], access_token: str, sessions: set[str]):
-        self.app, self.access_token, self.sessions = app, access_token, sessions
+    def __init__(self, app: ASGIApp, origins: set[str], access_token: str):
+        self.app, self.access_token = app, access_token
+        self.sessions: set[str] = set()
         self.hosts = {urlsplit(origin).netloc for origin in origins}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +120,6 @@ def create_app(origins: set[str], access_token: str, state: ReviewState | None =
     """The page, answering at `origins` (scheme://host[:port]) to requests holding `access_token` or the session it started."""
     state = state or ReviewState()
     secret = secrets.token_bytes(32)
-    sessions: set[str] = set()
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     templates.filters["utc"] = lambda seconds: datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -242,6 +242,6 @@ def create_app(origins: set[str], access_token: str, state: ReviewState | None =
         ],
         exception_handlers={HTTPException: error},
     )
-    app.add_middleware(AccessGuard, origins=origins, access_token=access_token, sessions=sessions)
+    app.add_middleware(AccessGuard, origins=origins, access_token=access_token)
     app.add_middleware(SecurityHeaders)
     return app
