@@ -3,9 +3,9 @@ whole pipeline (preview off, the embedded model on real vLLM and the baseline, a
 dropped, failing checks, a failing run), and a review session in Chromium (a note read on the
 review page, a verdict recorded whose comment quotes it, the adjudicated gold and the comparison
 after it); then every file under the Dagster instance, the state folder, the captured output
-(the review server's log included) and Chromium's profile and disk cache is scanned for the canary: it may appear only where the docs
-(docs/your-data.md) say notes are kept, and in the response cache's database only in its
-`responses` and `adjudications` tables.
+(the review server's log included) and Chromium's profile and disk cache is scanned for the
+canary: it may appear only where the docs (docs/your-data.md) say notes are kept, and in the
+response cache's database only in its `responses` and `adjudications` tables.
 
 The scan reads each file's bytes, and also what a byte search cannot see whole: SQLite
 databases (a long row spills over pages) through a dump of a copy with their WAL, Parquet
