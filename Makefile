@@ -5,7 +5,8 @@ PORT ?= 3000
 # The UI has no login: it listens on this machine only unless UI_HOST says otherwise
 # (`make ui UI_HOST=0.0.0.0` on a machine whose network you trust).
 UI_HOST ?= 127.0.0.1
-# The review page shows items' text and has no login either: this machine only unless REVIEW_HOST says otherwise.
+# The review page shows items' text; it asks for the access token it prints at start (MEDASSETS_REVIEW_TOKEN fixes one)
+# and listens on this machine only unless REVIEW_HOST says otherwise.
 REVIEW_PORT ?= 3001
 REVIEW_HOST ?= 127.0.0.1
 

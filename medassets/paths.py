@@ -26,7 +26,10 @@ needed (a step, a sensor tick, the definitions being built), never at import tim
 - The API key of an `openai` model is read from the variable its registry entry names
   (`server.api_key_env`, default OPENAI_API_KEY).
 - MEDASSETS_REVIEW_URL: where the review page (`make review`) is reached, for the links to it
-  in the `comparison` and `error_analysis` metadata (default: http://127.0.0.1:3001).
+  in the `comparison` and `error_analysis` metadata (default: http://127.0.0.1:3001). The review
+  page answers at this address besides its loopback names.
+- MEDASSETS_REVIEW_TOKEN: a fixed access token for the review page (a team instance); default:
+  unset (a new random token each start, printed in the URL to open).
 - MEDASSETS_SLURM: a Slurm settings file (`deploy/slurm.yaml` is an example); with it, each
   model that needs GPUs generates in a Slurm job of its own. Default: unset (in the step).
 - DAGSTER_HOME: Dagster's instance folder; `make run` requires it (the Makefile sets it).
@@ -114,6 +117,10 @@ def api_key(variable: str) -> str:
 
 def review_url() -> str:
     return (os.environ.get("MEDASSETS_REVIEW_URL") or DEFAULT_REVIEW_URL).rstrip("/")
+
+
+def review_token() -> str | None:
+    return os.environ.get("MEDASSETS_REVIEW_TOKEN") or None
 
 
 def dagster_home() -> str | None:

@@ -118,32 +118,46 @@ class PeakRSS:
 
 @contextlib.contextmanager
 def server_process(command: list[str], log: Path, url: str, timeout_s: float, what: str, env: dict | None = None) -> Iterator[subprocess.Popen]:
-    """A server started in a session of its own, once `url` answers 200 (failing, with its log's
-    tail, if it exits or the time runs out). Stopped at the end with its whole process group:
-    SIGTERM, then SIGKILL for whatever outlived it."""
+    """A server started in a session of its own, once `url` answers 200, redirects followed (failing,
+    with its log's tail, if it exits or the time runs out). Stopped at the end with its whole
+    process group: SIGTERM, then SIGKILL for whatever of the group outlives 30 s. The group, not
+    only its leader: `make` exits at once on SIGTERM, and a SIGKILL then cut `dg dev`'s shutdown
+    short, leaving its temporary workspace.yaml behind."""
     import httpx
 
     with log.open("w") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        # SIGINT as from a terminal: a suite started in the background inherits it ignored, and dagster dev
+        # (under `make ui`), which maps SIGTERM to SIGINT's handler, would ignore SIGTERM too.
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             assert process.poll() is None, f"{what} exited:\n{log.read_text(errors='replace')[-3000:]}"
             assert time.monotonic() < deadline, f"{what} did not answer within {timeout_s:.0f} s; log: {log}"
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url, timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2, follow_redirects=True).status_code == 200:
                     break
             time.sleep(0.5)
         yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
+        deadline = time.monotonic() + 30
+        while (process.poll() is None or group_members(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def group_members(pgid: int) -> list[int]:
+    """The pids of the live (not zombie) processes of a process group."""
+    found = []
+    for process in psutil.process_iter(["pid", "status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.info["pid"]) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process.info["pid"])
+    return found
 
 
 def vllm_server(

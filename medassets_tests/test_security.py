@@ -79,15 +79,18 @@ def locations_loaded(base: str) -> bool:
 @pytest.mark.slow
 def test_the_ui_make_starts_listens_on_loopback_only(tmp_path):
     """`make ui` for real (from a folder holding copies of its files and the package, so the instance
-    is a temporary one): every TCP socket its webserver, daemon and code server listen on is loopback."""
+    is a temporary one): every TCP socket its webserver, daemon and code server listen on is loopback.
+    Stopped, it leaves nothing in its temporary folder (dg dev's and dagster dev's workspace.yaml)."""
     for name in ("Makefile", "pyproject.toml", "dagster.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     (tmp_path / "medassets").symlink_to(REPO / "medassets", target_is_directory=True)  # dg's project root module
     (tmp_path / ".nux").mkdir()
     (tmp_path / ".nux" / "nux.yaml").write_text("seen: 1\n")
     port, token = free_port(), uuid.uuid4().hex
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     env = os.environ | {
-        TOKEN_VARIABLE: token, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        TOKEN_VARIABLE: token, "TMPDIR": str(scratch), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "MEDASSETS_HOME": str(tmp_path / "state"), "MEDASSETS_AUTOMATION": "off",
     }
     command = ["make", "-C", str(tmp_path), "-o", ".venv/.installed", "ui", f"BIN={Path(sys.executable).parent}", f"PORT={port}"]
@@ -107,6 +110,7 @@ def test_the_ui_make_starts_listens_on_loopback_only(tmp_path):
     assert len(processes) >= 3  # make, dg dev and its webserver, daemon and code server
     assert ("127.0.0.1", port) in sockets
     assert {ip for ip, _ in sockets} <= LOOPBACK, sockets  # the code server talks over a Unix socket
+    assert [str(path.relative_to(scratch)) for path in scratch.rglob("*")] == []
 
 
 # --- API keys ----------------------------------------------------------------------------

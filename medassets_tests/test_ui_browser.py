@@ -43,7 +43,7 @@ import pandas as pd
 import psutil
 import pytest
 from sklearn.metrics import f1_score
-from support import TOKEN_VARIABLE, free_port, processes_with_token
+from support import TOKEN_VARIABLE, free_port, group_members, processes_with_token
 
 from medassets.tasks import TASK_KEYS
 
@@ -104,18 +104,6 @@ def _prepare_workspace(home: Path, tasks: list[str]) -> dict[str, str]:
     return env
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    members = []
-    for process in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getpgid(process.info["pid"]) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
-                members.append(process.info["pid"])
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return members
-
-
 def _wait_until(condition, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -127,7 +115,7 @@ def _wait_until(condition, timeout_s: float) -> bool:
 
 def _alive(pgid: int, token: str) -> list[str]:
     """The processes of `dagster dev`: its process group, and any that left it (by the token)."""
-    pids = set(_group_members(pgid)) | {process.pid for process in processes_with_token(token)}
+    pids = set(group_members(pgid)) | {process.pid for process in processes_with_token(token)}
     found = []
     for pid in sorted(pids):
         with contextlib.suppress(psutil.Error):
@@ -137,16 +125,14 @@ def _alive(pgid: int, token: str) -> list[str]:
 
 def _stop(server: subprocess.Popen, token: str) -> list[str]:
     """Stops `dagster dev` as Ctrl-C would (it then shuts its webserver, daemon and code servers
-    down) and returns what of it still lives after a grace period: looked for before anything
-    else is stopped, so that a `dagster dev` that leaves children behind is seen. Then it
-    kills those."""
+    down, and waits for them: dagster.yaml's `code_servers`) and returns what of it still lives
+    once it has exited: looked for before anything else is stopped, so that a `dagster dev` that
+    leaves children behind is seen. Then it kills those."""
     pgid = server.pid  # start_new_session: the leader's pid is the group's id
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)  # dagster dev maps SIGTERM to its Ctrl-C handling
         with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(STOP_TIMEOUT_S)  # if it does not stop, it is among the leftovers below
-    # Code servers and run workers end on their own once their parent is gone; give them a moment.
-    _wait_until(lambda: not _alive(pgid, token), 15)
     leftovers = _alive(pgid, token)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)

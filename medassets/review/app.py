@@ -4,8 +4,14 @@ fetched from elsewhere (the content security policy forbids it).
 Pages: `/` (the tasks), `/tasks/{task}` (its items, filtered and paged), `/tasks/{task}/items/{id}`
 (one item: its text, every model's answer and what it was asked, its adjudication history and
 the form to add a verdict). Items are addressed by id; no text is ever part of a URL, so access
-logs hold ids only. Forms carry a token tied to the browser's session cookie (HMAC with a key of
-this server process) and are refused without it, or from another origin.
+logs hold ids only.
+
+It answers only its user, before any handler runs: a request whose Host is not one of the page's
+origins gets 400 (a DNS-rebinding page sends its own name); one without a session gets 401. A
+session starts when the server's access token comes in the query (`/?token=...`, as Jupyter
+does): its cookie is set and the same URL, without the token, is loaded again. Forms carry a token
+tied to the session (HMAC with a key of this server process) and are refused without it, or when
+their Origin is not one of the page's.
 """
 
 from __future__ import annotations
@@ -16,13 +22,13 @@ import re
 import secrets
 from datetime import datetime, UTC
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +40,8 @@ from medassets.tasks import TASK_KEYS, TASKS
 HERE = Path(__file__).parent
 ITEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 SESSION_COOKIE = "medassets_review_session"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+EXCERPT_CHARS = 80  # of an item's text in its task's list; the whole text is on the item page
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
@@ -61,19 +69,63 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(state: ReviewState | None = None) -> Starlette:
+class AccessGuard:
+    """Lets through only requests at one of `origins`' hosts that hold a session, and starts a
+    session for a request holding `access_token` in its query."""
+
+    def __init__(self, app: ASGIApp, origins: set[str], access_token: str):
+        self.app, self.access_token = app, access_token
+        self.sessions: set[str] = set()
+        self.hosts = {urlsplit(origin).netloc for origin in origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the server's lifespan events
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        given = request.query_params.get("token")
+        if request.headers.get("host") not in self.hosts:
+            response = PlainTextResponse("This page is not served at that Host.", 400)
+        elif given is not None and hmac.compare_digest(given.encode(), self.access_token.encode()):
+            session = secrets.token_urlsafe(32)
+            self.sessions.add(session)
+            query = urlencode([(key, value) for key, value in request.query_params.multi_items() if key != "token"])
+            response = RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303)
+            response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+        elif request.cookies.get(SESSION_COOKIE) not in self.sessions:
+            response = PlainTextResponse("Open the review page with the URL it printed at start (/?token=...).", 401)
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+def excerpt(text: str) -> str:
+    """The start of a text, its whitespace runs made single spaces: EXCERPT_CHARS characters, then an ellipsis when cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[:EXCERPT_CHARS] + "…"
+
+
+def page_origins(port: int, host: str, review_url: str) -> set[str]:
+    """Where the page is reached: its loopback names on `port`, the address it listens on when that
+    is one host (not every interface), and `review_url` (MEDASSETS_REVIEW_URL, where Dagster's links point)."""
+    origins = {f"http://{name}:{port}" for name in LOOPBACK_NAMES}
+    if host not in ("0.0.0.0", "::", ""):
+        origins.add(f"http://{f'[{host}]' if ':' in host else host}:{port}")
+    parts = urlsplit(review_url)
+    return origins | {f"{parts.scheme}://{parts.netloc}"}
+
+
+def create_app(origins: set[str], access_token: str, state: ReviewState | None = None) -> Starlette:
+    """The page, answering at `origins` (scheme://host[:port]) to requests holding `access_token` or the session it started."""
     state = state or ReviewState()
     secret = secrets.token_bytes(32)
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     templates.filters["utc"] = lambda seconds: datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
     def render(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
-        session = request.cookies.get(SESSION_COOKIE) or secrets.token_urlsafe(32)
-        context["csrf_token"] = hmac.new(secret, session.encode(), hashlib.sha256).hexdigest()
-        response = HTMLResponse(templates.get_template(name).render(**context), status_code=status_code)
-        if SESSION_COOKIE not in request.cookies:
-            response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
-        return response
+        context["csrf_token"] = hmac.new(secret, request.cookies[SESSION_COOKIE].encode(), hashlib.sha256).hexdigest()
+        return HTMLResponse(templates.get_template(name).render(**context), status_code=status_code)
 
     def known_task(request: Request) -> str:
         task = request.path_params["task"]
@@ -120,8 +172,9 @@ def create_app(state: ReviewState | None = None) -> Starlette:
         history = state.adjudications.for_task(task)
         latest = adjudication_logic.current(history)
         adjudicated = adjudication_logic.adjudicated_gold(items.ids, items.gold, history)
+        texts = state.texts(task)
         rows = [
-            {"id": items.ids[row], "gold": int(items.gold[row]),
+            {"id": items.ids[row], "excerpt": excerpt(texts.get(items.ids[row], "")), "gold": int(items.gold[row]),
              "verdict": latest[items.ids[row]].verdict if items.ids[row] in latest else "",
              "adjudicated": int(adjudicated["label"].iat[row]),
              "cells": [review.answer_cell(items, row, column) for column in range(len(items.models))],
@@ -156,13 +209,11 @@ def create_app(state: ReviewState | None = None) -> Starlette:
         task = known_task(request)
         items = state.task_items(task)
         item_id, row = known_item(request, items)
-        origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        if request.headers.get("origin") not in origins:
             raise HTTPException(403, "a form from another origin")
         form = await request.form()
-        session = request.cookies.get(SESSION_COOKIE, "")
-        expected = hmac.new(secret, session.encode(), hashlib.sha256).hexdigest()
-        if not session or not hmac.compare_digest(str(form.get("csrf_token", "")), expected):
+        expected = hmac.new(secret, request.cookies[SESSION_COOKIE].encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(str(form.get("csrf_token", "")), expected):
             raise HTTPException(403, "the form's token does not match this session: reload the page and submit again")
         original, verdict = int(items.gold[row]), str(form.get("verdict", ""))
         try:  # binary tasks: a wrong gold label should be the other one
@@ -191,5 +242,6 @@ def create_app(state: ReviewState | None = None) -> Starlette:
         ],
         exception_handlers={HTTPException: error},
     )
+    app.add_middleware(AccessGuard, origins=origins, access_token=access_token)
     app.add_middleware(SecurityHeaders)
     return app

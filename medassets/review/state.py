@@ -59,6 +59,7 @@ class ReviewState:
         self.adjudications = open_adjudications(paths.postgres_url(), paths.cache_path())
         self._lock = threading.Lock()
         self._tasks: dict[str, tuple[tuple, review.TaskItems, list[Source]]] = {}
+        self._texts: dict[str, tuple[str, pd.Series]] = {}
 
     def evaluated(self) -> tuple[list[str], list[str]]:
         """The models and the ensembles, each sorted: the Dagster instance's partitions, or the registry's."""
@@ -131,13 +132,24 @@ class ReviewState:
                     runs[name] = found.records[0].run_id if found.records else None
         return [Source(name, asset, key, runs[name]) for name, (asset, key) in keys.items()]
 
-    def text(self, task: str, item_id: str) -> str | None:
-        """The item's text, from the split (None when the split is not stored)."""
+    def texts(self, task: str) -> pd.Series:
+        """The task's texts by id, from the split (empty when it is not stored), read again when its file changed."""
         if not self.storage.exists("split", [task]):
-            return None
+            return pd.Series(dtype=object)
+        signature = self._signature("split", [task])
+        with self._lock:
+            cached = self._texts.get(task)
+            if cached and cached[0] == signature:
+                return cached[1]
         split = self.storage.read("split", [task])
-        rows = split.loc[split["id"] == item_id, "text"]
-        return str(rows.iloc[0]) if len(rows) else None
+        texts = pd.Series(split["text"].astype(str).to_numpy(), index=split["id"].astype(str).to_numpy())
+        with self._lock:
+            self._texts[task] = (signature, texts)
+        return texts
+
+    def text(self, task: str, item_id: str) -> str | None:
+        """The item's text, from the split (None when the split is not stored or lacks the item)."""
+        return self.texts(task).get(item_id)
 
     def answers(self, task: str, item_id: str, items: review.TaskItems) -> list[Answer]:
         """Each model's answer to the item, with what it was asked."""

@@ -48,7 +48,8 @@ def main() -> None:
             }))
             finish = np.where(rng.random(ITEMS) < 0.02, "length", "stop")
             storage.write("predictions", [name, TASK], pd.DataFrame({"id": ids, "finish_reason": finish}))
-        client = TestClient(create_app())
+        client = TestClient(create_app({"http://testserver"}, "token"))
+        assert client.get("/review.css?token=token").status_code == 200  # a session (its cookie kept), no state read
         queries = ["", "?filter=disagree", "?filter=all_wrong", f"?filter=only_wrong&model={models[3]}",
                    f"?filter=discordant&a={models[0]}&b={models[1]}", "?filter=invalid&reason=no+answer+phrase",
                    "?filter=gold&label=1", "?filter=truncated", "?page=20"]

@@ -1,8 +1,6 @@
 """Threshold-free metrics of scores: AUROC, AUPRC, Brier, ECE, curves, DeLong's test, the
 paired AUROC bootstrap and the learned threshold."""
 
-import time
-
 import numpy as np
 import pytest
 from scipy.special import ndtr, ndtri
@@ -286,7 +284,6 @@ def test_delong_agrees_with_the_paired_bootstrap_on_simulated_data():
     """Over 60 datasets with differences from none to large, the 95% paired bootstrap interval
     excludes 0 exactly when DeLong's p < 0.05, in at least 90% of them."""
     rng = np.random.default_rng(8)
-    started = time.perf_counter()
     agree, significant = 0, 0
     for k in range(60):
         y_true, a, b = correlated_scores(rng, 150, shift=0.8 * (k % 4) / 3)
@@ -296,7 +293,6 @@ def test_delong_agrees_with_the_paired_bootstrap_on_simulated_data():
         significant += p_value < 0.05
     assert agree >= 54
     assert 15 <= significant <= 50  # both outcomes occur: the agreement is not trivial
-    assert time.perf_counter() - started < 5
 
 
 # The paired AUROC bootstrap
@@ -344,7 +340,7 @@ def test_learn_threshold_breaks_ties_by_the_highest_cut_off():
 
 
 def test_learn_threshold_maximizes_f1_over_every_distinct_score():
-    """Against a brute force over every distinct score (scikit-learn's F1 on a sample of them)."""
+    """Against a brute force over every distinct score, and scikit-learn's F1 at the learned cut-off, in every case."""
     rng = np.random.default_rng(11)
     for case in (random_case, tied_case):
         for _ in range(100):
@@ -355,7 +351,7 @@ def test_learn_threshold_maximizes_f1_over_every_distinct_score():
             tp = (called & (y_true == 1)).sum(axis=1)
             f1 = 2 * tp / (called.sum(axis=1) + y_true.sum())
             assert cut == candidates[f1 == f1.max()].max()
-        assert f1_score(y_true, scores >= cut) == pytest.approx(f1.max(), abs=1e-12)
+            assert f1_score(y_true, scores >= cut) == pytest.approx(f1.max(), abs=1e-12)
 
 
 def test_learn_threshold_refuses_rows_without_a_positive():
@@ -379,11 +375,9 @@ def test_auroc_interval_coverage_by_simulation():
     """200 datasets of 150 items with a true AUROC of 0.80: the 95% intervals cover it in
     90-99% of them (nominal 95% plus or minus about three binomial standard errors, 1.5%)."""
     rng = np.random.default_rng(12)
-    started = time.perf_counter()
     covered = 0
     for k in range(200):
         y_true, scores = binormal_dataset(rng, 150, 0.80)
         report = score_report(y_true, scores, n_resamples=500, seed=k)
         covered += report["auroc_low"] <= 0.80 <= report["auroc_high"]
     assert 0.90 <= covered / 200 <= 0.99
-    assert time.perf_counter() - started < 10

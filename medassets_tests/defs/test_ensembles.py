@@ -102,4 +102,7 @@ def test_the_comparison_and_the_error_analysis_count_the_ensemble(evaluated):
     assert errors.success, failure_text(errors)
     table = pd.read_parquet(home / "assets" / "error_analysis" / f"{TASK}.parquet").set_index("id")
     own = labels(home, "ensemble_labels", ENSEMBLE).set_index("id")
-    assert table.loc[own.index[own["label"] == 1], ENSEMBLE].eq("1").all()
+    assert {0, 1} <= set(own["label"]) and set(table.index) == set(own.index)  # both answers occur, on every item
+    answers = own["label"].astype(str).where(own["label"] != -1, "invalid: " + own["invalid_reason"].fillna(""))
+    assert table.loc[own.index, ENSEMBLE].tolist() == answers.tolist()
+    assert [ENSEMBLE in right.split(", ") for right in table.loc[own.index, "right"]] == (own["label"] == own["gold"]).tolist()

@@ -2,10 +2,10 @@
 whole pipeline (preview off, the embedded model on real vLLM and the baseline, a bad row
 dropped, failing checks, a failing run), and a review session in Chromium (a note read on the
 review page, a verdict recorded whose comment quotes it, the adjudicated gold and the comparison
-after it); then every file under the Dagster instance, the state folder and the captured output
-(the review server's log included) is scanned for the canary: it may appear only where the docs
-(docs/your-data.md) say notes are kept, and in the response cache's database only in its
-`responses` and `adjudications` tables.
+after it); then every file under the Dagster instance, the state folder, the captured output
+(the review server's log included) and Chromium's profile and disk cache is scanned for the
+canary: it may appear only where the docs (docs/your-data.md) say notes are kept, and in the
+response cache's database only in its `responses` and `adjudications` tables.
 
 The scan reads each file's bytes, and also what a byte search cannot see whole: SQLite
 databases (a long row spills over pages) through a dump of a copy with their WAL, Parquet
@@ -114,20 +114,24 @@ def tables_holding(database: Path, needle: str) -> set[str]:
             db.close()
 
 
-def review_session(env: dict[str, str], log: Path, task: str) -> str:
-    """The review page served as `make review` serves it; in Chromium, the first item of `task`
-    opened (its note shown: the control) and a `wrong` verdict recorded whose comment quotes the
-    note. Returns the item's id."""
+def review_session(env: dict[str, str], log: Path, task: str, profile: Path) -> str:
+    """The review page served as `make review` serves it; in Chromium, with its profile and disk
+    cache in `profile`, the URL with the access token opened, then the first item of `task` (its
+    note shown: the control) and a `wrong` verdict recorded whose comment quotes the note.
+    Returns the item's id."""
     from playwright.sync_api import expect, sync_playwright
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    token = uuid.uuid4().hex
     command = [sys.executable, "-m", "medassets.review", "--port", str(port)]
-    with server_process(command, log, f"{base}/", 120, "the review server", env=env), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with (server_process(command, log, f"{base}/?token={token}", 120, "the review server", env=env | {"MEDASSETS_REVIEW_TOKEN": token}),
+          sync_playwright() as playwright):
+        browser = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, f"--disk-cache-dir={profile / 'cache'}"])
         try:
             page = browser.new_page()
-            page.goto(f"{base}/tasks/{task}")
+            page.goto(f"{base}/tasks/{task}?token={token}")
             first = page.locator("table.items tbody tr td:first-child a").first
             item = first.inner_text()
             first.click()
@@ -170,6 +174,7 @@ def location(path: Path, root: Path) -> str:
         return "vLLM state"
     relative = path.relative_to(root)
     for prefix, name in [("instance/.dagster/storage", "run and event storage"), ("instance/.dagster/logs", "compute logs"),
+                         ("chromium", "Chromium's profile and cache"),
                          ("home/assets", "asset files"), ("home/reports", "reports"), ("home/cache", "response cache"),
                          ("data", "source data")]:
         if relative.is_relative_to(prefix):
@@ -209,7 +214,7 @@ def canary_run(make_workspace):
 
     # 3. A review session in Chromium, then the verdict's way through the graph: observed,
     # the adjudicated gold of the task, the comparison and its report.
-    reviewed = review_session(env, workspace.root / "review-server.log", NOTES[0])
+    reviewed = review_session(env, workspace.root / "review-server.log", NOTES[0], workspace.root / "chromium") if CHROMIUM.exists() else None
     review_runs = workspace.run("observe_adjudications", f"adjudicate:{NOTES[0]}", "compare")
 
     # 4. A failing run: the stigma notes' label mapped to the text column, no rows dropped,
@@ -296,5 +301,8 @@ def test_a_review_session_keeps_the_note_in_the_browser_and_the_allowed_tables(c
     adjudicated = canary_run["workspace"].asset_file("adjudicated_gold", NOTES[0])
     assert canary_run["counts"][adjudicated] == 0 and pd.read_parquet(adjudicated)["verdict"].eq("wrong").sum() == 1
     report = root / "home" / "reports" / "report.html"
+    profile = [path for path in canary_run["counts"] if path.is_relative_to(root / "chromium")]
+    history = [view for path in profile if path.name == "History" for view in decoded_views(path)]
+    assert any(f"/tasks/{NOTES[0]}/items/{canary_run['reviewed']}".encode() in view for view in history)  # the scan reads the profile
     assert canary_run["counts"][report] == 0 and "Original and adjudicated gold labels" in report.read_text()
     assert canary_run["review_runs"][2]["materializations"]["comparison"]["None"]["labels_changed_by_adjudication"] == {NOTES[0]: 1}

@@ -5,6 +5,8 @@ MEDASSETS_DATASETS) and an ephemeral Dagster instance."""
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 import json
 import re
@@ -324,7 +326,9 @@ def test_comparison_adds_auroc_to_table3_differences_and_curves_for_scored_model
     metadata = materializations(pipeline.compare, "comparison")[None]
     assert "AUROC" in metadata["auroc_differences"].value and "data:image/png;base64," in metadata[f"score_curves_{EVALUATED[0]}"].value
     report = (reports / "report.html").read_text()
-    assert all(f"score_curves_{task}" in report or TASKS[task].title in report for task in EVALUATED)
+    for task in EVALUATED:  # each task's curves, the very PNG of reports/, embedded under its title
+        png = base64.b64encode((reports / f"score_curves_{task}.png").read_bytes()).decode("ascii")
+        assert f"curves: {html.escape(TASKS[task].title)}' src='data:image/png;base64,{png}'" in report
 
 
 # --- (d) checks that fail ---------------------------------------------------------------------
