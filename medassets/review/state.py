@@ -33,6 +33,7 @@ class Answer:
     answer: str | None
     reasoning: str | None
     raw: str | None
+    score: float | None  # a scored answer is its score (the positive answer's probability), with no text
     invalid_reason: str | None
     finish_reason: str | None
     prompt_tokens: int | None
@@ -183,7 +184,8 @@ class ReviewState:
             answers.append(Answer(
                 model=model, cell=review.answer_cell(items, row, column),
                 answer=_present(parsed.get("answer")), reasoning=_present(parsed.get("reasoning")),
-                raw=_present(generated.get("text")), invalid_reason=_present(parsed.get("invalid_reason")),
+                raw=_present(generated.get("text")) or None, score=_score(parsed.get("score")),
+                invalid_reason=_present(parsed.get("invalid_reason")),
                 finish_reason=_present(generated.get("finish_reason")),
                 prompt_tokens=_number(generated.get("prompt_tokens")), completion_tokens=_number(generated.get("completion_tokens")),
                 setup=setup, messages=messages, votes=_present(parsed.get("votes")),
@@ -193,6 +195,11 @@ class ReviewState:
 
 def _present(value) -> str | None:
     return None if value is None or value is pd.NA or (isinstance(value, float) and value != value) else str(value)
+
+
+def _score(value) -> float | None:
+    text = _present(value)
+    return None if text is None else float(text)
 
 
 def _number(value) -> int | None:

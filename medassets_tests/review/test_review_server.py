@@ -28,6 +28,7 @@ from medassets.review.state import ReviewState
 
 TASK = "breast_cancer"
 MODELS = ("model-a", "model-b")
+SCORED = "model-b"
 TOKEN = "fixed-access-token-of-the-test"
 IDS = [f"item-{n:03d}" for n in range(6)]
 SCRIPT_ITEM, LONG_ITEM = IDS[0], IDS[1]
@@ -43,7 +44,10 @@ def write_state(home: Path) -> Path:
     texts = [SCRIPT_NOTE, LONG_NOTE, *(f"note {n}" for n in range(2, len(IDS)))]
     storage.write("split", [TASK], pd.DataFrame({"id": IDS, "text": texts, "label": [n % 2 for n in range(len(IDS))], "split": "test"}))
     for column, model in enumerate(MODELS):
-        storage.write("parsed_labels", [model, TASK], labels_frame([(n + column) % 2 for n in range(len(IDS))]))
+        labels = labels_frame([(n + column) % 2 for n in range(len(IDS))])
+        if model == SCORED:  # a scored model's answers: its scores, no text
+            labels = labels.assign(answer="", score=[0.25 + 0.5 * ((n + column) % 2) + n / 100 for n in range(len(IDS))])
+        storage.write("parsed_labels", [model, TASK], labels)
         storage.write("predictions", [model, TASK], pd.DataFrame({"id": IDS, "finish_reason": "stop"}))
     return registry
 
@@ -184,6 +188,15 @@ def test_each_row_shows_the_start_of_its_text(session):
     row = re.search(rf'items/{LONG_ITEM}">{LONG_ITEM}</a></td><td class="excerpt">([^<]*)</td>', session.get(f"/tasks/{TASK}").text)
     assert row.group(1) == flat[:EXCERPT_CHARS] + "…"
     assert LONG_NOTE in session.get(f"/tasks/{TASK}/items/{LONG_ITEM}").text  # the whole text on the item page
+
+
+def test_a_scored_answer_is_shown_as_its_score(session):
+    page = session.get(f"/tasks/{TASK}/items/{IDS[2]}").text
+    scored = page[page.index(f'id="answer-{SCORED}"'):]
+    assert re.search(r"<dt>Score</dt><dd class=\"parsed\">0\.770, the probability of the positive answer", scored)
+    assert "<dt>Parsed answer</dt>" not in scored.split("</section>")[0]
+    generated = page[page.index('id="answer-model-a"'):]
+    assert '<dt>Parsed answer</dt><dd class="parsed">x</dd>' in generated.split("</section>")[0]
 
 
 def test_a_random_token_is_printed_once_as_the_url_to_open(tmp_path):
