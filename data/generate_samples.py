@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Write the synthetic sample data: one CSV of 500 labeled texts per task (rules in README.md).
+"""Write the synthetic sample data: one CSV of 500 labeled texts per task (rules in README.md),
+and label_errors.csv, the answer key of the label errors planted in them.
 
 Standard library only and seeded, so every run writes the same bytes:
 
     python3 data/generate_samples.py [--out DIR]    # default: data/samples next to this file
 
 Each text is a template whose {slots} are filled at random, then roughened (slang, typos,
-abbreviations). Every task mixes clear positives, borderline rows of both labels, hard
-negatives that a keyword rule gets wrong, and ordinary negatives.
+abbreviations). Every task mixes clear positives, twin rows (one template for both labels,
+the label set by who it happened to, whether it happened, a negation or a number), borderline
+rows of both labels, hard negatives that a keyword rule gets wrong, and ordinary negatives,
+so a bag-of-words classifier cannot read the label off the template. Then a few rows of each
+task get the wrong gold label on purpose.
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROWS = 500
+# The seed of every task's draws. The first of those tried (medassets-samples-1 to -40) whose files
+# meet test_sample_data's bands on the pipeline's split; the others' figures spread around them.
+SEED = "medassets-samples-1"
 AMBIGUOUS_SHARE = 0.07  # of each label: borderline rows, labeled by the README's rule
-HARD_SHARE = 0.40  # of the negatives: near-misses that share the positives' vocabulary
+TWIN_SHARE = 0.40  # of each label: rows of templates that serve both labels (a task may set its own)
+HARD_SHARE = 0.60  # of the other negatives: near-misses that share the positives' vocabulary
+ERRORS_PER_LABEL = 8  # planted label errors in each direction, per task
 MAX_TRIES = 200_000
 
 SLOT = re.compile(r"\{(\w+)\}")
@@ -180,6 +189,7 @@ ANTIDEPRESSANTS = ["Zoloft", "Lexapro", "Prozac", "Wellbutrin", "Effexor", "Cele
 BREAST_CANCER = {
     "prefix": "bc",
     "slots": {
+        "bc_tail": ["one day at a time", "telling my kids tonight", "can't stop shaking", "thank you all for the prayers", "{sad}", "🎀"],
         "stage": ["stage 1", "stage 2", "stage 2A", "stage 3", "stage 1 IDC", "stage 2 IDC",
                   "stage 3 ILC", "stage 0 DCIS", "triple negative", "HER2+", "ER+/PR+"],
         "surgery": ["double mastectomy", "mastectomy", "lumpectomy with node dissection",
@@ -256,6 +266,38 @@ BREAST_CANCER = {
         "the new cancer center downtown finally opened and now traffic on my street is a mess {meh}",
         "zodiac twitter says cancer season is here, brace yourselves",
     ],
+    # Twin templates: one template for both labels. Each {twin slot} holds (negative values,
+    # positive values); a positive row takes the positive value of every twin slot, a negative one
+    # the negative value of at least one, so both labels share the template's vocabulary.
+    "twins": {
+        "bc_me": (["my mom was", "my aunt was", "{other} was", "my sister just got", "my best friend was"],
+                  ["I was", "I just got", "I finally got", "I was officially", "I got"]),
+        "bc_whose": (["my mom's", "my aunt's", "{other}'s", "my sister's", "my neighbor's"],
+                     ["my", "my", "my own", "my second"]),
+        "bc_whom": (["my mom", "{other}", "my aunt", "my sister"], ["me", "this girl", "yours truly", "me, finally"]),
+        "bc_result": (["benign", "clear, just a cyst", "fine, a fibroadenoma", "negative for cancer"],
+                      ["malignant", "positive for cancer", "as invasive ductal carcinoma", "as {stage} cancer"]),
+        "bc_sure": (["terrified that", "googled my symptoms and now I'm convinced", "what if",
+                     "the doctor doesn't think", "waiting to find out if"],
+                    ["the doctor confirmed", "it's official:", "the biopsy confirmed", "still can't believe",
+                     "it's been a year since I found out"]),
+        "bc_why": (["asking for my mom", "{other} starts {day}", "asking for a friend", "my sister is so worried"],
+                   ["mine starts {day}", "I start {day}", "starting mine {day}", "asking for me, I start soon"]),
+    },
+    "twin": [
+        "{bc_me} diagnosed with {stage} breast cancer {when} {sad}",
+        "{bc_whose} biopsy came back {bc_result} {when}",
+        "{bc_sure} I have breast cancer. {bc_tail}",
+        "{bc_whose} last round of {treatment} is {day}!! {happy}",
+        "{bc_whose} oncologist says the tumor shrank after {n} rounds of {treatment} {happy}",
+        "{bc_whose} mastectomy is {day}, so scared {sad}",
+        "{n} years cancer free today for {bc_whom} {happy}",
+        "just got home from {bc_whose} {surgery}. {bc_tail}",
+        "tamoxifen day {n} for {bc_whom}. the hot flashes are no joke",
+        "{bc_me} told it's {stage} {when}. {bc_tail}",
+        "does {treatment} make you lose your hair right away? {bc_why}",
+        "sitting in the infusion chair for {bc_whose} round {n}. {bc_tail}",
+    ],
     "negative_ambiguous": [
         "got called back after my mammogram. biopsy {day}, trying not to panic {sad}",
         "BRCA2+ and scheduled a preventive mastectomy. no cancer, and I'd like to keep it that way",
@@ -267,7 +309,10 @@ BREAST_CANCER = {
 
 MEDICATION_REGIMEN = {
     "prefix": "mrc",
+    "twin_share": 0.05,
     "slots": {
+        "mr_tail": ["we'll see {meh}", "fingers crossed 🤞", "ok then", "not sure how I feel", "{sad}", "{happy}", ""],
+        "mr_feel": ["better already", "weird", "nothing yet", "so tired", "relieved"],
         "drug": DRUGS,
         "switch": pair(ANTIDEPRESSANTS, "{} to {}"),
         "dose": ["25mg", "50mg", "100mg", "10 mg", "20mg", "150mg", "0.5mg", "75 mcg", "300mg"],
@@ -326,6 +371,30 @@ MEDICATION_REGIMEN = {
         "took my meds, drank my water, went outside. small wins {happy}",
         "{doc} was running an hour behind {when} so I read a whole magazine",
     ],
+    "twins": {
+        "mr_change": (["refilled my", "didn't change my", "kept me on the same", "won't touch my", "asked about my"],
+                      ["upped my", "lowered my", "took me off", "switched me off", "doubled my", "cut my"]),
+        "mr_act": (["refilled", "forgot", "almost quit", "thought about quitting", "picked up", "ran out of"],
+                   ["stopped", "started", "quit", "weaned off", "came off", "halved"]),
+        "mr_who": (["{other}", "my sister", "my mom", "my roommate"], ["I", "I finally", "I just", "I"]),
+        "mr_plan": (["should I ask {doc} to", "thinking about asking {doc} to", "I refuse to let {doc}", "not sure if I should",
+                     "{doc} says there's no reason to"],
+                    ["{doc} and I agreed to", "starting {day} I'm going to", "{doc} told me to", "we decided to",
+                     "{doc} wants to"]),
+        "mr_dose": (["same dose", "same mg, different color pill", "no change in dose", "same as always"],
+                    ["and a higher dose", "at half the dose", "and double the mg", "and a lower dose"]),
+    },
+    "twin": [
+        "{doc} {mr_change} {drug} {when}. {mr_tail}",
+        "I {mr_act} {drug} {when}. {mr_tail}",
+        "{mr_who} stopped taking {drug} cold turkey {when} {meh}",
+        "{mr_plan} lower my {drug} dose {mr_tail}",
+        "{mr_plan} raise the {drug} dose {mr_tail}",
+        "pharmacy switched my {drug} to the generic, {mr_dose} {meh}",
+        "{mr_who} started {drug} {when}. day {n} {mr_tail}",
+        "{doc} {mr_change} {drug} and honestly I feel {mr_feel}",
+        "{mr_who} switched from {switch} {when}, {mr_tail}",
+    ],
     "negative_ambiguous": [
         "forgot my {drug} this morning and I can already feel it {sad}",
         "thinking about asking to come off {drug} at my next appt",
@@ -336,7 +405,9 @@ MEDICATION_REGIMEN = {
 
 ADVERSE_PREGNANCY = {
     "prefix": "apo",
+    "twin_share": 0.55,
     "slots": {
+        "ap_tail": ["still processing", "I don't know what to say", "one day at a time {sad}", "thank you all for the love", "{sad}", "💙", ""],
         "wk": num(6, 13),
         "late": num(22, 39),
         "pre": num(24, 34),
@@ -407,6 +478,31 @@ ADVERSE_PREGNANCY = {
         "baby shower planning is stressing me out more than the actual pregnancy {meh}",
         "nursery is finally painted {happy}",
     ],
+    "twins": {
+        "ap_weeks": (num(37, 41), num(24, 36)),
+        "ap_weight": (["5lb 9oz", "6lb {oz}oz", "7lb {oz}oz", "8lb {oz}oz", "5lb 12oz"],
+                      ["4lb {oz}oz", "3lb {oz}oz", "5lb {small_oz}oz", "2lb {oz}oz"]),
+        "ap_whose": (["my sister's", "{other}'s", "my best friend's", "my cousin's", "our neighbor's", "my SIL's"],
+                     ["our", "my", "our little", "my", "my own", "our second"]),
+        "ap_who": (["my sister", "{other}", "my best friend", "my cousin", "our neighbor", "my SIL"],
+                   ["I", "we", "I", "I", "my husband and I", "I (not my sister)"]),
+        "ap_scan": (["a strong heartbeat", "a healthy heartbeat, measuring right on track", "everything looking perfect",
+                     "a heartbeat of 160", "no bleeding and a strong heartbeat", "no sign of the ectopic they worried about"],
+                    ["no heartbeat", "no heartbeat anymore", "a baby that had stopped growing", "an empty sac",
+                     "a heartbeat last week but none today", "the pregnancy in my tube"]),
+    },
+    "twin": [
+        "{ap_whose} {kid} was born at {ap_weeks}+{d} weeks {when} {happy}",
+        "{ap_whose} {kid} arrived {when} weighing {ap_weight}",
+        "went in for my {wk} week scan {when} and there was {ap_scan}",
+        "{ap_whose} {kid} spent {n} days in the NICU after birth",
+        "{ap_who} had a miscarriage {when}. {ap_tail}",
+        "{ap_whose} {kid} is home after being born at {ap_weeks} weeks {happy}",
+        "{ap_who} lost the baby at {wk} weeks. {ap_tail}",
+        "she was born at {ap_weeks}+{d} weeks {when}. {ap_tail}",
+        "the ultrasound showed {ap_scan} at {wk} weeks. {ap_tail}",
+        "{ap_who} delivered at {ap_weeks} weeks {when}. {ap_tail}",
+    ],
     "negative_ambiguous": [
         "spotting at {wk} weeks, waiting for my hcg results. please let this be nothing {sad}",
         "born at 37 weeks on the dot, she was in a hurry {happy}",
@@ -420,7 +516,9 @@ SYMPTOMS = ["a dry cough", "body aches", "chills", "a pounding headache", "a sor
 
 COVID = {
     "prefix": "cov",
+    "twin_share": 0.45,
     "slots": {
+        "cv_tail": ["staying home anyway", "working from home this week", "hydrating and resting", "keeping my distance", "wearing a mask around the house"],
         "temp": lambda rng: f"{rng.randint(1000, 1032) / 10:.1f}",
         "symptom": SYMPTOMS,
         "symptoms": pair(SYMPTOMS, "{} and {}"),
@@ -483,6 +581,39 @@ COVID = {
         "zoom happy hour {when} was weirdly fun",
         "hand sanitizer in every bag I own at this point",
         "finally got a haircut after months {happy}",
+    ],
+    "twins": {
+        "cv_house": (["my coworker", "a guy on my team", "my cousin in {place}", "my friend from the gym",
+                      "our neighbor", "my boss", "my wife's boss", "my husband's coworker", "my son's teacher",
+                      "my roommate's girlfriend (she doesn't live here)", "my daughter's friend from school"],
+                     ["my husband", "my roommate", "my son", "my wife", "my daughter", "my partner",
+                      "my coworker who lives with us", "my roommate (also my coworker)", "my boyfriend (we live together)"]),
+        "cv_status": (["tested negative", "got boosted", "finally tested negative", "is fine, just allergies",
+                       "got the all clear", "tested positive for the flu, not covid", "tested positive for strep",
+                       "had a fever but it was strep", "got a positive result... for pregnancy lol"],
+                      ["tested positive", "has a fever of {temp}", "can't taste anything", "tested positive on a home test",
+                       "is coughing nonstop", "tested negative at first but positive today",
+                       "had a negative rapid test but the PCR came back positive", "feels fine but tested positive"]),
+        "cv_me": (["tested negative", "got my booster", "feel totally fine", "got my test results back negative",
+                   "tested negative again", "tested positive for flu A, not covid", "have a cold, tested negative twice",
+                   "have a fever from my booster"],
+                  ["tested positive", "have a fever of {temp}", "can't smell anything", "have {symptoms}",
+                   "tested positive again", "tested negative yesterday but positive today",
+                   "feel fine but my home test is positive"]),
+        "cv_reason": (["work requires it before travel", "we're flying to see family {day}", "it's required for my new job",
+                       "my kid's school needs it weekly"],
+                      ["I woke up with a fever of {temp}", "{household} tested positive", "I lost my sense of smell",
+                       "of {symptoms} all week"]),
+    },
+    "twin": [
+        "{cv_house} {cv_status} {when} {meh}",
+        "update: I {cv_me} {today}. {cv_tail}",
+        "got swabbed {today} because {cv_reason}",
+        "{cv_house} {cv_status}, so I'm {cv_tail}",
+        "home test {today}: I {cv_me}. {cv_tail}",
+        "{cv_house} {cv_status} after the wedding {meh}",
+        "so {cv_house} {cv_status} {today}. {cv_tail}",
+        "waiting in the drive-thru testing line because {cv_reason}",
     ],
     "negative_ambiguous": [
         "sore throat from screaming at the game last night {meh}",
@@ -653,7 +784,10 @@ def roughen_note(rng, text):
 
 STIGMA = {
     "prefix": "stg",
-    "slots": {},
+    "slots": {
+        "sg_tail": ["will continue to monitor.", "team aware.", "plan discussed with attending.", "SW following.", "will readdress tomorrow."],
+        "sg_why": ["", " after discussing risks and benefits", "; will readdress tomorrow", " x{n}"],
+    },
     "positive": [
         "Pt is non-compliant with {medname} and again presents with {pmh_one} exacerbation.",
         "Patient claims to have {high_pain}/10 pain but was observed laughing on the phone.",
@@ -703,6 +837,27 @@ STIGMA = {
         "Pt pleasant and cooperative with exam.",
         "Social: retired teacher, lives with spouse, nonsmoker.",
     ],
+    "twins": {
+        "sg_say": (["reports", "states", "endorses", "notes"], ["claims", "insists", "alleges", "swears"]),
+        "sg_adhere": (["compliant with", "adherent to", "taking", "tolerating", "on"],
+                      ["non-compliant with", "noncompliant again with", "not compliant with", "refusing"]),
+        "sg_behave": (["pleasant", "cooperative", "anxious", "tearful", "calm", "quiet"],
+                      ["belligerent", "combative", "demanding", "uncooperative", "difficult", "hostile"]),
+        "sg_seek": (["No", "No evidence of", "No signs of", "Low concern for"], ["Concern for", "Ongoing", "Pattern of", "Likely"]),
+        "sg_refuse": (["declined", "deferred", "was unable to complete", "postponed"], ["refuses", "refused again", "flatly refused"]),
+    },
+    "twin": [
+        "Pt {sg_say} {pain}/10 pain in {site}.",
+        "Pt {sg_say} good adherence to {medname}.",
+        "Pt {sg_say} {n} drinks per week.",
+        "Pt {sg_adhere} {medname}; {sg_tail}",
+        "Patient {sg_behave} during dressing change; {sg_tail}",
+        "{sg_seek} drug-seeking behavior; {sg_tail}",
+        "Pt {sg_refuse} AM labs{sg_why}.",
+        "Pt {sg_refuse} PT today{sg_why}.",
+        "Pt {sg_say} the {medname} does not work.",
+        "Pt {sg_behave} with staff when told about discharge plan.",
+    ],
     "negative_ambiguous": [
         "Pt tearful and frustrated about length of stay; chaplain visit requested.",
         "Pt states pain improved from {high_pain}/10 to 4/10 after oxycodone.",
@@ -712,7 +867,10 @@ STIGMA = {
 
 MEDICATION_CHANGE = {
     "prefix": "mcd",
+    "twin_share": 0.15,
     "slots": {
+        "mc_why": ["given BP {sbp}/{dbp}", "per cardiology", "given {reason_down}", "per pt preference", "given K {k}", "for now"],
+        "mc_tail": ["will discuss at next visit.", "pharmacy notified.", "PCP aware.", "reinforced importance of adherence.", "f/u {weeks} weeks."],
         "switch": pair(["warfarin", "apixaban", "rivaroxaban", "losartan", "lisinopril",
                         "sertraline", "escitalopram", "glipizide", "sitagliptin"], "{} to {}"),
         "reason_down": ["bradycardia", "hypotension", "dizziness", "AKI", "fatigue", "falls"],
@@ -762,6 +920,25 @@ MEDICATION_CHANGE = {
         "Pharmacy consulted for vaccine schedule review.",
         "Pt asked about travel; no restrictions from a cardiac standpoint.",
     ],
+    "twins": {
+        "mc_do": (["Continue", "Continue home", "No change to", "Will continue", "Maintain", "Stable on"],
+                  ["Increase", "Decrease", "Hold", "Stop", "Start", "Discontinue"]),
+        "mc_plan": (["Discussed increasing, but will keep", "Pt asked about stopping; will continue",
+                     "Considered reducing; decided to keep", "No plan to change"],
+                    ["Plan to increase", "Will uptitrate", "Decided to taper", "Will reduce"]),
+        "mc_need": (["does not need", "does not require", "needs no"], ["needs", "will require", "requires"]),
+        "mc_pt": (["is still taking", "has not missed any doses of", "continues", "takes"],
+                  ["stopped taking", "has been skipping", "has been halving", "stopped refilling"]),
+    },
+    "twin": [
+        "{mc_do} {medname} {mc_why}.",
+        "{mc_do} {med} {mc_why}.",
+        "{mc_plan} {medname}; recheck in {weeks} weeks.",
+        "Pt {mc_need} dose adjustment of {medname} for CrCl {n}0.",
+        "Pt {mc_pt} {medname} per pt report; {mc_tail}",
+        "{mc_do} {medname}; BMP in {weeks} weeks.",
+        "Per daughter, pt {mc_pt} {medname} at home.",
+    ],
     "negative_ambiguous": [
         "Pt asks whether {medname} can be stopped; reviewed indication, will continue for now.",
         "No dose adjustment needed for renal function (CrCl {n}0).",
@@ -779,45 +956,66 @@ TASK_TEXTS = {
 }
 
 
-def category_counts(positives):
+def category_counts(positives, twin_share):
     """(category, label, count) for one file of ROWS rows."""
     negatives = ROWS - positives
+    pos_twin, neg_twin = round(twin_share * positives), round(twin_share * negatives)
     pos_ambiguous = round(AMBIGUOUS_SHARE * positives)
     neg_ambiguous = round(AMBIGUOUS_SHARE * negatives)
-    hard = round(HARD_SHARE * negatives)
+    hard = round(HARD_SHARE * (negatives - neg_twin))
     return [
-        ("positive", 1, positives - pos_ambiguous),
+        ("positive", 1, positives - pos_twin - pos_ambiguous),
+        ("twin", 1, pos_twin),
         ("positive_ambiguous", 1, pos_ambiguous),
+        ("twin", 0, neg_twin),
         ("hard", 0, hard),
         ("negative_ambiguous", 0, neg_ambiguous),
-        ("easy", 0, negatives - hard - neg_ambiguous),
+        ("easy", 0, negatives - neg_twin - hard - neg_ambiguous),
     ]
 
 
+def twin_values(rng, spec, template, label):
+    """The twin slots of a template, filled for a label: every slot's positive values for a
+    positive row; for a negative row, the negative values of at least one slot."""
+    names = sorted(set(SLOT.findall(template)) & spec["twins"].keys())
+    negative = () if label else rng.sample(names, rng.randint(1, len(names)))
+    return {name: spec["twins"][name][name not in negative] for name in names}
+
+
 def generate(key, spec, positive_rate):
-    """The rows (id, text, label) of one task's file, shuffled."""
-    rng = random.Random(f"medassets-samples-{key}")
+    """The rows (id, text, label) of one task's file, shuffled, and its planted errors
+    (id, label as written, correct label)."""
+    rng = random.Random(f"{SEED}-{key}")
     is_note = "tags" not in spec  # tweets carry hashtags, notes do not
     slots = {**(NOTE_SLOTS if is_note else TWEET_SLOTS), **spec["slots"]}
     seen, rows = set(), []
-    for category, label, count in category_counts(round(ROWS * positive_rate)):
+    for category, label, count in category_counts(round(ROWS * positive_rate), spec.get("twin_share", TWIN_SHARE)):
         made = tries = 0
         while made < count:
             tries += 1
             if tries > MAX_TRIES:
                 raise RuntimeError(f"{key}/{category}: too few distinct texts")
             template = rng.choice(spec[category])
+            row_slots = slots | twin_values(rng, spec, template, label) if category == "twin" else slots
             if is_note:
-                text = roughen_note(rng, fill(rng, note_template(rng, template), slots))
+                text = roughen_note(rng, fill(rng, note_template(rng, template), row_slots))
             else:
                 tags = spec["tags"] if category != "easy" else ()  # no topic hashtags on chit-chat
-                text = roughen_tweet(rng, fill(rng, template, slots), tags)
+                text = roughen_tweet(rng, fill(rng, template, row_slots), tags)
             if text not in seen:
                 seen.add(text)
-                rows.append((text, label))
+                rows.append((text, label, category))
                 made += 1
     rng.shuffle(rows)
-    return [(f"{spec['prefix']}-{i:04d}", text, label) for i, (text, label) in enumerate(rows, 1)]
+    ids = [f"{spec['prefix']}-{i:04d}" for i in range(1, len(rows) + 1)]
+    # Planted errors: as many clear positives written as 0 as plain negatives written as 1, so the
+    # positive rate stays Table 1's; a model that reads the text gets them "wrong".
+    flipped = set()
+    for category in ("positive", "easy"):
+        flipped.update(rng.sample([i for i, row in enumerate(rows) if row[2] == category], ERRORS_PER_LABEL))
+    written = [(ids[i], text, 1 - label if i in flipped else label) for i, (text, label, _) in enumerate(rows)]
+    errors = [(ids[i], 1 - rows[i][1], rows[i][1]) for i in sorted(flipped)]
+    return written, errors
 
 
 def main():
@@ -825,15 +1023,22 @@ def main():
     parser.add_argument("--out", type=Path, default=HERE / "samples", help="output folder")
     out = parser.parse_args().out
     out.mkdir(parents=True, exist_ok=True)
+    answer_key = []
     for key, task in load_tasks().items():
-        rows = generate(key, TASK_TEXTS[key], task.positive_rate)
-        with open(out / f"{key}.csv", "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["id", "text", "label"])
-            writer.writerows(rows)
+        rows, errors = generate(key, TASK_TEXTS[key], task.positive_rate)
+        write_csv(out / f"{key}.csv", ["id", "text", "label"], rows)
+        answer_key += [(key, *error) for error in errors]
         positives = sum(label for _, _, label in rows)
         print(f"{key}: {len(rows)} rows, positive rate {positives / len(rows):.3f} "
-              f"(Table 1: {task.positive_rate:.3f})")
+              f"(Table 1: {task.positive_rate:.3f}), {len(errors)} planted label errors")
+    write_csv(out / "label_errors.csv", ["task", "id", "gold", "correct"], answer_key)
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":

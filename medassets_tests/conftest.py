@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 from hypothesis import settings
+from medassets.tasks import TASK_KEYS
 from support import TOKEN_VARIABLE, SlurmCluster, postgres_server, processes_with_token, slurm_cluster
 from xdist.scheduler import LoadScopeScheduling
 
@@ -217,11 +218,11 @@ def small_datasets(folder: Path, positives: int = 10, negatives: int = 20) -> Pa
     import pandas as pd
 
     entries = {}
-    for sample in sorted((REPO / "data" / "samples").glob("*.csv")):
-        rows = pd.read_csv(sample, dtype={"label": int})
+    for task in sorted(TASK_KEYS):  # data/samples also holds the planted errors' answer key
+        rows = pd.read_csv(REPO / "data" / "samples" / f"{task}.csv", dtype={"label": int})
         small = pd.concat([rows[rows["label"] == 1].head(positives), rows[rows["label"] == 0].head(negatives)])
-        small.to_csv(folder / sample.name, index=False)
-        entries[sample.stem] = {"path": sample.name}
+        small.to_csv(folder / f"{task}.csv", index=False)
+        entries[task] = {"path": f"{task}.csv"}
     config = folder / "datasets.yaml"
     config.write_text(json.dumps({"tasks": entries}))  # JSON is YAML
     return config

@@ -1,4 +1,5 @@
-"""The synthetic sample data in data/samples: shape, labels, rates, reproducibility, hard negatives."""
+"""The synthetic sample data in data/samples: shape, labels, rates, reproducibility, hard negatives,
+the supervised baseline's difficulty, and the planted label errors' answer key."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import csv
 import re
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
 
+from medassets.core.baseline import fit_scores
+from medassets.core.datasets import DatasetSource, load_dataset
+from medassets.core.splitting import stratified_split
 from medassets.tasks import TASK_KEYS, TASKS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -63,8 +68,8 @@ def test_generator_reproduces_files_byte_for_byte(tmp_path):
         [sys.executable, str(DATA / "generate_samples.py"), "--out", str(tmp_path)],
         check=True, capture_output=True, cwd=tmp_path,
     )
-    for key in TASK_KEYS:
-        assert (tmp_path / f"{key}.csv").read_bytes() == (SAMPLES / f"{key}.csv").read_bytes(), key
+    for name in [*TASK_KEYS, "label_errors"]:
+        assert (tmp_path / f"{name}.csv").read_bytes() == (SAMPLES / f"{name}.csv").read_bytes(), name
 
 
 @pytest.mark.parametrize("key", TASK_KEYS)
@@ -73,3 +78,49 @@ def test_keyword_rule_has_false_positives(key):
     _, rows = read_rows(SAMPLES / f"{key}.csv")
     false_positives = [row for row in rows if row["label"] == "0" and rule.search(row["text"])]
     assert len(false_positives) >= 10
+
+
+@cache
+def split(key: str):
+    """The task's sample file as the pipeline splits it."""
+    return stratified_split(load_dataset(DatasetSource(SAMPLES / f"{key}.csv")).frame)
+
+
+@cache
+def baseline_test_scores(key: str) -> tuple[float, float]:
+    """F1 and AUROC on the test split of the baseline fit on the train split; its answer is
+    positive above 0.5, as the baseline backend answers."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rows = split(key)
+    train, test = rows[rows["part"] == "train"], rows[rows["part"] == "test"]
+    scores, _ = fit_scores(train["text"], train["label"], test["text"])
+    return f1_score(test["label"], scores > 0.5), roc_auc_score(test["label"], scores)
+
+
+@pytest.mark.parametrize("key", TASK_KEYS)
+def test_baseline_is_good_but_far_from_perfect(key):
+    f1, auroc = baseline_test_scores(key)
+    assert 0.55 <= f1 <= 0.92
+    assert auroc <= 0.97
+
+
+def test_medication_regimen_change_is_the_hardest_task_for_the_baseline():
+    f1 = {key: baseline_test_scores(key)[0] for key in TASK_KEYS}
+    assert min(f1, key=f1.get) == "medication_regimen_change"
+
+
+def test_label_errors_answer_key_matches_the_data():
+    columns, errors = read_rows(SAMPLES / "label_errors.csv")
+    assert columns == ["task", "id", "gold", "correct"]
+    assert len({(error["task"], error["id"]) for error in errors}) == len(errors)
+    for key in TASK_KEYS:
+        gold = {row["id"]: row["label"] for row in read_rows(SAMPLES / f"{key}.csv")[1]}
+        planted = [error for error in errors if error["task"] == key]
+        assert 0.02 <= len(planted) / ROWS <= 0.05, key
+        for error in planted:
+            assert gold[error["id"]] == error["gold"], error
+            assert {error["gold"], error["correct"]} == {"0", "1"}, error
+        parts = dict(zip(split(key)["id"], split(key)["part"]))
+        assert sum(parts[error["id"]] == "test" for error in planted) >= 2, key
+    assert {error["task"] for error in errors} == set(TASK_KEYS)
