@@ -18,7 +18,9 @@ from medassets.core.registry import load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
 from medassets.defs.io import AssetStorage
-from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, partition_key, registered_partitions
+from medassets.defs.partitions import (
+    ensemble_partitions, model_partitions, model_range_tags, partition_changes, partition_key, registered_partitions,
+)
 from medassets.tasks import TASK_KEYS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -41,11 +43,10 @@ def main() -> None:
     registered = registered_partitions(registry)
     models, ensembles = registered[model_partitions.name], registered[ensemble_partitions.name]
     with DagsterInstance.get() as instance:
-        for dimension, names in registered.items():  # in step with the registry, as its sensor keeps them
-            known = instance.get_dynamic_partitions(dimension)
-            for removed in set(known) - set(names):
-                instance.delete_dynamic_partition(dimension, removed)
-            instance.add_dynamic_partitions(dimension, [name for name in names if name not in known])
+        for dimension, (added, removed) in partition_changes(registry, instance).items():  # as the registry sensor keeps them
+            for name in removed:
+                instance.delete_dynamic_partition(dimension, name)
+            instance.add_dynamic_partitions(dimension, added)
         for task in TASK_KEYS:
             _run(instance, jobs.prepare_data_job, f"data for {task}", partition_key=task)
         if any(spec.uses_embedded_model for spec in registry.values()):

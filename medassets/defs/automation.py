@@ -44,7 +44,7 @@ from medassets.core.analysis import load_analysis
 from medassets.core.registry import ModelEntry, load_registry
 from medassets.defs.adjudication import verdict_versions
 from medassets.defs.jobs import generate_job, observe_adjudications_job, observe_analysis_job, observe_ensembles_job, observe_models_job
-from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, registered_partitions
+from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, partition_changes, registered_partitions
 from medassets.tasks import TASK_KEYS
 
 
@@ -68,13 +68,12 @@ def model_registry(context: SensorEvaluationContext) -> SensorResult:
     version): a new or edited model's `model_weights`, a new or edited ensemble's `ensemble_rules`."""
     registry = load_registry(paths.registry_path())
     registered = registered_partitions(registry)
-    requests, added = [], {}
+    changes = partition_changes(registry, context.instance)
+    requests = []
     for partitions in (model_partitions, ensemble_partitions):
-        current = set(context.instance.get_dynamic_partitions(partitions.name))
-        added[partitions.name] = [name for name in registered[partitions.name] if name not in current]
-        removed = sorted(current - set(registered[partitions.name]))
-        if added[partitions.name]:
-            requests.append(partitions.build_add_request(added[partitions.name]))
+        added, removed = changes[partitions.name]
+        if added:
+            requests.append(partitions.build_add_request(added))
         if removed:
             requests.append(partitions.build_delete_request(removed))
             context.log.info(f"removed {partitions.name} partitions {removed}; their stored results stay readable")
@@ -85,7 +84,7 @@ def model_registry(context: SensorEvaluationContext) -> SensorResult:
     if changed[model_partitions.name]:  # so that automation sees their new output versions
         context.log.info(f"models new or edited in the registry, observed: {changed[model_partitions.name]}")
         runs.append(RunRequest(job_name=observe_models_job.name))
-    new_models = added[model_partitions.name]
+    new_models = changes[model_partitions.name][0]
     if new_models:
         prepared = context.instance.get_materialized_partitions(AssetKey("prompts"))
         if prepared >= set(TASK_KEYS):

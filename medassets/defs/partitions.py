@@ -26,6 +26,17 @@ def registered_partitions(registry: Mapping[str, object]) -> dict[str, list[str]
     return names
 
 
+def partition_changes(registry: Mapping[str, object], instance) -> dict[str, tuple[list[str], list[str]]]:
+    """What keeps the instance's `model` and `ensemble` partitions in step with the registry: for
+    each, the names registered but not yet partitions (in the registry's order) and the partitions
+    no longer registered (sorted). The registry sensor requests them; `make run` applies them."""
+    changes = {}
+    for dimension, names in registered_partitions(registry).items():
+        current = set(instance.get_dynamic_partitions(dimension))
+        changes[dimension] = ([name for name in names if name not in current], sorted(current - set(names)))
+    return changes
+
+
 def partition_key(model: str, task: str) -> str:
     return str(MultiPartitionKey({"model": model, "task": task}))
 
