@@ -10,7 +10,6 @@ import pytest
 
 from medassets.core.datasets import DatasetSource, load_dataset
 from medassets.core.generation import AnswerSettings, Request, cache_key
-from medassets.core.parsing import parse_answer
 from medassets.core.prompts import render_prompts, variant_prompts
 from medassets.core.registry import BACKENDS, Settings, entry_type, parse_registry
 from medassets.core.splitting import stratified_split
@@ -210,7 +209,7 @@ def test_an_ensemble_has_no_backend():
         answer_key(models["vote"])
 
 
-def test_the_baseline_predicts_every_test_prompt_in_the_tasks_own_words(tmp_path):
+def test_the_baseline_scores_every_test_prompt_and_its_train_rows(tmp_path):
     task = "breast_cancer"
     split = stratified_split(load_dataset(DatasetSource(path=SAMPLES / f"{task}.csv")).frame)
     prompts = render_prompts(task, split[split["part"] == "test"])
@@ -219,7 +218,9 @@ def test_the_baseline_predicts_every_test_prompt_in_the_tasks_own_words(tmp_path
     assert not isinstance(backend, GeneratingBackend)  # no engine, no cache
     batch = backend.predict([Batch(model, {task: prompts}, {task: split})], models_dir=tmp_path, open_cache=None, report=print)["m"]
     frame = batch.frames[task]
-    assert list(frame["id"]) == list(variant_prompts(prompts)["id"])
-    labels = [parse_answer(task, text).label for text in frame["text"]]
-    assert set(labels) == {0, 1}  # every answer parses, both classes predicted
+    test, train = frame[frame["part"] == "test"], frame[frame["part"] == "train"]
+    assert list(test["id"]) == list(variant_prompts(prompts)["id"])
+    assert set(train["id"]) == set(split.loc[split["part"] == "train", "id"])  # cross-validated, for the labels stage's cut-off
+    assert (frame["text"] == "").all() and (frame["label"] == (frame["score"] > 0.5)).all()  # scores, no phrase
+    assert set(test["label"]) == {0, 1} and frame["engine"].str.startswith("scikit-learn ").all()
     assert batch.metadata["model_revision"] == "tfidf-logreg-v2" and batch.metadata["backend"] == "baseline"
