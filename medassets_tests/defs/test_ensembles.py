@@ -106,3 +106,45 @@ def test_the_comparison_and_the_error_analysis_count_the_ensemble(evaluated):
     answers = own["label"].astype(str).where(own["label"] != -1, "invalid: " + own["invalid_reason"].fillna(""))
     assert table.loc[own.index, ENSEMBLE].tolist() == answers.tolist()
     assert [ENSEMBLE in right.split(", ") for right in table.loc[own.index, "right"]] == (own["label"] == own["gold"]).tolist()
+
+
+def test_the_ensembles_metrics_on_adjudicated_gold_equal_scikit_learn_on_the_corrected_labels(evaluated, tmp_path, monkeypatch):
+    """Two items judged `wrong` and the analysis settings file at `gold: adjudicated`: the ensemble's metrics,
+    launched without run config as automation launches them, score against the corrected labels."""
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from medassets import paths
+    from medassets.core.adjudication import checked, open_adjudications
+
+    import shutil
+
+    home = tmp_path / "state"  # a copy: the module's other tests read the original
+    shutil.copytree(evaluated[0] / "assets", home / "assets")
+    own = labels(home, "ensemble_labels", ENSEMBLE)
+    analysis = tmp_path / "analysis.yaml"
+    analysis.write_text("gold: adjudicated\n")
+    registry = tmp_path / "models.yaml"
+    registry.write_text(REGISTRY)
+    use_state(monkeypatch, home, registry)
+    monkeypatch.setenv("MEDASSETS_ANALYSIS", str(analysis))
+    judged = own.iloc[:2]
+    store = open_adjudications(None, paths.cache_path())
+    try:
+        for item, gold in zip(judged["id"], judged["gold"]):
+            store.add(checked(TASK, item, "wrong", 1 - int(gold), "annotation error", "", "ana", int(gold)))
+    finally:
+        store.close()
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("model", [*MEMBERS, "never-run"])
+        instance.add_dynamic_partitions("ensemble", [ENSEMBLE, UNREADY])
+        assert run("adjudicate", instance, partition_key=TASK).success
+        result = run("evaluate_ensembles", instance, partition_key=partition_key(ENSEMBLE, TASK))
+        assert result.success, failure_text(result)
+    corrected = own["gold"].copy()
+    corrected.iloc[:2] = 1 - corrected.iloc[:2]
+    predicted = own["label"].clip(lower=0)  # invalid answers score as negative
+    metrics = labels(home, "ensemble_metrics", ENSEMBLE).iloc[0]
+    assert metrics["gold"] == "adjudicated"
+    assert metrics[["precision", "recall", "f1"]].tolist() == pytest.approx(
+        [precision_score(corrected, predicted), recall_score(corrected, predicted), f1_score(corrected, predicted)]
+    )
