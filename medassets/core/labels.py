@@ -52,7 +52,7 @@ def label_answers(task: str, predictions: pd.DataFrame, gold: pd.Series, *, reas
             "reasoning": list(reasonings),
             "invalid_reason": list(reasons),
             "score": scores,
-            "learned_threshold": threshold,
+            "learned_threshold": np.full(len(test), threshold),
         },
         columns=LABEL_COLUMNS,
     ).astype({"id": "string", "label": "int64", "answer": "string", "reasoning": "string", "invalid_reason": "string"})

@@ -1,0 +1,54 @@
+"""Answers turned into labels in one place: free text parsed, a scored answer taken as given, the
+cut-off learned on the train rows' scores alone."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medassets.core.labels import label_answers, learned_threshold
+from medassets.core.metrics import learn_threshold
+from medassets.tasks import TASKS
+
+TASK = "breast_cancer"
+POSITIVE, NEGATIVE = TASKS[TASK].positive_phrase, TASKS[TASK].negative_phrases[0]
+
+
+def predictions(part: str, ids, texts=None, scores=None) -> pd.DataFrame:
+    n = len(ids)
+    scores = [math.nan] * n if scores is None else scores
+    return pd.DataFrame({
+        "id": ids, "part": part, "text": texts or [""] * n, "reasoning": [None] * n,
+        "label": pd.array([None if math.isnan(s) else int(s > 0.5) for s in scores], dtype="Int64"), "score": scores,
+    })
+
+
+def test_free_text_is_parsed_and_without_train_rows_there_is_no_cut_off():
+    frame = label_answers(TASK, predictions("test", ["a", "b", "c"], [f"The tweet is {POSITIVE}.", NEGATIVE, "No idea."]),
+                          pd.Series([1, 0, 1], index=["a", "b", "c"]), reasoning_model=False)
+    assert frame["label"].tolist() == [1, 0, -1] and frame["gold"].tolist() == [1, 0, 1]
+    assert frame["invalid_reason"].tolist()[:2] == [pd.NA, pd.NA] and frame["invalid_reason"].iloc[2] == "no_phrase"
+    assert frame["learned_threshold"].dtype == np.float64 and frame["learned_threshold"].isna().all()  # stored as a number
+
+
+def test_a_scored_answer_is_taken_as_given_and_the_cut_off_is_learned_on_train_rows_only():
+    rng = np.random.default_rng(0)
+    train_ids = [f"t{n}" for n in range(40)]
+    train_gold = rng.integers(0, 2, 40)
+    train_scores = np.clip(0.4 * train_gold + 0.6 * rng.random(40), 0, 1)
+    test_scores = [0.9, 0.2, 0.6]
+    gold = pd.Series([*train_gold, 1, 0, 0], index=[*train_ids, "a", "b", "c"])
+    both = pd.concat([predictions("test", ["a", "b", "c"], scores=test_scores), predictions("train", train_ids, scores=list(train_scores))])
+    frame = label_answers(TASK, both, gold, reasoning_model=False)
+    assert frame["id"].tolist() == ["a", "b", "c"]  # the test rows alone
+    assert frame["label"].tolist() == [1, 0, 1] and frame["score"].tolist() == test_scores and (frame["answer"] == "").all()
+    expected = learn_threshold(train_gold, train_scores)
+    assert frame["learned_threshold"].eq(expected).all()
+    other_test = both.assign(score=np.where(both["part"] == "test", 1 - both["score"], both["score"]))
+    assert label_answers(TASK, other_test, gold, reasoning_model=False)["learned_threshold"].eq(expected).all()
+
+
+@pytest.mark.parametrize("labels, scores", [([], []), ([1, 1], [0.2, 0.7])])
+def test_no_cut_off_without_both_classes(labels, scores):
+    assert math.isnan(learned_threshold(labels, scores))
