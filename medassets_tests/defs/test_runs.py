@@ -1,42 +1,22 @@
 """Runs executed in process (as `make run` executes them) whose process dies: failed, their pool slot
 freed, and a run waiting for that slot told who holds it.
 
-The holder is a real Dagster run in a process of its own: a job whose one op, in the `gpu` pool,
-sleeps; the instance limits each pool to one slot, as the repository's dagster.yaml does.
+The holder is a real Dagster run in a process of its own (support.PoolHolder); the instance limits each
+pool to one slot, as the repository's dagster.yaml does.
 """
 
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
+from support import PoolHolder
 
 from medassets.core.processes import is_running
 from medassets.defs.runs import PID_TAG, fail_dead_runs, owner_tags, wait_for_pools
-
-REPO = Path(__file__).resolve().parents[2]
-HOLDER = """
-import sys, time
-from dagster import DagsterInstance, job, op
-from medassets.defs.runs import owner_tags
-
-@op(pool="gpu")
-def hold_the_slot():
-    print("holding", flush=True)
-    time.sleep(600)
-
-@job
-def holder():
-    hold_the_slot()
-
-with DagsterInstance.from_config(sys.argv[1]) as instance:
-    holder.execute_in_process(instance=instance, tags=owner_tags())
-"""
 
 
 def instance_folder(root: Path) -> Path:
@@ -47,19 +27,6 @@ def instance_folder(root: Path) -> Path:
     return root
 
 
-class Holder:
-    """A process executing the holder job; started once its op holds the `gpu` slot."""
-
-    def __init__(self, folder: Path):
-        self.process = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                                        start_new_session=True)
-        assert self.process.stdout.readline() == "holding\n", "the holder job ended before its op ran"
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-
 @pytest.fixture
 def instance(tmp_path):
     with DagsterInstance.from_config(str(instance_folder(tmp_path))) as instance:
@@ -67,7 +34,7 @@ def instance(tmp_path):
 
 
 def test_a_run_whose_process_was_killed_is_failed_and_its_slot_freed(tmp_path, instance):
-    holder = Holder(tmp_path)
+    holder = PoolHolder(tmp_path)
     try:
         said = []
         assert fail_dead_runs(instance, said.append) == []  # alive: left alone
@@ -90,7 +57,7 @@ def test_a_run_whose_process_was_killed_is_failed_and_its_slot_freed(tmp_path, i
 
 
 def test_waiting_for_a_slot_names_its_holder_until_the_holder_dies(tmp_path, instance):
-    holder = Holder(tmp_path)
+    holder = PoolHolder(tmp_path)
     (record,) = instance.get_run_records()
     killer = threading.Timer(3.5, holder.kill)
     killer.start()
