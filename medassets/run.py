@@ -5,7 +5,6 @@ Runs go into the Dagster instance of DAGSTER_HOME, so the Dagster UI shows them 
 
 import io
 import json
-import signal
 import sys
 import textwrap
 import time
@@ -21,7 +20,7 @@ from medassets.definitions import defs
 from medassets.defs import jobs
 from medassets.defs.io import AssetStorage
 from medassets.defs.partitions import ensemble_partitions, model_partitions, model_range_tags, partition_key, registered_partitions
-from medassets.defs.runs import fail_dead_runs, owner_tags, wait_for_pools
+from medassets.defs.runs import owner_tags, wait_for_pools
 from medassets.tasks import TASK_KEYS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -32,7 +31,7 @@ CHILDREN_GRACE_S = 30
 def _run(instance: DagsterInstance, job, label: str, tags: dict[str, str] | None = None, **kwargs) -> None:
     started = time.monotonic()
     job_def = defs.resolve_job_def(job.name)
-    wait_for_pools(instance, job_def.graph.pools)
+    wait_for_pools(instance, job_def.graph.pools)  # after failing the runs whose process is gone, which frees their slots
     result = job_def.execute_in_process(
         instance=instance, run_config=_QUIET, raise_on_error=False, tags=(tags or {}) | owner_tags(), **kwargs
     )
@@ -44,9 +43,10 @@ def _run(instance: DagsterInstance, job, label: str, tags: dict[str, str] | None
 def main() -> None:
     if not paths.dagster_home():
         sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: a run in progress fails cleanly
     try:
         _run_everything()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM once a Dagster run has mapped it to Ctrl-C's handler; a run in progress has failed
+        sys.exit("medassets: interrupted")
     finally:
         for process in end_children(CHILDREN_GRACE_S):
             print(f"medassets: killed process {process}, still running {CHILDREN_GRACE_S} s after the runs", file=sys.stderr)
@@ -58,7 +58,6 @@ def _run_everything() -> None:
     registered = registered_partitions(registry)
     models, ensembles = registered[model_partitions.name], registered[ensemble_partitions.name]
     with DagsterInstance.get() as instance:
-        fail_dead_runs(instance)
         for dimension, names in registered.items():  # in step with the registry, as its sensor keeps them
             known = instance.get_dynamic_partitions(dimension)
             for removed in set(known) - set(names):
