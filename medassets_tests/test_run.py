@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from conftest import small_datasets
 from support import TOKEN_VARIABLE, PoolHolder, processes_with_token
@@ -77,6 +78,15 @@ def run_command(workspace, token: str) -> dict:
     return {"args": [sys.executable, "-m", "medassets.run"], "cwd": workspace.root, "env": env, "start_new_session": True}
 
 
+def described(processes: list[psutil.Process]) -> list[str]:
+    """Each live process's pid and command line."""
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found.append(f"{process.pid} {' '.join(process.cmdline())[:160]}")
+    return found
+
+
 def wait_for_line(log: Path, process: subprocess.Popen, text: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while text not in log.read_text(errors="replace"):
@@ -101,23 +111,28 @@ def test_run_waiting_for_a_pool_slot_names_its_holder_and_ends_on_sigterm(make_w
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
         assert time.monotonic() - signalled < 10
-        assert processes_with_token(token) == []
+        assert described(processes_with_token(token)) == []
     finally:
         holder.kill()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
 
 
-EMBEDDED_REGISTRY = """
+# Two engines (the second entry's shorter context is an engine setting), so each generates in a process of its own.
+EMBEDDED_MODELS = ("smollm2-135m", "smollm2-135m-short-context")
+EMBEDDED_REGISTRY = f"""
 models:
-  - name: smollm2-135m
-    backend: vllm
-    source: {embedded: smollm2-135m-instruct}
-    sampling: {max_tokens: 16}
+  - name: {EMBEDDED_MODELS[0]}
+    source: {{embedded: smollm2-135m-instruct}}
+    sampling: {{max_tokens: 8}}
+  - name: {EMBEDDED_MODELS[1]}
+    source: {{embedded: smollm2-135m-instruct}}
+    sampling: {{max_tokens: 8}}
+    max_model_len: 1024
 """
 
 
-@pytest.mark.slow  # two `make run`s on the embedded model's real vLLM engine, on small datasets
+@pytest.mark.slow  # two `make run`s on the embedded model's real vLLM engines, on small datasets
 def test_run_killed_while_generating_is_cleaned_up_by_the_next_which_leaves_no_process(make_workspace, tmp_path):
     workspace = make_workspace(EMBEDDED_REGISTRY, datasets=small_datasets(tmp_path))
     killed_log = workspace.root / "killed.log"
@@ -131,10 +146,11 @@ def test_run_killed_while_generating_is_cleaned_up_by_the_next_which_leaves_no_p
 
     token = uuid.uuid4().hex
     result = subprocess.run(**run_command(workspace, token), capture_output=True, text=True, timeout=900)
-    left = processes_with_token(token)  # at the moment it returns
+    left = described(processes_with_token(token))  # at the moment it returns
     assert result.returncode == 0, result.stderr[-3000:]
     assert left == []
     (cleaned,) = [line for line in result.stdout.splitlines() if line.startswith("medassets: cleaned up ")]
     assert cleaned.startswith("medassets: cleaned up 1 dead run(s) (process gone, marked failed, pool slots freed): ") and "(generate)" in cleaned
-    row = next(line for line in result.stdout.splitlines() if line.startswith("smollm2-135m ")).split()
-    assert len(row) == len(TASK_KEYS) + 2 and all(re.fullmatch(r"\d\.\d\d", f1) for f1 in row[1:-1]), row  # every task evaluated
+    for model in EMBEDDED_MODELS:  # every task evaluated
+        row = next(line for line in result.stdout.splitlines() if line.startswith(f"{model} ")).split()
+        assert len(row) == len(TASK_KEYS) + 2 and all(re.fullmatch(r"\d\.\d\d", f1) for f1 in row[1:-1]), row

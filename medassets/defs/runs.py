@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
 
 from medassets.core.processes import is_running
 
@@ -32,8 +32,7 @@ def fail_dead_runs(instance: DagsterInstance, say: Callable[[str], None] = print
         statuses=[DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING],
         tags={HOST_TAG: socket.gethostname()},
     )
-    dead = [record for record in instance.get_run_records(filters) if not is_running(int(record.dagster_run.tags[PID_TAG]),
-                                                                                    record.create_timestamp.timestamp())]
+    dead = [record for record in instance.get_run_records(filters) if _process_gone(record)]
     for record in dead:
         run = record.dagster_run
         instance.report_run_failed(run, f"The process that ran it ({run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) is gone: killed or crashed.")
@@ -42,6 +41,18 @@ def fail_dead_runs(instance: DagsterInstance, say: Callable[[str], None] = print
         say(f"medassets: cleaned up {len(dead)} dead run(s) (process gone, marked failed, pool slots freed): "
             + ", ".join(f"{record.dagster_run.run_id} ({record.dagster_run.job_name})" for record in dead))
     return [record.dagster_run.run_id for record in dead]
+
+
+def is_gone(instance: DagsterInstance, run_id: str) -> bool:
+    """Whether the run is unknown to the instance, finished, or executed by a process of this host that is gone."""
+    record = instance.get_run_record_by_id(run_id)
+    if record is None or record.dagster_run.is_finished:
+        return True
+    return record.dagster_run.tags.get(HOST_TAG) == socket.gethostname() and _process_gone(record)
+
+
+def _process_gone(record: RunRecord) -> bool:
+    return not is_running(int(record.dagster_run.tags[PID_TAG]), record.create_timestamp.timestamp())
 
 
 def wait_for_pools(instance: DagsterInstance, pools: set[str], say: Callable[[str], None] = print, every_s: float = 30,

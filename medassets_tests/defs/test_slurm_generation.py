@@ -149,6 +149,35 @@ def test_a_4_gpu_entry_s_job_asks_for_its_resources_is_reported_pending_and_canc
     assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
 
 
+def test_a_job_left_by_a_killed_run_is_cancelled_by_the_model_s_next_run(workspace, slurm):
+    before = set(job_ids(slurm))
+    killed = workspace.start(f"generate:{BIG}|{TASK}")
+    deadline = time.monotonic() + 120
+    while not (submitted := set(job_ids(slurm)) - before):
+        assert killed.process.poll() is None, f"the run ended before submitting its job:\n{killed.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no job submitted within 120 s:\n{killed.output[-3000:]}"
+        time.sleep(0.2)
+    killed.kill()  # SIGKILL to the run's processes: its step cannot cancel its job
+    (orphan,) = submitted
+    job = slurm.job(orphan)
+    assert job["JobState"] == "PENDING"
+    killed_run = job["JobName"].removeprefix("medassets-").removesuffix(f"-{BIG}")
+    assert len(killed_run) == 36  # a run id
+
+    before = set(job_ids(slurm))
+    run = workspace.start(f"generate:{BIG}|{TASK}")
+    deadline = time.monotonic() + 120
+    while not (submitted := set(job_ids(slurm)) - before):
+        assert run.process.poll() is None, f"the run ended before submitting its job:\n{run.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no job submitted within 120 s:\n{run.output[-3000:]}"
+        time.sleep(0.2)
+    assert slurm.job(orphan)["JobState"] == "CANCELLED"
+    os.kill(run.process.pid, signal.SIGTERM)
+    run.process.wait(timeout=120)
+    assert f"{BIG}: cancelled Slurm job {orphan} of run {killed_run}, which is gone" in run.output
+    assert not set(slurm.queued()) & (submitted | {orphan})
+
+
 def test_the_baseline_submits_nothing_and_generates_in_the_step(workspace, slurm):
     before = job_ids(slurm)
     (report,) = workspace.run(f"generate:{BASELINE}|{TASK}")
