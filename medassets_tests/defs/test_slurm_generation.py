@@ -10,6 +10,7 @@ Slow: three engine starts of the embedded model (two in Slurm jobs, one local).
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +146,31 @@ def test_a_4_gpu_entry_s_job_asks_for_its_resources_is_reported_pending_and_canc
     os.kill(run.process.pid, signal.SIGTERM)  # what terminating a run sends its process
     run.process.wait(timeout=120)
     assert job_id not in slurm.queued()
+    assert slurm.job(job_id)["JobState"] == "CANCELLED"
+    assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
+
+
+def test_a_run_stopped_before_sbatch_answers_leaves_no_job(workspace, slurm, tmp_path):
+    slow = tmp_path / "slow-sbatch"  # Slurm's sbatch, answering a minute after it queued the job (a busy controller)
+    slow.mkdir()
+    (slow / "sbatch").write_text(f'#!/bin/sh\nqueued=$({shutil.which("sbatch")} "$@") || exit $?\nsleep 60\necho "$queued"\n')
+    (slow / "sbatch").chmod(0o755)
+    before = set(job_ids(slurm))
+    saved = workspace.extra_env
+    workspace.extra_env = saved | {"PATH": f"{slow}{os.pathsep}{os.environ['PATH']}"}
+    try:
+        run = workspace.start(f"generate:{BIG}|{TASK}")
+    finally:
+        workspace.extra_env = saved
+    deadline = time.monotonic() + 120
+    while not (submitted := set(job_ids(slurm)) - before):
+        assert run.process.poll() is None, f"the run ended before submitting its job:\n{run.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no job submitted within 120 s:\n{run.output[-3000:]}"
+        time.sleep(0.2)
+    os.kill(run.process.pid, signal.SIGTERM)  # while its step waits for sbatch's answer: the job's id unread
+    run.process.wait(timeout=120)
+    (job_id,) = submitted
+    assert f"Slurm job {job_id} submitted" not in run.output
     assert slurm.job(job_id)["JobState"] == "CANCELLED"
     assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
 
