@@ -41,6 +41,7 @@ def predict_in_slurm_job(
     """`backend.predict(batches)` in a Slurm job; `open_cache` must pickle and reach the same cache from a compute node."""
     first = batches[0].spec
     names = ", ".join(batch.spec.name for batch in batches)
+    _cancel_jobs_of_gone_runs(context, first.name)
     work_dir = Path(deployment.work_dir) if deployment.work_dir else paths.state_dir() / "slurm"
     folder = work_dir / f"{context.run_id}-{first.name}"
     folder.mkdir(parents=True, mode=0o700, exist_ok=True)  # the work file holds the prompts: clinical notes
@@ -50,7 +51,6 @@ def predict_in_slurm_job(
     request = job_request(deployment.defaults, first.slurm)
     slurm_name = job_name(context.run_id, first.name)
     arguments = sbatch_arguments(request, gpus=first.gpus, job_name=slurm_name, output=work_dir / "medassets-%j.out")
-    _cancel_jobs_of_gone_runs(context, first.name)
     try:
         with open_pipes_session(
             context, PipesFileContextInjector(str(folder / "context.json")), PipesFileMessageReader(str(folder / "messages.jsonl")),
