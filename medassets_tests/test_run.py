@@ -132,14 +132,29 @@ models:
 """
 
 
-@pytest.mark.slow  # two `make run`s on the embedded model's real vLLM engines, on small datasets
-def test_run_killed_while_generating_is_cleaned_up_by_the_next_which_leaves_no_process(make_workspace, tmp_path):
+@pytest.mark.slow  # three `make run`s on the embedded model's real vLLM engines, on small datasets
+def test_run_stopped_or_killed_while_generating_is_cleaned_up_by_the_next_which_leaves_no_process(make_workspace, tmp_path):
     workspace = make_workspace(EMBEDDED_REGISTRY, datasets=small_datasets(tmp_path))
+    engine_started = "Initializing a V1 LLM engine"  # in the generate run, holding the gpu slot, in a process of its own
+    stopped_log, token = workspace.root / "stopped.log", uuid.uuid4().hex
+    with stopped_log.open("w") as output:
+        stopped = subprocess.Popen(**run_command(workspace, token), stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for_line(stopped_log, stopped, engine_started, timeout_s=600)
+        signalled = time.monotonic()
+        stopped.send_signal(signal.SIGTERM)
+        stopped.wait(timeout=60)
+        assert time.monotonic() - signalled < 10
+        assert described(processes_with_token(token)) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stopped.pid, signal.SIGKILL)
+
     killed_log = workspace.root / "killed.log"
     with killed_log.open("w") as output:
         killed = subprocess.Popen(**run_command(workspace, uuid.uuid4().hex), stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_for_line(killed_log, killed, "Initializing a V1 LLM engine", timeout_s=600)  # in the generate run, holding the gpu slot
+        wait_for_line(killed_log, killed, engine_started, timeout_s=600)
     finally:
         os.killpg(killed.pid, signal.SIGKILL)  # the OOM killer, or a closed terminal
         killed.wait()
@@ -149,6 +164,7 @@ def test_run_killed_while_generating_is_cleaned_up_by_the_next_which_leaves_no_p
     left = described(processes_with_token(token))  # at the moment it returns
     assert result.returncode == 0, result.stderr[-3000:]
     assert left == []
+    assert "Traceback" not in result.stderr
     (cleaned,) = [line for line in result.stdout.splitlines() if line.startswith("medassets: cleaned up ")]
     assert cleaned.startswith("medassets: cleaned up 1 dead run(s) (process gone, marked failed, pool slots freed): ") and "(generate)" in cleaned
     for model in EMBEDDED_MODELS:  # every task evaluated

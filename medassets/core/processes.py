@@ -2,6 +2,7 @@
 for a process's children to end."""
 
 import multiprocessing.resource_tracker
+import multiprocessing.util
 
 import psutil
 
@@ -19,9 +20,11 @@ def is_running(pid: int, started_by: float) -> bool:
 def end_children(grace_s: float) -> list[str]:
     """Waits until every process this one started has ended; those still running after `grace_s`
     seconds are killed, and named in the list returned. The multiprocessing resource tracker, which
-    otherwise ends only after this process does, is stopped first."""
-    multiprocessing.resource_tracker._resource_tracker._stop()
-    _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=grace_s)
+    would end only after this process, is stopped as it exits, once the objects it tracks are released."""
+    tracker = multiprocessing.resource_tracker._resource_tracker
+    multiprocessing.util.Finalize(None, tracker._stop, exitpriority=-1)  # after the releases (priority 0) at exit
+    children = [child for child in psutil.Process().children(recursive=True) if child.pid != tracker._pid]
+    _, alive = psutil.wait_procs(children, timeout=grace_s)
     killed = []
     for process in alive:
         try:
