@@ -14,6 +14,7 @@ from dagster import DagsterInstance
 
 from medassets import paths
 from medassets.core.comparison import NO_SCORES, differences_table, headings, significance
+from medassets.core.processes import end_children
 from medassets.core.registry import load_registry
 from medassets.definitions import defs
 from medassets.defs import jobs
@@ -21,15 +22,20 @@ from medassets.defs.io import AssetStorage
 from medassets.defs.partitions import (
     ensemble_partitions, model_partitions, model_range_tags, partition_changes, partition_key, registered_partitions,
 )
+from medassets.defs.runs import owner_tags, wait_for_pools
 from medassets.tasks import TASK_KEYS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# Processes a run started (engines, compute-log tails) get this long to end after it.
+CHILDREN_GRACE_S = 30
 
 
-def _run(instance: DagsterInstance, job, label: str, **kwargs) -> None:
+def _run(instance: DagsterInstance, job, label: str, tags: dict[str, str] | None = None, **kwargs) -> None:
     started = time.monotonic()
-    result = defs.resolve_job_def(job.name).execute_in_process(
-        instance=instance, run_config=_QUIET, raise_on_error=False, **kwargs
+    job_def = defs.resolve_job_def(job.name)
+    wait_for_pools(instance, job_def.graph.pools)  # after failing the runs whose process is gone, which frees their slots
+    result = job_def.execute_in_process(
+        instance=instance, run_config=_QUIET, raise_on_error=False, tags=(tags or {}) | owner_tags(), **kwargs
     )
     if not result.success:
         sys.exit(f"medassets: {label} failed (run {result.run_id}); see the log above or the Dagster UI")
@@ -39,6 +45,17 @@ def _run(instance: DagsterInstance, job, label: str, **kwargs) -> None:
 def main() -> None:
     if not paths.dagster_home():
         sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
+    try:
+        _run_everything()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM once a Dagster run has mapped it to Ctrl-C's handler; a run in progress has failed
+        sys.exit("medassets: interrupted")
+    finally:
+        for process in end_children(CHILDREN_GRACE_S):
+            print(f"medassets: killed process {process}, still running {CHILDREN_GRACE_S} s after the runs", file=sys.stderr)
+    print_results(AssetStorage())
+
+
+def _run_everything() -> None:
     registry = load_registry(paths.registry_path())
     registered = registered_partitions(registry)
     models, ensembles = registered[model_partitions.name], registered[ensemble_partitions.name]
@@ -67,8 +84,6 @@ def main() -> None:
         _run(instance, jobs.compare_job, "comparison")
         for task in TASK_KEYS:
             _run(instance, jobs.analyze_errors_job, f"error analysis of {task}", partition_key=task)
-
-    print_results(AssetStorage())
 
 
 def print_results(storage: AssetStorage, *, shown_differences: int = 10) -> None:

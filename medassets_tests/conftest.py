@@ -60,6 +60,7 @@ def pytest_configure(config):
 # fill in at the end instead of one long module running alone while the other worker idles.
 LONGEST_MODULES = (
     "defs/test_daemon_reevaluation.py",
+    "test_run.py",  # three `make run`s on two engines, a full baseline one (330 s on one worker, 2026-12-06)
     "defs/test_phi_canary.py",
     "engines/test_openai_server_faults.py",
     "engines/test_openai_server.py",
@@ -72,7 +73,6 @@ LONGEST_MODULES = (
     "review/test_review_browser.py",
     "defs/test_postgres_instance.py",
     "engines/test_vllm_offline.py",
-    "test_run.py",
     "defs/test_shared_storage.py",
     "defs/test_kubernetes_jobs.py",
     "test_security.py",

@@ -7,7 +7,7 @@ The runs go one after the other into a persistent Dagster instance in DIR (confi
 DIR/dagster.yaml if there is one, whose relative paths are read from the working
 directory); they execute in
 this process, as `make run` executes them, or with --multiprocess in a process per step, as
-the UI executes them. MEDASSETS_HOME, MEDASSETS_REGISTRY and MEDASSETS_DATASETS are read as
+the UI executes them, tagged with this process as `make run` tags them. MEDASSETS_HOME, MEDASSETS_REGISTRY and MEDASSETS_DATASETS are read as
 medassets reads them, and every registered model (ensemble) is added as a `model` (`ensemble`)
 partition first.
 RESULT.json holds, per run: success, the materialization metadata by asset and partition
@@ -139,6 +139,7 @@ def main() -> None:
     from medassets import paths
     from medassets.core.registry import load_registry
     from medassets.defs.partitions import registered_partitions
+    from medassets.defs.runs import owner_tags
 
     args.instance.mkdir(parents=True, exist_ok=True)
     reports = []
@@ -152,7 +153,7 @@ def main() -> None:
             started = time.time()
             run_config = json.loads(Path(config_file).read_text()) if config_file else {}
             run_config |= {} if args.multiprocess else IN_PROCESS
-            with execute_job(reconstructable(JOBS[job]), instance, run_config, partition_tags(keys)) as result:
+            with execute_job(reconstructable(JOBS[job]), instance, run_config, partition_tags(keys) | owner_tags()) as result:
                 report = run_report(instance, result.run_id, result.success)
             reports.append(report | {"job": job, "keys": keys, "started": started, "ended": time.time()})
             if not result.success:

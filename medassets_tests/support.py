@@ -39,6 +39,42 @@ def processes_with_token(token: str) -> list[psutil.Process]:
     return found
 
 
+_POOL_HOLDER = """
+import sys, time
+from dagster import DagsterInstance, job, op
+from medassets.defs.runs import owner_tags
+
+@op(pool="gpu")
+def hold_the_slot():
+    print("holding", flush=True)
+    time.sleep(600)
+
+@job
+def holder():
+    hold_the_slot()
+
+with DagsterInstance.from_config(sys.argv[1]) as instance:
+    holder.execute_in_process(instance=instance, tags=owner_tags())
+"""
+
+
+class PoolHolder:
+    """A Dagster run executed in process, as `make run` executes them, in a process of its own (a
+    session of its own, run from `folder`, its instance's folder): a job whose one op, in the `gpu`
+    pool, sleeps. Returned once the op runs, so holds the pool's slot."""
+
+    def __init__(self, folder: Path):
+        self.process = subprocess.Popen([sys.executable, "-c", _POOL_HOLDER, str(folder)], cwd=folder, stdout=subprocess.PIPE,
+                                        text=True, start_new_session=True)
+        assert self.process.stdout.readline() == "holding\n", "the holder job ended before its op ran"
+
+    def kill(self) -> None:
+        """SIGKILL to its process group, as the OOM killer or a closed terminal would end it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
 def _postgres_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:

@@ -8,8 +8,10 @@ needs GPUs generates in a Slurm job of its own (see `defs/slurm.py`).
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from medassets.core.registry import Settings, SlurmRequest
 # Every state in which a job has ended (Slurm's own names); any other is pending or running.
 ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
 COMMAND_TIMEOUT_S = 60
+CANCEL_WAIT_S = 60
 
 
 class SlurmError(RuntimeError):
@@ -100,13 +103,37 @@ def _slurm(command: list[str], stdin: str | None = None) -> str:
     return done.stdout
 
 
+def job_name(run_id: str, model: str) -> str:
+    """The name of the job that a run submits for a model (the first of those it generates for)."""
+    return f"medassets-{run_id}-{model}"
+
+
+def run_of_job(name: str, model: str) -> str | None:
+    """The run that submitted the job named `name` for `model`, if `job_name` named it."""
+    found = re.fullmatch(rf"medassets-([0-9a-f-]{{36}})-{re.escape(model)}", name)
+    return found[1] if found else None
+
+
+def queued_jobs() -> dict[str, str]:
+    """This user's jobs not yet ended, id to name."""
+    return dict(line.split("|", 1) for line in _slurm(["squeue", "--me", "--noheader", "--format=%i|%j"]).splitlines() if "|" in line)
+
+
+def cancel_named(name: str) -> list[str]:
+    """Cancels this user's jobs named `name` (one whose id was never read, as when `sbatch` was
+    interrupted, included) and waits until Slurm has ended them; their ids."""
+    ids = [job_id for job_id, queued in queued_jobs().items() if queued == name]
+    if ids:
+        _slurm(["scancel", *ids])
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while any(not job_status(job_id).ended for job_id in ids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return ids
+
+
 def submit(arguments: Sequence[str], script: str) -> str:
     """The id of the job `sbatch` queued for this script."""
     return _slurm(["sbatch", *arguments], stdin=script).strip().split(";")[0]
-
-
-def cancel(job_id: str) -> None:
-    _slurm(["scancel", job_id])
 
 
 def ping() -> None:

@@ -2,9 +2,10 @@
 job per engine that needs GPUs (the models sharing it, one after the other), asking for the
 entry's GPUs and its `slurm:` settings over the deployment's, and follows it through Dagster
 Pipes: the job's log lines (the engine's progress) reach the run's log, its state and node
-are logged and recorded in the predictions' metadata. Terminating the run cancels the job; a
-job that does not complete fails the step, and every answer it finished stays in the response
-cache for the next run.
+are logged and recorded in the predictions' metadata. A job's name holds its run's id: a step
+stopped from `sbatch` on (the run terminated) cancels its job, and the next run of a model cancels
+the model's jobs whose run is gone (killed with its step). A job that does not complete fails the
+step, and every answer it finished stays in the response cache for the next run.
 
 The job reads its prompts from, and writes its predictions to, a folder under `work_dir` that
 the step and the compute nodes share, removed when the step is done with it.
@@ -24,11 +25,13 @@ from dagster import AssetExecutionContext, PipesFileContextInjector, PipesFileMe
 
 from medassets import paths
 from medassets.core.generation import Cache
-from medassets.core.slurm import JobStatus, SlurmDeployment, SlurmError, batch_script, cancel, job_request, job_status, sbatch_arguments, submit
+from medassets.core.slurm import (
+    JobStatus, SlurmDeployment, SlurmError, batch_script, cancel_named, job_name, job_request, job_status, queued_jobs, run_of_job, sbatch_arguments,
+    submit,
+)
+from medassets.defs.runs import is_gone
 from medassets.engines import Batch, Predictions
 from medassets.engines.base import GeneratingBackend
-
-CANCEL_WAIT_S = 60
 
 
 def predict_in_slurm_job(
@@ -38,6 +41,7 @@ def predict_in_slurm_job(
     """`backend.predict(batches)` in a Slurm job; `open_cache` must pickle and reach the same cache from a compute node."""
     first = batches[0].spec
     names = ", ".join(batch.spec.name for batch in batches)
+    _cancel_jobs_of_gone_runs(context, first.name)
     work_dir = Path(deployment.work_dir) if deployment.work_dir else paths.state_dir() / "slurm"
     folder = work_dir / f"{context.run_id}-{first.name}"
     folder.mkdir(parents=True, mode=0o700, exist_ok=True)  # the work file holds the prompts: clinical notes
@@ -45,7 +49,8 @@ def predict_in_slurm_job(
     work.touch(mode=0o600)
     work.write_bytes(pickle.dumps((backend, list(batches), models_dir, open_cache)))
     request = job_request(deployment.defaults, first.slurm)
-    arguments = sbatch_arguments(request, gpus=first.gpus, job_name=f"medassets-{first.name}", output=work_dir / "medassets-%j.out")
+    slurm_name = job_name(context.run_id, first.name)
+    arguments = sbatch_arguments(request, gpus=first.gpus, job_name=slurm_name, output=work_dir / "medassets-%j.out")
     try:
         with open_pipes_session(
             context, PipesFileContextInjector(str(folder / "context.json")), PipesFileMessageReader(str(folder / "messages.jsonl")),
@@ -54,9 +59,13 @@ def predict_in_slurm_job(
                 python=deployment.python or sys.executable, setup=deployment.setup,
                 environment=session.get_bootstrap_env_vars(), arguments=[str(work), str(result)],
             )
-            job_id = submit(arguments, script)
-            context.log.info(f"{names}: Slurm job {job_id} submitted: sbatch {shlex.join(arguments[1:])}")
-            status = _follow(context, job_id, names, deployment)
+            try:
+                job_id = submit(arguments, script)
+                context.log.info(f"{names}: Slurm job {job_id} submitted: sbatch {shlex.join(arguments[1:])}")
+                status = _follow(context, job_id, names, deployment)
+            except BaseException:  # the run terminated, Slurm unreachable: from `sbatch` on, the job is found by its name
+                _cancel(context, slurm_name, names)
+                raise
         errors = [message["error"] for message in session.get_custom_messages() if isinstance(message, dict) and "error" in message]
         if status.state != "COMPLETED" or not result.exists():
             raise SlurmError(
@@ -72,34 +81,35 @@ def predict_in_slurm_job(
 
 
 def _follow(context: AssetExecutionContext, job_id: str, names: str, deployment: SlurmDeployment) -> JobStatus:
-    """The job's state, logged as it changes, until it ends; a job pending long is reported.
-    Whatever stops the step first (the run terminated, Slurm unreachable) cancels the job."""
+    """The job's state, logged as it changes, until it ends; a job pending long is reported."""
     state, queued_at, report_at = None, time.monotonic(), deployment.pending_report_after_s
-    try:
-        while True:
-            status = job_status(job_id)
-            if status.state != state:
-                state = status.state
-                context.log.info(f"{names}: Slurm job {job_id} {state}" + (f" on {status.node}" if status.node else ""))
-            if status.ended:
-                return status
-            waited = time.monotonic() - queued_at
-            if state == "PENDING" and waited >= report_at:
-                context.log.warning(f"{names}: Slurm job {job_id} has been pending for {waited:.0f} s (reason: {status.reason})")
-                report_at += deployment.pending_report_after_s
-            time.sleep(deployment.poll_interval_s)
-    except BaseException:
-        _cancel(context, job_id, names, deployment.poll_interval_s)
-        raise
+    while True:
+        status = job_status(job_id)
+        if status.state != state:
+            state = status.state
+            context.log.info(f"{names}: Slurm job {job_id} {state}" + (f" on {status.node}" if status.node else ""))
+        if status.ended:
+            return status
+        waited = time.monotonic() - queued_at
+        if state == "PENDING" and waited >= report_at:
+            context.log.warning(f"{names}: Slurm job {job_id} has been pending for {waited:.0f} s (reason: {status.reason})")
+            report_at += deployment.pending_report_after_s
+        time.sleep(deployment.poll_interval_s)
 
 
-def _cancel(context: AssetExecutionContext, job_id: str, names: str, poll_interval_s: float) -> None:
-    """Cancels the job and waits until Slurm has ended it, so that a terminated run leaves none."""
+def _cancel(context: AssetExecutionContext, name: str, names: str) -> None:
+    """Cancels the step's job and waits until Slurm has ended it, so that a stopped step leaves none."""
     try:
-        cancel(job_id)
-        deadline = time.monotonic() + CANCEL_WAIT_S
-        while not job_status(job_id).ended and time.monotonic() < deadline:
-            time.sleep(min(poll_interval_s, 1.0))
-        context.log.warning(f"{names}: the step stopped before Slurm job {job_id} ended, so it was cancelled")
+        for job_id in cancel_named(name):
+            context.log.warning(f"{names}: the step stopped before Slurm job {job_id} ended, so it was cancelled")
     except SlurmError as exc:
-        context.log.error(f"{names}: Slurm job {job_id} could not be cancelled: {exc}")
+        context.log.error(f"{names}: Slurm job {name} could not be cancelled: {exc}")
+
+
+def _cancel_jobs_of_gone_runs(context: AssetExecutionContext, model: str) -> None:
+    """Cancels the model's jobs whose run is gone (killed with its step, say), before the model's new job."""
+    for name in set(queued_jobs().values()):
+        run_id = run_of_job(name, model)
+        if run_id and run_id != context.run_id and is_gone(context.instance, run_id):
+            for job_id in cancel_named(name):
+                context.log.warning(f"{model}: cancelled Slurm job {job_id} of run {run_id}, which is gone")

@@ -205,19 +205,24 @@ def predict_in_own_process(
     )
     child.start()
     outcome = None
-    while outcome is None:
-        try:
-            kind, payload = messages.get(timeout=1.0)
-        except queue.Empty:
-            if not child.is_alive():
-                child.join()
-                raise RuntimeError(f"{names}: the generation process exited with code {child.exitcode} and no answer") from None
-            continue
-        if kind == "log":
-            report(payload)
-        else:
-            outcome = (kind, payload)
-    child.join()
+    try:
+        while outcome is None:
+            try:
+                kind, payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                if not child.is_alive():
+                    child.join()
+                    raise RuntimeError(f"{names}: the generation process exited with code {child.exitcode} and no answer") from None
+                continue
+            if kind == "log":
+                report(payload)
+            else:
+                outcome = (kind, payload)
+    except BaseException:  # the step interrupted (the run terminated, SIGTERM): the child's answers so far are cached
+        child.terminate()
+        raise
+    finally:
+        child.join()
     kind, payload = outcome
     if kind == "error":
         raise RuntimeError(f"{names}: generation failed in its own process: {payload}")

@@ -5,13 +5,14 @@ medassets_tests/defs/test_slurm_generation.py."""
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 import subprocess
+import uuid
+from pathlib import Path
 
 import pytest
 
 from medassets.core.registry import RegistryError, SlurmRequest, parse_registry
-from medassets.core.slurm import SlurmError, batch_script, job_request, load_deployment, sbatch_arguments, scontrol_fields
+from medassets.core.slurm import SlurmError, batch_script, job_name, job_request, load_deployment, run_of_job, sbatch_arguments, scontrol_fields
 
 
 def test_an_entry_s_request_overrides_the_deployment_s_defaults_field_by_field():
@@ -82,3 +83,12 @@ def test_a_registry_entry_s_slurm_options_are_checked_where_it_is_written():
 def test_the_shipped_example_settings_load():
     deployment = load_deployment(Path(__file__).resolve().parents[2] / "deploy" / "slurm.yaml")
     assert deployment.defaults.partition == "gpu" and deployment.python.endswith("/bin/python")
+
+
+def test_a_job_s_name_holds_the_run_that_submitted_it_for_its_model():
+    run_id = str(uuid.uuid4())
+    name = job_name(run_id, "smollm2-135m")
+    assert run_of_job(name, "smollm2-135m") == run_id
+    assert run_of_job(name, "smollm2") is None  # another model's name, a prefix of this one's
+    assert run_of_job(job_name(run_id, "smollm2"), "smollm2-135m") is None
+    assert run_of_job("medassets-smollm2-135m", "smollm2-135m") is None  # no run in it

@@ -10,6 +10,7 @@ Slow: three engine starts of the embedded model (two in Slurm jobs, one local).
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,6 +148,60 @@ def test_a_4_gpu_entry_s_job_asks_for_its_resources_is_reported_pending_and_canc
     assert job_id not in slurm.queued()
     assert slurm.job(job_id)["JobState"] == "CANCELLED"
     assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
+
+
+def test_a_run_stopped_before_sbatch_answers_leaves_no_job(workspace, slurm, tmp_path):
+    slow = tmp_path / "slow-sbatch"  # Slurm's sbatch, answering a minute after it queued the job (a busy controller)
+    slow.mkdir()
+    (slow / "sbatch").write_text(f'#!/bin/sh\nqueued=$({shutil.which("sbatch")} "$@") || exit $?\nsleep 60\necho "$queued"\n')
+    (slow / "sbatch").chmod(0o755)
+    before = set(job_ids(slurm))
+    saved = workspace.extra_env
+    workspace.extra_env = saved | {"PATH": f"{slow}{os.pathsep}{os.environ['PATH']}"}
+    try:
+        run = workspace.start(f"generate:{BIG}|{TASK}")
+    finally:
+        workspace.extra_env = saved
+    deadline = time.monotonic() + 120
+    while not (submitted := set(job_ids(slurm)) - before):
+        assert run.process.poll() is None, f"the run ended before submitting its job:\n{run.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no job submitted within 120 s:\n{run.output[-3000:]}"
+        time.sleep(0.2)
+    os.kill(run.process.pid, signal.SIGTERM)  # while its step waits for sbatch's answer: the job's id unread
+    run.process.wait(timeout=120)
+    (job_id,) = submitted
+    assert f"Slurm job {job_id} submitted" not in run.output
+    assert slurm.job(job_id)["JobState"] == "CANCELLED"
+    assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
+
+
+def test_a_job_left_by_a_killed_run_is_cancelled_by_the_model_s_next_run(workspace, slurm):
+    before = set(job_ids(slurm))
+    killed = workspace.start(f"generate:{BIG}|{TASK}")
+    deadline = time.monotonic() + 120
+    while not (submitted := set(job_ids(slurm)) - before):
+        assert killed.process.poll() is None, f"the run ended before submitting its job:\n{killed.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no job submitted within 120 s:\n{killed.output[-3000:]}"
+        time.sleep(0.2)
+    killed.kill()  # SIGKILL to the run's processes: its step cannot cancel its job
+    (orphan,) = submitted
+    job = slurm.job(orphan)
+    assert job["JobState"] == "PENDING"
+    killed_run = job["JobName"].removeprefix("medassets-").removesuffix(f"-{BIG}")
+    assert len(killed_run) == 36  # a run id
+
+    before = set(job_ids(slurm))
+    run = workspace.start(f"generate:{BIG}|{TASK}")
+    deadline = time.monotonic() + 120
+    while not (submitted := set(job_ids(slurm)) - before):
+        assert run.process.poll() is None, f"the run ended before submitting its job:\n{run.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no job submitted within 120 s:\n{run.output[-3000:]}"
+        time.sleep(0.2)
+    assert slurm.job(orphan)["JobState"] == "CANCELLED"
+    os.kill(run.process.pid, signal.SIGTERM)
+    run.process.wait(timeout=120)
+    assert f"{BIG}: cancelled Slurm job {orphan} of run {killed_run}, which is gone" in run.output
+    assert not set(slurm.queued()) & (submitted | {orphan})
 
 
 def test_the_baseline_submits_nothing_and_generates_in_the_step(workspace, slurm):
