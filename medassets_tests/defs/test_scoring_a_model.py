@@ -88,5 +88,8 @@ def test_the_comparison_is_that_of_two_models_that_really_differ(scored):
     assert (row.model_a, row.model_b) == tuple(sorted((MODEL, BASELINE)))
     f1 = [sklearn_scores(labels["gold"], labels["label"].clip(lower=0))["f1"] for labels in (a, b)]
     assert (row.f1_a, row.f1_b) == pytest.approx(f1)
-    assert row.f1_diff == pytest.approx(f1[0] - f1[1]) and row.f1_diff != 0
-    assert row.f1_diff_low < row.f1_diff_high
+    assert row.f1_diff == pytest.approx(f1[0] - f1[1])
+    # McNemar's discordant items: only a right, only b right (an invalid answer counts as negative).
+    right = [labels["label"].clip(lower=0) == labels["gold"] for labels in (a, b)]
+    assert (row.mcnemar_b, row.mcnemar_c) == (int((right[0] & ~right[1]).sum()), int((~right[0] & right[1]).sum()))
+    assert row.mcnemar_b + row.mcnemar_c > 0 and row.f1_diff_low < row.f1_diff_high
