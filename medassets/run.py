@@ -5,6 +5,7 @@ Runs go into the Dagster instance of DAGSTER_HOME, so the Dagster UI shows them 
 
 import io
 import json
+import signal
 import sys
 import textwrap
 import time
@@ -45,6 +46,11 @@ def _run(instance: DagsterInstance, job, label: str, tags: dict[str, str] | None
 def main() -> None:
     if not paths.dagster_home():
         sys.exit("medassets: set DAGSTER_HOME (make run sets it to the repository root)")
+    # Ctrl-C and SIGTERM interrupt it wherever it started: a process started in the background by a
+    # shell inherits SIGINT ignored, and Dagster's runs give SIGTERM SIGINT's handler, so it would
+    # ignore SIGTERM too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         _run_everything()
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM once a Dagster run has mapped it to Ctrl-C's handler; a run in progress has failed

@@ -103,8 +103,9 @@ def test_run_waiting_for_a_pool_slot_names_its_holder_and_ends_on_sigterm(make_w
     holder = PoolHolder(workspace.root)
     log = workspace.root / "run.log"
     try:
-        with log.open("w") as output:
-            process = subprocess.Popen(**command, stdout=output, stderr=subprocess.STDOUT)
+        with log.open("w") as output:  # SIGINT ignored, as a shell leaves it for a command started in the background
+            process = subprocess.Popen(**command, stdout=output, stderr=subprocess.STDOUT,
+                                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         wait_for_line(log, process, "medassets: waiting for a slot of the gpu pool, held by run ", timeout_s=300)
         assert f"(job holder, STARTED, process {holder.process.pid} on " in log.read_text()
         signalled = time.monotonic()
