@@ -175,14 +175,20 @@ def test_a_run_stopped_before_sbatch_answers_leaves_no_job(workspace, slurm, tmp
     assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
 
 
+def _jobs_submitted_after(slurm, before: set[str], run, timeout_s: float = 120) -> set[str]:
+    """The jobs `run` (still running) submitted, not in `before`, once there is one."""
+    deadline = time.monotonic() + timeout_s
+    while not (submitted := set(job_ids(slurm)) - before):
+        assert run.process.poll() is None, f"the run ended before submitting its job:\n{run.output[-3000:]}"
+        assert time.monotonic() < deadline, f"no job submitted within {timeout_s:.0f} s:\n{run.output[-3000:]}"
+        time.sleep(0.2)
+    return submitted
+
+
 def test_a_job_left_by_a_killed_run_is_cancelled_by_the_model_s_next_run(workspace, slurm):
     before = set(job_ids(slurm))
     killed = workspace.start(f"generate:{BIG}|{TASK}")
-    deadline = time.monotonic() + 120
-    while not (submitted := set(job_ids(slurm)) - before):
-        assert killed.process.poll() is None, f"the run ended before submitting its job:\n{killed.output[-3000:]}"
-        assert time.monotonic() < deadline, f"no job submitted within 120 s:\n{killed.output[-3000:]}"
-        time.sleep(0.2)
+    submitted = _jobs_submitted_after(slurm, before, killed)
     killed.kill()  # SIGKILL to the run's processes: its step cannot cancel its job
     (orphan,) = submitted
     job = slurm.job(orphan)
@@ -192,11 +198,7 @@ def test_a_job_left_by_a_killed_run_is_cancelled_by_the_model_s_next_run(workspa
 
     before = set(job_ids(slurm))
     run = workspace.start(f"generate:{BIG}|{TASK}")
-    deadline = time.monotonic() + 120
-    while not (submitted := set(job_ids(slurm)) - before):
-        assert run.process.poll() is None, f"the run ended before submitting its job:\n{run.output[-3000:]}"
-        assert time.monotonic() < deadline, f"no job submitted within 120 s:\n{run.output[-3000:]}"
-        time.sleep(0.2)
+    _jobs_submitted_after(slurm, before, run)
     assert slurm.job(orphan)["JobState"] == "CANCELLED"
     os.kill(run.process.pid, signal.SIGTERM)
     run.process.wait(timeout=120)
