@@ -1,7 +1,9 @@
 """Metadata that every DataFrame asset records: rows, class balance, schema, and an opt-in preview."""
 
 import hashlib
+import importlib
 import inspect
+import pkgutil
 from types import ModuleType
 from typing import Any
 
@@ -51,8 +53,16 @@ def code_version(*parts: ModuleType | str) -> str:
     """Changes exactly when what an asset computes with changes: the source of the modules
     holding its logic, and the versions of the data tables it reads (given as strings, e.g.
     `tasks_version(...)` of the task fields, `templates_version()` of the prompt wordings)."""
-    source = "".join(inspect.getsource(part) if isinstance(part, ModuleType) else part for part in parts)
+    source = "".join(_source(part) if isinstance(part, ModuleType) else part for part in parts)
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def _source(module: ModuleType) -> str:
+    """A module's source; a package's, that of every module in it, in name order."""
+    if not hasattr(module, "__path__"):
+        return inspect.getsource(module)
+    names = sorted(info.name for info in pkgutil.iter_modules(module.__path__, f"{module.__name__}."))
+    return inspect.getsource(module) + "".join(_source(importlib.import_module(name)) for name in names)
 
 
 def column_lineage(lineage: dict[str, dict[str, list[str]]]) -> TableColumnLineage:

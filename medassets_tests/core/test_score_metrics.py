@@ -13,7 +13,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-import medassets.core.metrics as metrics
+from medassets.core.metrics import _scores
 from medassets.core.metrics import (
     delong,
     expected_calibration_error,
@@ -64,7 +64,7 @@ def test_unit_weights_reproduce_the_point_estimate(monkeypatch):
     """Every resample drawing each item once is the data itself: the interval collapses onto
     the point estimate, exactly."""
     y_true, scores = tied_case(np.random.default_rng(2), 300)
-    monkeypatch.setattr(metrics, "_bootstrap_weights", lambda n, r, seed: iter([np.ones((r, n))]))
+    monkeypatch.setattr(_scores, "_bootstrap_weights", lambda n, r, seed: iter([np.ones((r, n))]))
     report = score_report(y_true, scores, n_resamples=7)
     assert report["auroc_low"] == report["auroc"] == report["auroc_high"]
     assert report["auprc_low"] == report["auprc"] == report["auprc_high"]
