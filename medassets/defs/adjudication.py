@@ -15,8 +15,6 @@ from dagster import (
 
 from medassets import paths
 from medassets.core import adjudication as adjudication_logic
-from medassets.core import comparison as comparison_logic
-from medassets.core import report as report_logic
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import AssetStorage
 from medassets.defs.metadata import DOMAIN_TAGS, code_version
@@ -24,10 +22,11 @@ from medassets.defs.partitions import task_partitions
 from medassets.tasks import TASK_KEYS
 
 
-def _verdicts(task: str) -> list[adjudication_logic.Adjudication]:
+def verdicts(tasks: list[str]) -> dict[str, list[adjudication_logic.Adjudication]]:
+    """The reviewers' verdicts on each of the tasks, from the response cache's database."""
     store = adjudication_logic.open_adjudications(paths.postgres_url(), paths.cache_path())
     try:
-        return store.for_task(task)
+        return {task: store.for_task(task) for task in tasks}
     finally:
         store.close()
 
@@ -35,12 +34,7 @@ def _verdicts(task: str) -> list[adjudication_logic.Adjudication]:
 def verdict_versions() -> dict[str, str]:
     """The labels version of each task some reviewer has judged (verdicts are never removed,
     so a task once here stays here)."""
-    store = adjudication_logic.open_adjudications(paths.postgres_url(), paths.cache_path())
-    try:
-        judged = {task: store.for_task(task) for task in TASK_KEYS}
-    finally:
-        store.close()
-    return {task: adjudication_logic.labels_version(verdicts) for task, verdicts in judged.items() if verdicts}
+    return {task: adjudication_logic.labels_version(judged) for task, judged in verdicts(TASK_KEYS).items() if judged}
 
 
 @observable_source_asset(
@@ -69,16 +63,16 @@ def adjudications(context) -> DataVersionsByPartition:
 def adjudicated_gold(context: AssetExecutionContext, split: pd.DataFrame) -> pd.DataFrame:
     task = context.partition_key
     test = split[split["part"] == "test"].sort_values("id")
-    verdicts = _verdicts(task)
+    judged = verdicts([task])[task]
     known = set(test["id"])
-    unknown = sorted({verdict.item_id for verdict in verdicts} - known)
+    unknown = sorted({verdict.item_id for verdict in judged} - known)
     if unknown:
         context.log.warning(f"{task}: {len(unknown)} adjudicated items are not in the test split and are left out: {unknown[:10]}")
     frame = adjudication_logic.adjudicated_gold(
-        test["id"].astype(str).tolist(), test["label"].tolist(), [verdict for verdict in verdicts if verdict.item_id in known]
+        test["id"].astype(str).tolist(), test["label"].tolist(), [verdict for verdict in judged if verdict.item_id in known]
     )
     agreement = adjudication_logic.original_agreement(frame)
-    reviewers = adjudication_logic.reviewer_agreement(verdicts, dict(zip(test["id"].astype(str), test["label"].astype(int))))
+    reviewers = adjudication_logic.reviewer_agreement(judged, dict(zip(test["id"].astype(str), test["label"].astype(int))))
     context.add_output_metadata({
         "labels_changed": agreement["changed"],
         "ambiguous": int((frame["verdict"] == adjudication_logic.AMBIGUOUS).sum()),
@@ -101,37 +95,3 @@ def gold_labels(labels: pd.DataFrame, gold: str, task: str, storage: AssetStorag
     except ValueError as exc:
         raise RuntimeError(str(exc)) from None
     return rescored.drop(columns="task"), int((rescored["gold"].to_numpy() != labels["gold"].to_numpy()).sum())
-
-
-def adjudicated_results(labels: pd.DataFrame, storage: AssetStorage, *, n_resamples: int, confidence: float, seed: int, invalid: str) -> dict | None:
-    """For the comparison: the models' results on the adjudicated gold labels of every task some
-    reviewer has judged (its stored adjudicated_gold partition holds a verdict), beside those on
-    the original labels. Writes reports/table3_adjudicated and reports/adjudication (CSV and
-    Parquet); returns the report's tables (`report.adjudication_tables`) and the labels changed
-    per task, or None when no gold label is adjudicated."""
-    tasks = [task for task in TASK_KEYS if task in set(labels["task"]) and storage.exists("adjudicated_gold", [task])]
-    adjudicated = {task: frame for task in tasks if ((frame := storage.read("adjudicated_gold", [task]))["verdict"] != "").any()}
-    if not adjudicated:
-        return None
-    store = adjudication_logic.open_adjudications(paths.postgres_url(), paths.cache_path())
-    try:
-        verdicts = {task: store.for_task(task) for task in adjudicated}
-    finally:
-        store.close()
-    of_tasks = labels[labels["task"].isin(list(adjudicated))]
-    try:
-        rescored = adjudication_logic.with_adjudicated_gold(of_tasks, adjudicated)
-    except ValueError as exc:
-        raise RuntimeError(str(exc)) from None
-    settings = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed, "invalid": invalid}
-    original = comparison_logic.metrics_of_labels(of_tasks, gold="original", **settings)
-    on_adjudicated = comparison_logic.metrics_of_labels(rescored, gold="adjudicated", **settings)
-    summary = adjudication_logic.adjudication_summary(adjudicated)
-    reviewers = adjudication_logic.reviewer_agreement_by_task(adjudicated, verdicts)
-    for name, frame in (("table3_adjudicated", comparison_logic.table3(on_adjudicated)), ("adjudication", summary)):
-        storage.write_bytes(f"reports/{name}.csv", frame.to_csv(index=False).encode("utf-8"))
-        storage.write_bytes(f"reports/{name}.parquet", frame.to_parquet(index=False))
-    return {
-        "tables": report_logic.adjudication_tables(original, on_adjudicated, summary, reviewers),
-        "labels_changed": dict(zip(summary["task"], summary["labels_changed"].astype(int))),
-    }

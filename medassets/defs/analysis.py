@@ -36,15 +36,16 @@ class AnalysisConfig(Config):
     pairs: Pairs | None = Field(None, description=_from_file("pairs"))
     reference: str | None = Field(None, description=_from_file("reference"))
 
-    def settings(self, context: AssetExecutionContext) -> AnalysisSettings:
-        """The file's settings with this run's overrides, which the step's metadata records."""
+    def settings(self, context: AssetExecutionContext, output_name: str | None = None) -> AnalysisSettings:
+        """The file's settings with this run's overrides, which the metadata of the step's output
+        (`output_name`, where it has several) records."""
         overrides = {name: value.value if isinstance(value, Enum) else value for name, value in self.model_dump().items() if value is not None}
         settings = load_analysis(paths.analysis_path()).with_overrides(overrides)
         context.add_output_metadata({
             "analysis_file": MetadataValue.path(str(paths.analysis_path())),
             "analysis_version": settings.version(),
             "analysis_overrides": MetadataValue.json(overrides),
-        })
+        }, output_name=output_name)
         if overrides:
             context.log.info(f"analysis settings of this run: the file's, with {overrides}")
         return settings

@@ -10,6 +10,8 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
+    AssetOut,
     AssetSelection,
     AssetsDefinition,
     DataVersion,
@@ -20,12 +22,15 @@ from dagster import (
     MultiPartitionMapping,
     MultiPartitionsDefinition,
     MultiToSingleDimensionPartitionMapping,
+    Output,
     asset,
+    multi_asset,
     observable_source_asset,
 )
 
 from medassets import paths
 from medassets.core import adjudication as adjudication_logic
+from medassets.core import analysis as analysis_logic
 from medassets.core import comparison as comparison_logic
 from medassets.core import ensemble as ensemble_logic
 from medassets.core import labels as labels_logic
@@ -315,110 +320,136 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
     return {"models": pd.DataFrame(model_rows), "tasks": pd.DataFrame(task_rows), "code versions": versions}
 
 
-comparison_code_version = code_version(
-    comparison_logic, metrics_logic, report_logic, error_analysis_logic, adjudication_logic, tasks_version("title")
-)
+comparison_code_version = code_version(comparison_logic, metrics_logic, adjudication_logic, analysis_logic, tasks_version("title"))
+report_code_version = code_version(comparison_logic, metrics_logic, report_logic, error_analysis_logic, tasks_version("title"))
+_COMPARED = [metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudication.adjudicated_gold, analysis_settings]
 
 
-@asset(
-    deps=[metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudication.adjudicated_gold, analysis_settings],
-    group_name="evaluation",
-    kinds={"pandas", "parquet", "html"},
-    tags=DOMAIN_TAGS,
-    # New adjudicated labels, or new analysis settings, re-run the metrics, and those the comparison: once.
-    automation_condition=reevaluate_when_changed(
-        not_updates=ADJUDICATED_GOLD | ANALYSIS_SETTINGS, may_be_missing=ADJUDICATED_GOLD | ANALYSIS_SETTINGS
-    ),
-    code_version=comparison_code_version,
-    description="The paper's Table 3 for every registered model and ensemble, with invalid counts, paired F1 "
-    "differences with intervals, McNemar's test adjusted across tasks (Holm by default), a forest plot, and a "
-    "self-contained HTML report, with the analysis settings of the file (a launched run may override them). Written as "
-    "CSV, Parquet, PNG and HTML, with the settings each table was computed "
-    "with (reports/settings.json), which every heading states.",
+@multi_asset(
+    outs={
+        "comparison": AssetOut(
+            group_name="evaluation", kinds={"pandas", "parquet"}, tags=DOMAIN_TAGS, code_version=comparison_code_version,
+            # New adjudicated labels, or new analysis settings, re-run the metrics, and those the comparison: once.
+            automation_condition=reevaluate_when_changed(
+                not_updates=ADJUDICATED_GOLD | ANALYSIS_SETTINGS, may_be_missing=ADJUDICATED_GOLD | ANALYSIS_SETTINGS
+            ),
+            description="The paper's Table 3 for every registered model and ensemble, with invalid counts, paired F1 "
+            "differences with intervals, McNemar's test adjusted across tasks (Holm by default), paired AUROC differences, "
+            "prompt sensitivity and the results on adjudicated gold labels, at the analysis settings of the file (a launched "
+            "run may override them). Each table is written as CSV and Parquet in reports/, with the settings it was "
+            "computed with (reports/settings.json), which every heading states.",
+        ),
+        "report": AssetOut(
+            group_name="evaluation", kinds={"html"}, tags=DOMAIN_TAGS, code_version=report_code_version,
+            automation_condition=reevaluate_when_changed(),
+            description="The comparison as people read it: a self-contained HTML report (reports/report.html, opens "
+            "offline), the forest plot and each task's score curves as PNG; its value lists the files it wrote.",
+        ),
+    },
+    deps=_COMPARED,
+    internal_asset_deps={
+        "comparison": {asset.key for asset in _COMPARED},
+        "report": {AssetKey("comparison"), metrics.key, parsed_labels.key, ensemble_metrics.key, ensemble_labels.key},
+    },
 )
-def comparison(context: AssetExecutionContext, config: AnalysisConfig, storage: AssetStorage) -> pd.DataFrame:
+def comparison(context: AssetExecutionContext, config: AnalysisConfig, storage: AssetStorage):
+    """Computes the comparison (`core.comparison.compare`), writes its tables, then renders the
+    report from the same result: one step, two assets."""
     models, ensembles = _evaluated(context.instance)
     stored_metrics = _stored_frames(storage, "metrics", models, ensembles)
     if not stored_metrics:
         raise RuntimeError("no metrics are materialized yet: materialize the metrics asset first")
     all_metrics = pd.concat(stored_metrics.values(), ignore_index=True)
     labels = _labels_by_model_and_task(storage, models, ensembles)
-    table = comparison_logic.table3(all_metrics)
-    analysis = config.settings(context)
-    differences = comparison_logic.paired_f1_differences(
-        labels, n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed, invalid=analysis.invalid,
-        pairs=analysis.pairs, reference=analysis.reference, correction=analysis.correction,
-    )
-    shown_differences = comparison_logic.differences_table(differences)
-    auroc_differences = comparison_logic.paired_auroc_differences(
-        labels, n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed,
-        pairs=analysis.pairs, reference=analysis.reference, correction=analysis.correction,
-    )
-    settings = comparison_logic.comparison_settings(
-        all_metrics, n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed,
-        invalid=analysis.invalid, correction=analysis.correction, pairs=analysis.pairs, reference=analysis.reference,
-    )
-    headings = comparison_logic.headings(settings)
+    analysis = config.settings(context, output_name="comparison")
     registry = load_registry(paths.registry_path())
     setups = {name: (spec.base_model, spec.prompt_setup) for name, spec in registry.items() if spec.prompt_setup is not None}
-    sensitivity = comparison_logic.prompt_sensitivity(all_metrics, setups)
-    tables = (("table3", table), ("f1_differences", differences), ("auroc_differences", auroc_differences), ("prompt_sensitivity", sensitivity))
-    for name, frame in tables:
+    try:
+        result = comparison_logic.compare(
+            all_metrics, labels, analysis, setups=setups, adjudicated=_adjudicated_results(labels, storage, analysis),
+        )
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+    tasks = comparison_logic.task_order(all_metrics["task"])
+    evaluated = f"{len(stored_metrics)} of {(len(models) + len(ensembles)) * len(TASK_KEYS)}"
+    yield Output(result.table3, "comparison", metadata=_write_tables(result, storage, analysis, tasks, evaluated))
+    provenance = _provenance(context.instance, registry, sorted(all_metrics["model"].unique()), tasks)
+    files, metadata = _write_report(result, all_metrics, labels, tasks, provenance, storage)
+    context.log.info(f"report: {storage.url('reports/report.html')}")
+    yield Output(files, "report", metadata=metadata)
+
+
+def _adjudicated_results(labels: pd.DataFrame, storage: AssetStorage, analysis) -> comparison_logic.AdjudicatedResults | None:
+    """The results on the adjudicated gold labels of every task whose stored adjudicated_gold
+    holds a verdict, with the verdicts of those tasks (for the reviewers' agreement)."""
+    stored = {task: storage.read("adjudicated_gold", [task]) for task in TASK_KEYS if storage.exists("adjudicated_gold", [task])}
+    judged = [task for task, frame in stored.items() if (frame["verdict"] != "").any()]
+    return comparison_logic.adjudicated_results(labels, stored, adjudication.verdicts(judged), analysis)
+
+
+def _write_tables(result, storage: AssetStorage, analysis, tasks: list[str], evaluated: str) -> dict:
+    """The comparison's tables in reports/ (CSV and Parquet) with reports/settings.json; the
+    metadata that shows them in the UI."""
+    for name, frame in result.tables().items():
         storage.write_bytes(f"reports/{name}.csv", frame.to_csv(index=False).encode("utf-8"))
         storage.write_bytes(f"reports/{name}.parquet", frame.to_parquet(index=False))
-    storage.write_bytes("reports/settings.json", json.dumps(settings, indent=1).encode("utf-8"))
+    storage.write_bytes("reports/settings.json", json.dumps(result.settings, indent=1).encode("utf-8"))
+    headings = result.headings
+    shown_differences = comparison_logic.differences_table(result.f1_differences)
+    sensitivity = result.prompt_sensitivity
+    return {
+        "table3": MetadataValue.md(
+            f"{headings['table3']}. {report_logic.TABLE3_LAYOUT}\n\n{report_logic.table3_by_model(result.table3).to_markdown(index=False)}"
+        ),
+        "f1_differences": MetadataValue.md(f"{headings['f1_differences']}\n\n{shown_differences.to_markdown(index=False)}"),
+        "prompt_sensitivity": MetadataValue.md(sensitivity.to_markdown(index=False) if len(sensitivity) else "no model has several prompt setups"),
+        "reports": MetadataValue.path(storage.url("reports")),
+        "evaluated_partitions": evaluated,
+        "pairs": analysis.pairs if analysis.pairs == "every" else f"each against {analysis.reference}",
+        "correction": comparison_logic.CORRECTION_NAMES[analysis.correction],
+        "settings": MetadataValue.json(result.settings),
+        "labels_changed_by_adjudication": MetadataValue.json(result.adjudicated.labels_changed if result.adjudicated else {}),
+        "review_pages": MetadataValue.md(
+            "Each task's items beside every model's answer (`make review`): "
+            + ", ".join(f"[{TASKS[task].title}]({paths.review_url()}/tasks/{task})" for task in tasks)
+        ),
+    } | ({"auroc_differences": MetadataValue.md(
+        f"{headings['auroc_differences']}\n\n{comparison_logic.auroc_differences_table(result.auroc_differences).to_markdown(index=False)}"
+    )} if len(result.auroc_differences) else {})
+
+
+def _write_report(result, all_metrics: pd.DataFrame, labels: pd.DataFrame, tasks: list[str], provenance, storage: AssetStorage):
+    """The forest plot, the score curves of the models that give scores and the HTML report, in
+    reports/; the table of the files written, and the metadata that shows them in the UI."""
+    headings = result.headings
     plot = comparison_logic.forest_plot(all_metrics)
-    plot_url = storage.write_bytes("reports/f1_forest.png", plot)
-    tasks = [task for task in TASK_KEYS if task in set(all_metrics["task"])]
     # ROC and precision-recall curves and the reliability diagram of the models that give scores
     curves = {task: comparison_logic.score_curves_plot(labels, task) for task in tasks if comparison_logic.scored_models(labels, task)}
-    for task, png in curves.items():
-        storage.write_bytes(f"reports/score_curves_{task}.png", png)
-    shown_auroc_differences = comparison_logic.auroc_differences_table(auroc_differences)
-    adjudicated = adjudication.adjudicated_results(
-        labels, storage, n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed, invalid=analysis.invalid
+    shown_auroc_differences = comparison_logic.auroc_differences_table(result.auroc_differences)
+    adjudicated = result.adjudicated
+    html = report_logic.render_report(
+        table3=result.table3, differences=comparison_logic.differences_table(result.f1_differences), labels=labels,
+        sensitivity=result.prompt_sensitivity, forest_png=plot, provenance=provenance, headings=headings,
+        auroc_differences=shown_auroc_differences if len(result.auroc_differences) else None, score_curves=curves or None,
+        adjudication=adjudicated and report_logic.adjudication_tables(
+            adjudicated.original, adjudicated.adjudicated, adjudicated.summary, adjudicated.reviewers
+        ),
     )
-    report = report_logic.render_report(
-        table3=table, differences=shown_differences, labels=labels, sensitivity=sensitivity, forest_png=plot,
-        provenance=_provenance(context.instance, registry, sorted(all_metrics["model"].unique()), tasks),
-        headings=headings, auroc_differences=shown_auroc_differences if len(auroc_differences) else None, score_curves=curves or None,
-        adjudication=adjudicated and adjudicated["tables"],
-    )
-    report_url = storage.write_bytes("reports/report.html", report.encode("utf-8"))
-    context.log.info(f"report: {report_url}")
+    written = {"reports/f1_forest.png": plot, **{f"reports/score_curves_{task}.png": png for task, png in curves.items()},
+               "reports/report.html": html.encode("utf-8")}
+    files = pd.DataFrame([{"file": name, "url": storage.write_bytes(name, data), "bytes": len(data)} for name, data in written.items()])
     image = base64.b64encode(plot).decode("ascii")
-    expected = (len(models) + len(ensembles)) * len(TASK_KEYS)
-    context.add_output_metadata(
-        {
-            "table3": MetadataValue.md(
-                f"{headings['table3']}. {report_logic.TABLE3_LAYOUT}\n\n{report_logic.table3_by_model(table).to_markdown(index=False)}"
-            ),
-            "f1_differences": MetadataValue.md(f"{headings['f1_differences']}\n\n{shown_differences.to_markdown(index=False)}"),
-            "prompt_sensitivity": MetadataValue.md(sensitivity.to_markdown(index=False) if len(sensitivity) else "no model has several prompt setups"),
-            "forest_plot": MetadataValue.md(f"{headings['forest_plot']}\n\n![F1 by task and model](data:image/png;base64,{image})"),
-            "forest_plot_file": MetadataValue.path(plot_url),
-            "report": MetadataValue.path(report_url),
-            "reports": MetadataValue.path(storage.url("reports")),
-            "evaluated_partitions": f"{len(stored_metrics)} of {expected}",
-            "pairs": analysis.pairs if analysis.pairs == "every" else f"each against {analysis.reference}",
-            "correction": comparison_logic.CORRECTION_NAMES[analysis.correction],
-            "settings": MetadataValue.json(settings),
-            "labels_changed_by_adjudication": MetadataValue.json(adjudicated["labels_changed"] if adjudicated else {}),
-            "review_pages": MetadataValue.md(
-                "Each task's items beside every model's answer (`make review`): "
-                + ", ".join(f"[{TASKS[task].title}]({paths.review_url()}/tasks/{task})" for task in tasks)
-            ),
-        }
-        | ({"auroc_differences": MetadataValue.md(f"{headings['auroc_differences']}\n\n{shown_auroc_differences.to_markdown(index=False)}")}
-           if len(auroc_differences) else {})
-        | {
-            f"score_curves_{task}": MetadataValue.md(
-                f"{headings['score_curves']}\n\n![{task}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
-            )
-            for task, png in curves.items()
-        }
-    )
-    return table
+    metadata = {
+        "report": MetadataValue.path(storage.url("reports/report.html")),
+        "forest_plot": MetadataValue.md(f"{headings['forest_plot']}\n\n![F1 by task and model](data:image/png;base64,{image})"),
+        "forest_plot_file": MetadataValue.path(storage.url("reports/f1_forest.png")),
+    } | {
+        f"score_curves_{task}": MetadataValue.md(
+            f"{headings['score_curves']}\n\n![{task}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+        )
+        for task, png in curves.items()
+    }
+    return files, metadata
 
 
 @asset(

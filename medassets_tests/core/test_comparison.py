@@ -421,3 +421,31 @@ def test_report_shows_original_and_adjudicated_results_side_by_side():
     page, _, _ = render(adjudication=tables)
     section = page.split("id='adjudication'")[1].split("</section>")[0]
     assert f"<td>{row['F1 a']}</td>" in section and "No reviewer has judged an item another judged" in section
+
+
+def test_compare_returns_every_table_as_the_functions_compute_it_and_adjudicated_results():
+    from medassets.core.adjudication import Adjudication, adjudicated_gold
+    from medassets.core.analysis import AnalysisSettings
+    from medassets.core.comparison import adjudicated_results, compare
+
+    labels = scored_labels()
+    analysis = AnalysisSettings(n_resamples=200, confidence=0.9, seed=3, invalid="exclude", correction="bh")
+    metrics = metrics_of_labels(labels, gold="original", n_resamples=200, confidence=0.9, seed=3, invalid="exclude")
+    task = "stigma_labeling"
+    of_task = labels[(labels["task"] == task) & (labels["model"] == "a")].sort_values("id")
+    flipped = of_task["id"].iloc[0]
+    verdict = Adjudication(task, flipped, "wrong", 1 - int(of_task["gold"].iloc[0]), "", "", "r1", 0.0)
+    gold = {task: adjudicated_gold(of_task["id"].tolist(), of_task["gold"].tolist(), [verdict]),
+            "breast_cancer": adjudicated_gold(*[labels[(labels["task"] == "breast_cancer") & (labels["model"] == "a")][c].tolist() for c in ("id", "gold")], [])}
+    judged = adjudicated_results(labels, gold, {task: [verdict]}, analysis)
+    result = compare(metrics, labels, analysis, setups={}, adjudicated=judged)
+    resampling = {"n_resamples": 200, "confidence": 0.9, "seed": 3}
+    pairing = {"pairs": "every", "reference": None, "correction": "bh"}
+    pd.testing.assert_frame_equal(result.table3, table3(metrics))
+    pd.testing.assert_frame_equal(result.f1_differences, paired_f1_differences(labels, **resampling, invalid="exclude", **pairing))
+    pd.testing.assert_frame_equal(result.auroc_differences, paired_auroc_differences(labels, **resampling, **pairing))
+    assert result.settings["f1_differences"]["correction"] == "bh" and "90%" in result.headings["f1_differences"]
+    # Only the judged task is rescored (breast cancer's adjudicated gold holds no verdict), one label changed.
+    assert judged.labels_changed == {task: 1} and set(judged.adjudicated["task"]) == {task}
+    assert set(result.tables()) == {"table3", "f1_differences", "auroc_differences", "prompt_sensitivity", "table3_adjudicated", "adjudication"}
+    assert adjudicated_results(labels, {"breast_cancer": gold["breast_cancer"]}, {}, analysis) is None

@@ -80,6 +80,7 @@ def _everything_materialized(instance: DagsterInstance) -> None:
     for asset in ("predictions", "parsed_labels", "metrics"):
         _report(instance, asset, ALL_KEYS)
     _report(instance, "comparison", [None])
+    _report(instance, "report", [None])
 
 
 def _observe(instance) -> dict[str, str]:
@@ -181,7 +182,8 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
 
 @pytest.mark.parametrize("edited, changed", [
     ("core/parsing.py", {"parsed_labels"}),
-    ("core/metrics.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison"}),  # the labels' learned cut-off
+    ("core/metrics/_labels.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison", "report"}),  # the labels' learned cut-off
+    ("core/comparison/_plots.py", {"comparison", "report"}),
     ("core/labels.py", {"parsed_labels"}),
     ("core/adjudication.py", {"adjudicated_gold", "metrics", "ensemble_metrics", "comparison"}),  # the gold labels they score against
     ("core/ensemble.py", {"ensemble_labels"}),
@@ -213,7 +215,7 @@ EDIT_TASK = (
 @pytest.mark.parametrize("field, changed", [
     ("positive_phrase", {"predictions", "parsed_labels"}),  # the parser, few-shot answers, constrained decoding
     ("task_phrase", {"prompts", "predictions"}),  # the wording of prompts and of few-shot examples
-    ("title", {"comparison"}),  # Table 3, the report and the plot
+    ("title", {"comparison", "report"}),  # Table 3, the report and the plot
 ])
 def test_editing_a_task_changes_exactly_the_code_versions_of_the_assets_that_read_it(field, changed):
     """The definitions loaded in a process where one task's field was edited before anything read it."""
@@ -295,6 +297,7 @@ def test_a_registry_edit_is_observed_and_makes_exactly_that_entrys_predictions_s
     for asset in ("predictions", "parsed_labels", "metrics"):
         _report(instance, asset, [f"model-a|{t}" for t in TASK_KEYS])
     _report(instance, "comparison", [None])
+    _report(instance, "report", [None])
     cursor = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor).cursor
 
     _edit_entry(registry, "model-b", "gpu_memory_utilization: 0.9")
@@ -332,6 +335,7 @@ def test_editing_the_analysis_file_reruns_the_metrics_and_comparison_never_the_p
     assert len(first.run_requests) == 1
     _report(instance, "metrics", ALL_KEYS)  # as a finished evaluation leaves them, after the observation
     _report(instance, "comparison", [None])
+    _report(instance, "report", [None])
     result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     assert _analysis_tick(instance, first.cursor).run_requests == []  # unchanged: not observed again
     assert evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor).total_requested == 0
@@ -345,8 +349,8 @@ def test_editing_the_analysis_file_reruns_the_metrics_and_comparison_never_the_p
     assert result.get_num_requested(AssetKey("comparison")) == 0  # after the metrics, once
     _report(instance, "metrics", ALL_KEYS)
     result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
-    assert result.get_num_requested(AssetKey("comparison")) == 1
-    assert result.total_requested == 1
+    assert result.get_num_requested(AssetKey("comparison")) == result.get_num_requested(AssetKey("report")) == 1  # one step
+    assert result.total_requested == 2
 
 
 def test_schedule_observes_every_models_weights():
@@ -539,9 +543,10 @@ def test_a_new_verdict_reruns_that_tasks_adjudicated_gold_metrics_and_comparison
     assert result.total_requested == len(MODELS)
     _report(instance, "metrics", [f"{model}|stigma_labeling" for model in MODELS])
     result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
-    assert result.get_num_requested(AssetKey("comparison")) == 1
-    assert result.total_requested == 1
+    assert result.get_num_requested(AssetKey("comparison")) == result.get_num_requested(AssetKey("report")) == 1  # one step
+    assert result.total_requested == 2
     _report(instance, "comparison", [None])
+    _report(instance, "report", [None])
 
     # The same verdicts observed again: nothing re-runs.
     assert defs.resolve_job_def("observe_adjudications").execute_in_process(instance=instance).success

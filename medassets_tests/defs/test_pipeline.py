@@ -323,8 +323,8 @@ def test_comparison_adds_auroc_to_table3_differences_and_curves_for_scored_model
     differences = pd.read_csv(reports / "auroc_differences.csv")
     assert list(differences["task"]) == EVALUATED and (differences["auroc_diff"] == 0).all()  # the same predictions
     assert all((reports / f"score_curves_{task}.png").read_bytes()[:8] == PNG_MAGIC for task in EVALUATED)
-    metadata = materializations(pipeline.compare, "comparison")[None]
-    assert "AUROC" in metadata["auroc_differences"].value and "data:image/png;base64," in metadata[f"score_curves_{EVALUATED[0]}"].value
+    assert "AUROC" in materializations(pipeline.compare, "comparison")[None]["auroc_differences"].value
+    assert "data:image/png;base64," in materializations(pipeline.compare, "report")[None][f"score_curves_{EVALUATED[0]}"].value
     report = (reports / "report.html").read_text()
     for task in EVALUATED:  # each task's curves, the very PNG of reports/, embedded under its title
         png = base64.b64encode((reports / f"score_curves_{task}.png").read_bytes()).decode("ascii")
@@ -533,16 +533,17 @@ def test_run_config_sets_the_comparisons_bootstrap(copied_state):
     assert not differences.equals(default)
 
 
-def stated_settings(home: Path, comparison_metadata, capsys) -> dict[str, str]:
-    """Every text that states the comparison's settings: the HTML report, the forest plot's
-    axis label (its PNG Description), the UI's markdown, and what `make run` prints."""
+def stated_settings(home: Path, result, capsys) -> dict[str, str]:
+    """Every text that states the settings of a `compare` run's comparison: the HTML report, the
+    forest plot's axis label (its PNG Description), the UI's markdown, and what `make run` prints."""
+    comparison_metadata, report_metadata = (materializations(result, asset)[None] for asset in ("comparison", "report"))
     print_results(AssetStorage())
     return {
         "report": (home / "reports" / "report.html").read_text(),
         "plot": Image.open(io.BytesIO((home / "reports" / "f1_forest.png").read_bytes())).text["Description"],
         "table3 in the UI": comparison_metadata["table3"].value,
         "differences in the UI": comparison_metadata["f1_differences"].value,
-        "plot in the UI": comparison_metadata["forest_plot"].value.split("![")[0],
+        "plot in the UI": report_metadata["forest_plot"].value.split("![")[0],
         "make run": " ".join(capsys.readouterr().out.split()),  # wrapped at 100 columns
     }
 
@@ -558,7 +559,7 @@ def test_headings_state_the_confidence_correction_and_invalid_policy_of_the_run(
         "confidence": 0.9, "correction": "bh", "invalid": "exclude"}}}})
     assert result.success, failure_text(result)
 
-    texts = stated_settings(home, materializations(result, "comparison")[None], capsys)
+    texts = stated_settings(home, result, capsys)
     for where, text in texts.items():
         assert "90%" in text and "invalid answers excluded" in text, where
         assert "95%" not in text and "Holm" not in text and "scored as negative" not in text, where
@@ -578,7 +579,7 @@ def test_table3_states_the_metrics_settings_when_the_comparison_used_others(copi
     home, instance = copied_state
     result = run("compare", instance, run_config={"ops": {"comparison": {"config": {"confidence": 0.9, "invalid": "exclude"}}}})
     assert result.success, failure_text(result)
-    texts = stated_settings(home, materializations(result, "comparison")[None], capsys)
+    texts = stated_settings(home, result, capsys)
     report = texts["report"]
     table3 = report[report.index("<section id='table3'>"):report.index("<section id='forest-plot'>")]
     differences = report[report.index("<section id='differences'>"):report.index("<section id='confusion'>")]
@@ -632,7 +633,7 @@ def test_every_run_uses_the_analysis_file_and_a_launched_run_may_override_it(cop
     assert result.success, failure_text(result)
     settings = json.loads((home / "reports" / "settings.json").read_text())["f1_differences"]
     assert (settings["confidence"], settings["correction"]) == (0.9, "none")
-    texts = stated_settings(home, materializations(result, "comparison")[None], capsys)
+    texts = stated_settings(home, result, capsys)
     for where in ("report", "differences in the UI", "make run"):
         assert "p not adjusted for the several tasks, significant below 0.1" in texts[where], where
         assert "Holm" not in texts[where], where

@@ -1,0 +1,153 @@
+"""What the comparison's tables say: the settings each was computed with, its heading, and
+the display form of its cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medassets.core.metrics import ECE_BINS, SETTINGS
+from medassets.tasks import TASKS
+
+
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "none"}
+
+
+NO_SCORES = "–"  # Table 3's AUROC and AUPRC cell of a model that gives no scores
+
+
+_INVALID_POLICY_TEXT = {"negative": "scored as negative", "exclude": "excluded"}
+
+
+# What a metrics row records beside its numbers: binary_report's settings, and which gold
+# labels (`original` or `adjudicated`) it was scored against.
+RECORDED_SETTINGS = (*SETTINGS, "gold")
+
+
+def metrics_settings(metrics: pd.DataFrame) -> dict[str, list]:
+    """The confidence levels, invalid-answer policies, resample counts and gold labels the
+    metrics rows were computed with (each the sorted distinct values: partitions may differ)."""
+    recorded = metrics.reindex(columns=["task", "model", *RECORDED_SETTINGS])
+    unrecorded = recorded[recorded[list(RECORDED_SETTINGS)].isna().any(axis=1)]
+    if len(unrecorded):
+        partitions = ", ".join(f"{model}|{task}" for task, model in zip(unrecorded["task"], unrecorded["model"]))
+        raise ValueError(f"the metrics of {partitions} record no {', '.join(RECORDED_SETTINGS)}: materialize those metrics again")
+    return {setting: sorted(recorded[setting].unique().tolist()) for setting in RECORDED_SETTINGS}
+
+
+def comparison_settings(
+    metrics: pd.DataFrame, *, n_resamples: int, confidence: float, seed: int, invalid: str, correction: str,
+    pairs: str, reference: str | None,
+) -> dict[str, dict]:
+    """What each table was computed with: Table 3 and the forest plot with the metrics' own
+    settings, the paired differences with the comparison's."""
+    return {
+        "table3": metrics_settings(metrics) | {"scores": has_scores(metrics)},
+        "f1_differences": {
+            "confidence": confidence, "invalid_policy": invalid, "n_resamples": n_resamples, "seed": seed,
+            "correction": correction, "pairs": pairs, "reference": reference,
+        },
+        "auroc_differences": {
+            "confidence": confidence, "n_resamples": n_resamples, "seed": seed,
+            "correction": correction, "pairs": pairs, "reference": reference,
+        },
+    }
+
+
+def has_scores(metrics: pd.DataFrame) -> bool:
+    """Whether some row of the metrics has a finite AUROC (older metrics have no such column)."""
+    return "auroc" in metrics and bool(np.isfinite(metrics["auroc"].astype(float)).any())
+
+
+def _percent(confidence: float) -> str:
+    return f"{round(confidence * 100, 4):g}%"
+
+
+def _intervals(confidences: list[float], policies: list[str], kind: str) -> str:
+    """`90% bootstrap intervals; invalid answers excluded`, saying so where partitions differ."""
+    levels = " or ".join(_percent(c) for c in confidences) + (" (differing between partitions)" if len(confidences) > 1 else "")
+    policy = " or ".join(_INVALID_POLICY_TEXT[p] for p in policies) + (" (differing between partitions)" if len(policies) > 1 else "")
+    return f"{levels} {kind} intervals; invalid answers {policy}"
+
+
+def forest_plot_label(metrics_settings: dict[str, list]) -> str:
+    return f"F1 of the positive class ({_intervals(metrics_settings['confidence'], metrics_settings['invalid_policy'], 'bootstrap')})"
+
+
+def headings(settings: dict[str, dict]) -> dict[str, str]:
+    """The heading of each table and the plot, stating the settings its numbers were computed with."""
+    table, pairs = settings["table3"], settings["f1_differences"]
+    scored = " and, where a model gives scores, AUROC and AUPRC" if table.get("scores") else ""
+    gold = " or ".join(table["gold"]) + " gold labels" + (" (differing between partitions)" if len(table["gold"]) > 1 else "")
+    shown = {
+        "table3": f"Precision, recall and F1 of the positive class{scored} with "
+        + _intervals(table["confidence"], table["invalid_policy"], "percentile bootstrap")
+        + f"; {gold}",
+        "forest_plot": forest_plot_label(table),
+        "f1_differences": "Paired F1 differences with "
+        + _intervals([pairs["confidence"]], [pairs["invalid_policy"]], "paired bootstrap")
+        + f"; McNemar's exact test, {adjustment(pairs['correction'])}, significant below {significance(pairs['confidence']):g}",
+        "score_curves": "ROC and precision-recall curves and a reliability diagram of each model that gives scores "
+        f"(calibration in {ECE_BINS} equal-width bins of the score; ECE weighs each bin by its items)",
+    }
+    if "auroc_differences" in settings:
+        scores = settings["auroc_differences"]
+        shown["auroc_differences"] = (
+            f"Paired AUROC differences with {_percent(scores['confidence'])} paired bootstrap intervals; DeLong's test, "
+            f"{adjustment(scores['correction'])}, significant below {significance(scores['confidence']):g}"
+        )
+    return shown
+
+
+def adjustment(correction: str) -> str:
+    """How the p-values of a pair were adjusted across its tasks, as a heading says it."""
+    if correction == "none":
+        return "p not adjusted for the several tasks"
+    return f"p adjusted across the tasks of each pair by {CORRECTION_NAMES[correction]}"
+
+
+def significance(confidence: float) -> float:
+    """The significance level that goes with a confidence level (0.05 with 95% intervals)."""
+    return round(1 - confidence, 10)
+
+
+def _p_column(differences: pd.DataFrame) -> str:
+    correction = differences["correction"].iloc[0] if len(differences) else "holm"
+    return "p (not adjusted)" if correction == "none" else f"p ({CORRECTION_NAMES[correction]}, across tasks)"
+
+
+def interval_cell(value: float, low: float, high: float) -> str:
+    """A Table 3 cell: `0.84 (0.80-0.88)`."""
+    return f"{value:.2f} ({low:.2f}-{high:.2f})"
+
+
+def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences for display: `+0.05 (+0.01 to +0.09)` cells, McNemar's discordant
+    counts and its p-values, raw and adjusted."""
+    return pd.DataFrame({
+        "Task": [TASKS[t].title for t in differences["task"]],
+        "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
+        "F1 difference": [
+            f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})"
+            for d, lo, hi in zip(differences["f1_diff"], differences["f1_diff_low"], differences["f1_diff_high"])
+        ],
+        "Only a right / only b right": [f"{b} / {c}" for b, c in zip(differences["mcnemar_b"], differences["mcnemar_c"])],
+        "McNemar p": [f"{p:.3g}" for p in differences["mcnemar_p"]],
+        _p_column(differences): [f"{p:.3g}" for p in differences["mcnemar_p_adjusted"]],
+    })
+
+
+def auroc_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
+    """The paired AUROC differences for display: each model's AUROC, `+0.05 (+0.01 to +0.09)`
+    cells, DeLong's p-values, raw and adjusted."""
+    return pd.DataFrame({
+        "Task": [TASKS[t].title for t in differences["task"]],
+        "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
+        "AUROC a / b": [f"{a:.2f} / {b:.2f}" for a, b in zip(differences["auroc_a"], differences["auroc_b"])],
+        "AUROC difference": [
+            f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})"
+            for d, lo, hi in zip(differences["auroc_diff"], differences["auroc_diff_low"], differences["auroc_diff_high"])
+        ],
+        "DeLong p": [f"{p:.3g}" for p in differences["delong_p"]],
+        _p_column(differences): [f"{p:.3g}" for p in differences["delong_p_adjusted"]],
+    })
