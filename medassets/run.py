@@ -21,7 +21,7 @@ from medassets.definitions import defs
 from medassets.defs import jobs
 from medassets.defs.io import AssetStorage
 from medassets.defs.partitions import (
-    ensemble_partitions, model_partitions, model_range_tags, partition_changes, partition_key, registered_partitions,
+    ensemble_partitions, model_partitions, model_range_tags, partition_changes, registered_partitions, task_range_tags,
 )
 from medassets.defs.runs import owner_tags, wait_for_pools
 from medassets.tasks import TASK_KEYS
@@ -76,20 +76,17 @@ def _run_everything() -> None:
             _run(instance, jobs.prepare_embedded_model_job, "embedded model")
         _run(instance, jobs.observe_models_job, "model revisions")
         _run(instance, jobs.observe_analysis_job, f"analysis settings ({paths.analysis_path()})")
-        # One run over every model's six tasks: entries that share weights share one engine.
+        # One run per stage over every partition: entries that share weights share one engine.
         in_order = instance.get_dynamic_partitions(model_partitions.name)
-        _run(instance, jobs.generate_job, f"predictions of {len(models)} models", tags=model_range_tags(in_order[0], in_order[-1]))
-        for model in models:
-            for task in TASK_KEYS:
-                _run(instance, jobs.evaluate_job, f"evaluation of {model} on {task}", partition_key=partition_key(model, task))
+        every_model = model_range_tags(in_order[0], in_order[-1])
+        _run(instance, jobs.generate_job, f"predictions of {len(models)} models", tags=every_model)
+        _run(instance, jobs.evaluate_job, f"evaluation of {len(models)} models", tags=every_model)
         if ensembles:
             _run(instance, jobs.observe_ensembles_job, "ensemble rules")
-        for ensemble in ensembles:
-            for task in TASK_KEYS:
-                _run(instance, jobs.evaluate_ensembles_job, f"evaluation of {ensemble} on {task}", partition_key=partition_key(ensemble, task))
-        _run(instance, jobs.compare_job, "comparison")
-        for task in TASK_KEYS:
-            _run(instance, jobs.analyze_errors_job, f"error analysis of {task}", partition_key=task)
+            in_order = instance.get_dynamic_partitions(ensemble_partitions.name)
+            _run(instance, jobs.evaluate_ensembles_job, f"evaluation of {len(ensembles)} ensembles", tags=model_range_tags(in_order[0], in_order[-1]))
+        _run(instance, jobs.compare_job, "comparison and report")
+        _run(instance, jobs.analyze_errors_job, f"error analysis of {len(TASK_KEYS)} tasks", tags=task_range_tags())
 
 
 def print_results(storage: AssetStorage, *, shown_differences: int = 10) -> None:

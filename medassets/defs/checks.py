@@ -88,18 +88,23 @@ def _few_invalid_answers(labels: AssetsDefinition, partitions_def: MultiPartitio
 
     @asset_check(asset=labels, name="few_invalid_answers", partitions_def=partitions_def,
                  description="The paper's criterion: fewer than 10 invalid answers (a warning; metrics still run).")
-    def _check(context: AssetCheckExecutionContext, config: InvalidAnswersConfig, labels: pd.DataFrame) -> AssetCheckResult:
-        invalid = labels[labels["label"] == -1]
+    def _check(context: AssetCheckExecutionContext, config: InvalidAnswersConfig, labels) -> AssetCheckResult:
+        by_partition = frames_by_partition(labels, list(context.partition_keys))
+        invalid = {key: frame[frame["label"] == -1] for key, frame in by_partition.items()}
+        over = sorted(key for key, rows in invalid.items() if len(rows) >= config.limit)
+        every = pd.concat(invalid.values(), ignore_index=True)
         return AssetCheckResult(
-            passed=len(invalid) < config.limit,
+            passed=not over,
             severity=AssetCheckSeverity.WARN,
             metadata={
-                "invalid": len(invalid),
+                "invalid": len(every),
                 "limit": config.limit,
-                "invalid_reasons": MetadataValue.json(invalid["invalid_reason"].value_counts().to_dict()),
+                "invalid_by_partition": MetadataValue.json({key: len(rows) for key, rows in invalid.items()}),
+                "partitions_over_limit": MetadataValue.json(over),
+                "invalid_reasons": MetadataValue.json(every["invalid_reason"].value_counts().to_dict()),
                 # ids and reasons only: answers can quote a clinical note
                 "examples": MetadataValue.json(
-                    [{"id": i, "reason": r} for i, r in zip(invalid["id"].head(5), invalid["invalid_reason"].head(5))]
+                    [{"id": i, "reason": r} for i, r in zip(every["id"].head(5), every["invalid_reason"].head(5))]
                 ),
             },
         )

@@ -14,6 +14,7 @@ from dagster import (
     AssetOut,
     AssetSelection,
     AssetsDefinition,
+    BackfillPolicy,
     DataVersion,
     DataVersionsByPartition,
     DimensionPartitionMapping,
@@ -45,7 +46,7 @@ from medassets.defs import adjudication
 from medassets.defs.analysis import AnalysisConfig, analysis_settings
 from medassets.defs.data import DatasetConfig, dataset_source
 from medassets.defs.conditions import reevaluate_when_changed
-from medassets.defs.io import AssetStorage
+from medassets.defs.io import AssetStorage, frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage, frame_metadata, latest_metadata
 from medassets.defs.partitions import (
     ensemble_partitions,
@@ -75,15 +76,26 @@ parsed_labels_code_version = code_version(labels_logic, parsing, metrics_logic, 
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
     code_version=parsed_labels_code_version,
+    backfill_policy=BackfillPolicy.single_run(),
     description="Each test answer as a label: free text parsed to 1, 0 or invalid with the task's answer phrases (with "
     "the answer text, the reasoning and, when invalid, why); a scored answer's label and score as the model gave them, "
     "with the cut-off that maximizes F1 on the scores of the train rows the predictions hold.",
 )
-def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
-    model, task = model_and_task(context.partition_key)
-    reasoning_model = registered_model(model, paths.registry_path()).reasoning
-    frame = labels_logic.label_answers(task, predictions, split.set_index("id")["label"], reasoning_model=reasoning_model)
-    context.add_output_metadata(
+def parsed_labels(context: AssetExecutionContext, predictions, split):
+    keys = list(context.partition_keys)
+    predictions = frames_by_partition(predictions, keys)
+    split = frames_by_partition(split, sorted({model_and_task(key)[1] for key in keys}))
+    labelled = {}
+    for key in keys:
+        model, task = model_and_task(key)
+        reasoning_model = registered_model(model, paths.registry_path()).reasoning
+        labelled[key] = labels_logic.label_answers(task, predictions[key], split[task].set_index("id")["label"], reasoning_model=reasoning_model)
+        context.add_asset_metadata(_labels_metadata(labelled[key]), partition_key=key)
+    return labelled if len(keys) > 1 else labelled[keys[0]]
+
+
+def _labels_metadata(frame: pd.DataFrame) -> dict:
+    return (
         frame_metadata(frame.drop(columns="gold"))
         | {
             "invalid": int((frame["label"] == -1).sum()),
@@ -101,7 +113,6 @@ def parsed_labels(context: AssetExecutionContext, predictions: pd.DataFrame, spl
             }),
         }
     )
-    return frame
 
 
 def report_row(report: dict) -> dict:
@@ -150,15 +161,23 @@ EVERY_MODEL_ON_THE_TASK = MultiPartitionMapping({
     # and its members' labels exist.
     automation_condition=reevaluate_when_changed(),
     code_version=code_version(ensemble_logic),
+    backfill_policy=BackfillPolicy.single_run(),
     description="An ensemble's label for each test item: the vote of its members' parsed labels (by its registry "
     "entry's rule, tie and invalid_member), with each member's vote. It depends on every model's parsed labels "
     "on the task, a superset of its members: any model's new labels there re-run it, and automation waits "
     "until every model's labels on the task exist.",
 )
-def ensemble_labels(context: AssetExecutionContext, parsed_labels: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    ensemble, task = model_and_task(context.partition_key)
+def ensemble_labels(context: AssetExecutionContext, parsed_labels: dict[str, pd.DataFrame]):
+    keys = list(context.partition_keys)
+    voted = {key: _ensemble_labels(context, key, parsed_labels) for key in keys}
+    return voted if len(keys) > 1 else voted[keys[0]]
+
+
+def _ensemble_labels(context: AssetExecutionContext, key: str, parsed_labels: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """An ensemble's labels on a task, from the stored parsed labels of every model (`model|task` keys)."""
+    ensemble, task = model_and_task(key)
     spec = _ensemble(ensemble)
-    stored = {model_and_task(key)[0]: frame for key, frame in parsed_labels.items()}
+    stored = {model: frame for upstream, frame in parsed_labels.items() for model, of_task in [model_and_task(upstream)] if of_task == task}
     absent = [member for member in spec.members if member not in stored]
     if absent:
         raise RuntimeError(
@@ -172,7 +191,7 @@ def ensemble_labels(context: AssetExecutionContext, parsed_labels: dict[str, pd.
     except ValueError as exc:
         raise RuntimeError(f"ensemble {ensemble!r} on {task}: {exc}") from None
     context.log.info(f"{ensemble} on {task}: {len(frame)} labels from {spec.rule} votes of {', '.join(spec.members)}")
-    context.add_output_metadata(
+    context.add_asset_metadata(
         frame_metadata(frame.drop(columns="gold"))
         | {
             "invalid": int((frame["label"] == -1).sum()),
@@ -188,7 +207,8 @@ def ensemble_labels(context: AssetExecutionContext, parsed_labels: dict[str, pd.
                 "invalid_reason": {"parsed_labels": ["label"]},
                 "votes": {"parsed_labels": ["label"]},
             }),
-        }
+        },
+        partition_key=key,
     )
     return frame
 
@@ -214,14 +234,20 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         tags=DOMAIN_TAGS,
         automation_condition=reevaluate_when_changed(may_be_missing=ADJUDICATED_GOLD | ANALYSIS_SETTINGS),
         code_version=code_version(metrics_logic, adjudication_logic),
+        backfill_policy=BackfillPolicy.single_run(),
         description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
         "analysis settings' confidence (95% by default), the invalid count and the confusion matrix, from "
         f"{labels_name}; the confidence, invalid-answer policy, resamples and gold labels (`original` or `adjudicated`) "
         "come from the analysis settings file (a launched run may override them) and are recorded in the frame and its metadata.",
     )
-    def _metrics(context: AssetExecutionContext, config: AnalysisConfig, storage: AssetStorage, labels: pd.DataFrame) -> pd.DataFrame:
-        model, task = model_and_task(context.partition_key)
+    def _metrics(context: AssetExecutionContext, config: AnalysisConfig, storage: AssetStorage, labels):
+        keys = list(context.partition_keys)
         analysis = config.settings(context)
+        rows = {key: _metrics_row(context, analysis, storage, key, labels_of) for key, labels_of in frames_by_partition(labels, keys).items()}
+        return rows if len(keys) > 1 else rows[keys[0]]
+
+    def _metrics_row(context: AssetExecutionContext, analysis, storage: AssetStorage, key: str, labels: pd.DataFrame) -> pd.DataFrame:
+        model, task = model_and_task(key)
         labels, gold_changed = adjudication.gold_labels(labels, analysis.gold, task, storage)
         report = binary_report(
             labels["gold"], labels["label"], n_resamples=analysis.n_resamples,
@@ -237,13 +263,13 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         confusion = pd.DataFrame(report["confusion"], index=["true 1", "true 0"], columns=["predicted 1", "predicted 0", "invalid"])
         # What produced these numbers, to walk back from a metric in the UI.
         produced_by = {
-            "model_revision": latest_metadata(context.instance, labelled_by, context.partition_key).get("model_revision"),
+            "model_revision": latest_metadata(context.instance, labelled_by, key).get("model_revision"),
             "prompt_template_version": latest_metadata(context.instance, "prompts", task).get("template_version"),
             "split_seed": latest_metadata(context.instance, "split", task).get("seed"),
             "parser_version": parsed_labels_code_version,
         }
-        context.add_output_metadata(
-            {key: round(float(value), 4) for key, value in (report_row(report) | scored).items() if not math.isnan(value)}
+        context.add_asset_metadata(
+            {name: round(float(value), 4) for name, value in (report_row(report) | scored).items() if not math.isnan(value)}
             | {
                 "F1": comparison_logic.interval_cell(report["f1"], report["f1_low"], report["f1_high"]),
                 "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
@@ -257,7 +283,8 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
                 "dagster/column_lineage": column_lineage(
                     {metric: {labels_name: ["gold", "label"]} for metric in ("precision", "recall", "f1", "invalid")}
                 ),
-            }
+            },
+            partition_key=key,
         )
         settings = {setting: report[setting] for setting in metrics_logic.SETTINGS} | {"gold": analysis.gold}
         return pd.DataFrame([{"task": task, "model": model, **report_row(report), **scored, **settings}])
@@ -461,13 +488,19 @@ def _write_report(result, all_metrics: pd.DataFrame, labels: pd.DataFrame, tasks
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
     code_version=code_version(error_analysis_logic),
+    backfill_policy=BackfillPolicy.single_run(),
     description="One row per test item of the task: the gold label, each model's (and ensemble's) label or invalid reason, and "
     "which models got it right; with the counts of items all models get right, none does, and only one gets "
     "wrong or right. Ids only; the item's text only where the dataset allows previews.",
 )
-def error_analysis(context: AssetExecutionContext, storage: AssetStorage) -> pd.DataFrame:
-    task = context.partition_key
+def error_analysis(context: AssetExecutionContext, storage: AssetStorage):
+    tasks = list(context.partition_keys)
     models, ensembles = _evaluated(context.instance)
+    tables = {task: _error_analysis(context, storage, task, models, ensembles) for task in tasks}
+    return tables if len(tasks) > 1 else tables[tasks[0]]
+
+
+def _error_analysis(context: AssetExecutionContext, storage: AssetStorage, task: str, models: list[str], ensembles: list[str]) -> pd.DataFrame:
     frames = [
         storage.read(asset, [model, task]).assign(model=model)
         for asset, names in (("parsed_labels", models), ("ensemble_labels", ensembles))
@@ -482,10 +515,11 @@ def error_analysis(context: AssetExecutionContext, storage: AssetStorage) -> pd.
     if dataset_source(task, DatasetConfig()).preview:  # the user allowed this dataset's text to be shown
         texts = storage.read("split", [task]).set_index("id")["text"]
         table.insert(2, "text", texts.reindex(table["id"]).to_numpy())
-    context.add_output_metadata(
+    context.add_asset_metadata(
         frame_metadata(table)
         | {"models": MetadataValue.json(evaluated), "outcomes": MetadataValue.md(pd.Series(counts).to_frame("items").to_markdown())}
         | {"review_page": MetadataValue.url(f"{paths.review_url()}/tasks/{task}")}
-        | {key.replace(" ", "_"): value for key, value in counts.items()}
+        | {key.replace(" ", "_"): value for key, value in counts.items()},
+        partition_key=task,
     )
     return table

@@ -57,10 +57,15 @@ def tasks_by_model(keys: Iterable[str]) -> dict[str, list[str]]:
 
 
 def model_range_tags(first: str, last: str | None = None) -> dict[str, str]:
-    """Run tags for one run over the six tasks of the models from `first` to `last` (in the
-    partitions' order; default: `first` alone): one engine load for all the prompts of the
-    models that share it."""
+    """Run tags for one run over the six tasks of the models (or ensembles) from `first` to
+    `last` (in the partitions' order; default: `first` alone): one engine load for all the
+    prompts of the models that share it, one step for all their labels and metrics."""
     return {
         "dagster/asset_partition_range_start": partition_key(first, TASK_KEYS[0]),
         "dagster/asset_partition_range_end": partition_key(last or first, TASK_KEYS[-1]),
     }
+
+
+def task_range_tags() -> dict[str, str]:
+    """Run tags for one run over the six tasks of a task-partitioned asset."""
+    return {"dagster/asset_partition_range_start": TASK_KEYS[0], "dagster/asset_partition_range_end": TASK_KEYS[-1]}

@@ -36,7 +36,7 @@ SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_spec
 def test_definitions_are_loadable():
     Definitions.validate_loadable(defs)
     assert set(SPECS) == PER_TASK | PER_TASK_AND_MODEL | PER_TASK_AND_ENSEMBLE | {
-        "embedded_model", "model_weights", "ensemble_rules", "comparison", "analysis_settings",
+        "embedded_model", "model_weights", "ensemble_rules", "comparison", "report", "analysis_settings",
     }
     assert {job.name for job in defs.resolve_all_job_defs()} >= {
         "prepare_data", "prepare_embedded_model", "observe_models", "observe_ensembles", "generate", "evaluate",
@@ -62,6 +62,7 @@ def test_an_ensembles_labels_depend_on_every_models_labels_on_its_task_and_on_it
     }
     for reader in ("comparison", "error_analysis"):
         assert {AssetKey("parsed_labels"), AssetKey("ensemble_labels")} <= graph.get(AssetKey(reader)).parent_keys, reader
+    assert AssetKey("comparison") in graph.get(AssetKey("report")).parent_keys  # lineage: the report reads the comparison
 
 
 def test_what_scores_against_gold_labels_depends_on_the_adjudicated_ones():
