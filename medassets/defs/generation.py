@@ -1,5 +1,6 @@
 """Generation assets: the embedded model, each model's weights, and the predictions per (task, model)."""
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from dagster import (
@@ -28,7 +29,7 @@ from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.io import frames_by_partition
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, frame_metadata
 from medassets.defs.partitions import model_partitions, partition_key, task_model_partitions, tasks_by_model
-from medassets.defs.slurm import predict_in_slurm_job
+from medassets.defs.slurm import cancel_jobs, predict_in_slurm_job
 from medassets.engines import Batch, engine_groups, output_version, predict_in_own_process
 from medassets.engines.base import GeneratingBackend
 from medassets.tasks import tasks_version
@@ -123,15 +124,30 @@ def predictions(context: AssetExecutionContext, prompts, split):
     ]
     groups = engine_groups(batches)
     slurm = load_deployment(settings) if (settings := paths.slurm_settings_path()) else None
+    in_job = [bool(slurm and isinstance(backend, GeneratingBackend) and group[0].spec.gpus) for backend, group in groups]
+    in_jobs = [engine for engine, job in zip(groups, in_job) if job]
+    here = [engine for engine, job in zip(groups, in_job) if not job]
+    predicted = []
+    # Every engine that needs GPUs in a Slurm job of its own, all submitted at once and followed side
+    # by side, while the others generate in this step.
+    with ThreadPoolExecutor(max_workers=max(1, len(in_jobs)), thread_name_prefix="medassets-slurm") as jobs:
+        following = [
+            jobs.submit(predict_in_slurm_job, context, backend, group, slurm, models_dir=paths.models_dir(), open_cache=open_cache)
+            for backend, group in in_jobs
+        ]
+        try:
+            for backend, group in here:
+                if isinstance(backend, GeneratingBackend) and len(groups) > 1:
+                    # One engine per process: with several engines in the step, each generates in its own.
+                    predicted.append(predict_in_own_process(backend, group, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info))
+                else:
+                    predicted.append(backend.predict(group, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info))
+            predicted.extend(job.result() for job in following)
+        except BaseException:  # the run terminated, or one engine failed: no job outlives the step
+            cancel_jobs(context, [group for _, group in in_jobs])
+            raise
     outputs = {}
-    for backend, group in groups:
-        if slurm and isinstance(backend, GeneratingBackend) and group[0].spec.gpus:
-            batch_predictions = predict_in_slurm_job(context, backend, group, slurm, models_dir=paths.models_dir(), open_cache=open_cache)
-        elif isinstance(backend, GeneratingBackend) and len(groups) > 1:
-            # One engine per process: with several engines in the step, each generates in its own.
-            batch_predictions = predict_in_own_process(backend, group, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info)
-        else:
-            batch_predictions = backend.predict(group, models_dir=paths.models_dir(), open_cache=open_cache, report=context.log.info)
+    for batch_predictions in predicted:
         for model, batch in batch_predictions.items():
             for task, frame in batch.frames.items():
                 key = partition_key(model, task)

@@ -1,10 +1,11 @@
 """Generation on a Slurm cluster. With MEDASSETS_SLURM set, the `predictions` step submits one
 job per engine that needs GPUs (the models sharing it, one after the other), asking for the
 entry's GPUs and its `slurm:` settings over the deployment's, and follows it through Dagster
-Pipes: the job's log lines (the engine's progress) reach the run's log, its state and node
-are logged and recorded in the predictions' metadata. A job's name holds its run's id: a step
-stopped from `sbatch` on (the run terminated) cancels its job, and the next run of a model cancels
-the model's jobs whose run is gone (killed with its step). A job that does not complete fails the
+Pipes (the jobs of several engines submitted together and followed side by side): the job's
+log lines (the engine's progress) reach the run's log, its state and node are logged and
+recorded in the predictions' metadata. A job's name holds its run's id: a step stopped from
+`sbatch` on (the run terminated) cancels its jobs, and the next run of a model cancels the
+model's jobs whose run is gone (killed with its step). A job that does not complete fails the
 step, and every answer it finished stays in the response cache for the next run.
 
 The job reads its prompts from, and writes its predictions to, a folder under `work_dir` that
@@ -95,6 +96,13 @@ def _follow(context: AssetExecutionContext, job_id: str, names: str, deployment:
             context.log.warning(f"{names}: Slurm job {job_id} has been pending for {waited:.0f} s (reason: {status.reason})")
             report_at += deployment.pending_report_after_s
         time.sleep(deployment.poll_interval_s)
+
+
+def cancel_jobs(context: AssetExecutionContext, groups: Sequence[Sequence[Batch]]) -> None:
+    """Cancels the step's jobs of these engine groups (each a job named after its first entry),
+    those still queued or running; the threads following them then see them end."""
+    for batches in groups:
+        _cancel(context, job_name(context.run_id, batches[0].spec.name), ", ".join(batch.spec.name for batch in batches))
 
 
 def _cancel(context: AssetExecutionContext, name: str, names: str) -> None:
