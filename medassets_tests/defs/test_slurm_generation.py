@@ -6,20 +6,38 @@ Three registry entries: the embedded model (1 GPU, partition debug), a 70B-shape
 the baseline, which submits nothing. The fixtures run in order, sharing one workspace: a job
 cancelled midway -> the run resumed -> the same model generated locally, without Slurm.
 
-Slow: three engine starts of the embedded model (two in Slurm jobs, one local).
+Slow: three engine starts of the embedded model (two in Slurm jobs, one local), and a job
+cancelled while its engine starts.
 """
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import psutil
 import pytest
 from conftest import REPO, engine_events, engine_probe_env
+from dagster import DagsterInstance, DagsterRunStatus
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import GrpcServerTarget
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+from dagster._grpc.client import DagsterGrpcClient
+from dagster_graphql.client.client_queries import TERMINATE_RUN_JOB_MUTATION
+from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
+from dagster_graphql.test.utils import execute_dagster_graphql
+from support import TOKEN_VARIABLE, free_port, processes_with_token
+
+from medassets.core.slurm import job_name
+from medassets.defs.partitions import partition_key
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +57,9 @@ models:
     backend: baseline
 """
 PENDING_REPORT_S = 2
+LOCATION = "medassets"  # the code server's code location
+TERMINATED_TASK = "covid19_potential_case"  # no other test generates it: none of its answers is cached
+CANCELLED_WITHIN_S = 30  # from the run's termination requested to its job out of squeue
 
 
 def job_ids(slurm) -> list[str]:
@@ -173,6 +194,101 @@ def test_a_run_stopped_before_sbatch_answers_leaves_no_job(workspace, slurm, tmp
     assert f"Slurm job {job_id} submitted" not in run.output
     assert slurm.job(job_id)["JobState"] == "CANCELLED"
     assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
+
+
+@contextlib.contextmanager
+def code_server(workspace, token: str) -> Iterator[SimpleNamespace]:
+    """`dagster api grpc` serving medassets' definitions on a free port of 127.0.0.1, as a deployment's
+    code server serves them, in the workspace's environment with `token`, in a session of its own:
+    its process and port, once it answers a ping; stopped with its process group at the end."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("dagster")), "api", "grpc", "-m", "medassets.definitions", "-a", "defs",
+               "--host", "127.0.0.1", "--port", str(port), "--location-name", LOCATION]
+    log = workspace.root / f"code-server-{port}.log"
+    with log.open("w") as output:
+        # SIGINT as from a terminal: a suite started in the background inherits it ignored, and the server,
+        # which maps SIGTERM to SIGINT's handler, would ignore SIGTERM too.
+        server = subprocess.Popen(command, cwd=REPO, env=workspace.env() | {TOKEN_VARIABLE: token}, stdout=output,
+                                  stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, f"the code server exited:\n{log.read_text(errors='replace')[-3000:]}"
+            assert time.monotonic() < deadline, f"the code server did not answer within 120 s; log: {log}"
+            with contextlib.suppress(Exception):
+                DagsterGrpcClient(port=port, host="127.0.0.1").ping("")
+                break
+            time.sleep(0.5)
+        yield SimpleNamespace(process=server, port=port)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def graphql(context: WorkspaceProcessContext, query: str, variables: dict) -> dict:
+    """What the UI's request gets from Dagster's GraphQL API."""
+    result = execute_dagster_graphql(context.create_request_context(), query, variables=variables)
+    assert not result.errors, result.errors
+    return result.data
+
+
+def slurm_job_named(slurm, name: str) -> str | None:
+    """The id of the job not yet ended that is named `name`."""
+    queued = (line.split("|", 1) for line in slurm.command("squeue", "--noheader", "--format=%i|%j").splitlines())
+    return next((job_id for job_id, queued_name in queued if queued_name == name), None)
+
+
+def run_messages(instance: DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message or "" for entry in instance.all_logs(run_id)]
+
+
+def test_a_running_job_is_cancelled_when_dagster_terminates_the_run(workspace, slurm):
+    """A run launched from the launchpad, dequeued by the run queue's daemon code and executed by a
+    code server (a process per step, as in a deployment), terminated from the UI (GraphQL
+    `terminateRun`: the run launcher interrupts the run's process, which interrupts its step) while
+    its step follows the RUNNING job of the embedded model."""
+    workspace.run(f"prepare_data:{TERMINATED_TASK}")
+    token = uuid.uuid4().hex
+    with (code_server(workspace, token) as server, DagsterInstance.from_config(str(workspace.root / "instance")) as instance,
+          WorkspaceProcessContext(instance, GrpcServerTarget(host="127.0.0.1", port=server.port, socket=None, location_name=LOCATION)) as dagster):
+        selector = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "pipelineName": "generate"}
+        tags = [{"key": "dagster/partition", "value": partition_key(MODEL, TERMINATED_TASK)}]
+        launched = graphql(dagster, LAUNCH_PIPELINE_EXECUTION_MUTATION,
+                           {"executionParams": {"selector": selector, "executionMetadata": {"tags": tags}}})["launchPipelineExecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(dagster))  # the queue's daemon launches it
+        # Its job RUNNING medassets.slurm_job, the step following it: the job's first line relayed to the run through Pipes.
+        deadline = time.monotonic() + 300
+        while not any("answers are cached" in message for message in run_messages(instance, run_id)):
+            run = instance.get_run_by_id(run_id)
+            assert not run.is_finished, f"the run ended {run.status.value} before its job relayed a line:\n" + "\n".join(run_messages(instance, run_id)[-20:])
+            assert time.monotonic() < deadline, "no line relayed from the job within 300 s:\n" + "\n".join(run_messages(instance, run_id)[-20:])
+            time.sleep(0.5)
+        job_id = slurm_job_named(slurm, job_name(run_id, MODEL))
+        assert job_id and slurm.job(job_id)["JobState"] == "RUNNING", f"Slurm job {job_id} of run {run_id} is not RUNNING"
+
+        asked = time.monotonic()
+        terminated = graphql(dagster, TERMINATE_RUN_JOB_MUTATION, {"runId": run_id})["terminateRun"]
+        assert terminated["__typename"] == "TerminateRunSuccess", terminated
+        while job_id in slurm.queued():
+            assert time.monotonic() - asked < CANCELLED_WITHIN_S, f"Slurm job {job_id} still queued {CANCELLED_WITHIN_S} s after the run's termination"
+            time.sleep(0.2)
+        print(f"Slurm job {job_id} left the queue {time.monotonic() - asked:.1f} s after the termination was requested")
+        assert slurm.job(job_id)["JobState"] == "CANCELLED"
+        while not (run := instance.get_run_by_id(run_id)).is_finished:
+            assert time.monotonic() - asked < 120, f"the run is still {run.status.value} 120 s after its termination"
+            time.sleep(0.5)
+        assert run.status == DagsterRunStatus.CANCELED
+        assert any(f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in message for message in run_messages(instance, run_id))
+        # Nothing of the job is left: its processes (which inherit the token through sbatch) are gone.
+        served = {server.process.pid} | {child.pid for child in psutil.Process(server.process.pid).children(recursive=True)}
+        assert [process.pid for process in processes_with_token(token) if process.pid not in served] == []
 
 
 def _jobs_submitted_after(slurm, before: set[str], run, timeout_s: float = 120) -> set[str]:
