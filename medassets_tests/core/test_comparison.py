@@ -435,8 +435,9 @@ def test_compare_returns_every_table_as_the_functions_compute_it_and_adjudicated
     of_task = labels[(labels["task"] == task) & (labels["model"] == "a")].sort_values("id")
     flipped = of_task["id"].iloc[0]
     verdict = Adjudication(task, flipped, "wrong", 1 - int(of_task["gold"].iloc[0]), "", "", "r1", 0.0)
+    unjudged = labels[(labels["task"] == "breast_cancer") & (labels["model"] == "a")]
     gold = {task: adjudicated_gold(of_task["id"].tolist(), of_task["gold"].tolist(), [verdict]),
-            "breast_cancer": adjudicated_gold(*[labels[(labels["task"] == "breast_cancer") & (labels["model"] == "a")][c].tolist() for c in ("id", "gold")], [])}
+            "breast_cancer": adjudicated_gold(unjudged["id"].tolist(), unjudged["gold"].tolist(), [])}
     judged = adjudicated_results(labels, gold, {task: [verdict]}, analysis)
     result = compare(metrics, labels, analysis, setups={}, adjudicated=judged)
     resampling = {"n_resamples": 200, "confidence": 0.9, "seed": 3}

@@ -1,9 +1,9 @@
 """Generation as Slurm jobs, through Dagster, on a real single-node Slurm cluster (the `slurm`
 fixture: Debian's slurmctld and slurmd, a node declaring 4 GPUs as a generic resource).
 
-Three registry entries: the embedded model (1 GPU, partition debug), a 70B-shaped entry
-(4 GPUs, partition gpu, held back by its own `--begin` option so that it stays pending) and
-the baseline, which submits nothing. The fixtures run in order, sharing one workspace: a job
+Four registry entries: the embedded model (1 GPU, partition debug), two 70B-shaped entries
+of different engines (4 and 2 GPUs, partition gpu, held back by their own `--begin` option so
+that they stay pending) and the baseline, which submits nothing. The fixtures run in order, sharing one workspace: a job
 cancelled midway -> the run resumed -> the same model generated locally, without Slurm.
 
 Slow: three engine starts of the embedded model (two in Slurm jobs, one local), and a job
@@ -41,7 +41,7 @@ from medassets.defs.partitions import partition_key
 
 pytestmark = pytest.mark.slow
 
-MODEL, BIG, BASELINE, TASK = "smollm2-135m", "llama-70b-shaped", "tfidf-logreg", "breast_cancer"
+MODEL, BIG, BIG_FP16, BASELINE, TASK = "smollm2-135m", "llama-70b-shaped", "llama-70b-shaped-fp16", "tfidf-logreg", "breast_cancer"
 REGISTRY = f"""
 models:
   - name: {MODEL}
@@ -53,6 +53,11 @@ models:
     dtype: bfloat16
     tensor_parallel_size: 4
     slurm: {{partition: gpu, memory: 16G, options: ["--begin=now+3600"]}}
+  - name: {BIG_FP16}
+    source: {{path: /models/Llama-3.3-70B-Instruct}}
+    dtype: float16
+    tensor_parallel_size: 2
+    slurm: {{partition: gpu, memory: 8G, options: ["--begin=now+3600"]}}
   - name: {BASELINE}
     backend: baseline
 """
@@ -169,6 +174,27 @@ def test_a_4_gpu_entry_s_job_asks_for_its_resources_is_reported_pending_and_canc
     assert job_id not in slurm.queued()
     assert slurm.job(job_id)["JobState"] == "CANCELLED"
     assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
+
+
+def test_the_jobs_of_two_engines_are_submitted_side_by_side_and_cancelled_together_with_the_run(workspace, slurm):
+    """One step over two entries that need GPUs and share no engine: both jobs are submitted before
+    either ends (one after the other, the first, held back for an hour, would hold the second back
+    too), and terminating the run cancels both."""
+    before = set(job_ids(slurm))
+    run = workspace.start(f"generate:{BIG}|{TASK}..{BIG_FP16}|{TASK}")  # the two entries' partitions of TASK
+    deadline = time.monotonic() + 120
+    while len(submitted := set(job_ids(slurm)) - before) < 2:
+        assert run.process.poll() is None, f"the run ended before submitting two jobs:\n{run.output[-3000:]}"
+        assert time.monotonic() < deadline, f"{len(submitted)} of 2 jobs submitted within 120 s:\n{run.output[-3000:]}"
+        time.sleep(0.2)
+    assert {slurm.job(job_id)["JobState"] for job_id in submitted} == {"PENDING"}
+    assert sorted(slurm.job(job_id)["TresPerNode"] for job_id in submitted) == ["gres:gpu:2", "gres:gpu:4"]
+
+    os.kill(run.process.pid, signal.SIGTERM)  # what terminating a run sends its process
+    run.process.wait(timeout=120)
+    for job_id in submitted:
+        assert slurm.job(job_id)["JobState"] == "CANCELLED"
+        assert f"the step stopped before Slurm job {job_id} ended, so it was cancelled" in run.output
 
 
 def test_a_run_stopped_before_sbatch_answers_leaves_no_job(workspace, slurm, tmp_path):
