@@ -121,6 +121,9 @@ def predictions(context: AssetExecutionContext, prompts, split):
         Batch(registered_model(model, paths.registry_path()), {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks})
         for model, tasks in grouped.items()
     ]
+    for batch in batches:
+        for warning in batch.spec.warnings():
+            context.log.warning(f"{batch.spec.name}: {warning}")
     groups = engine_groups(batches)
     slurm = load_deployment(settings) if (settings := paths.slurm_settings_path()) else None
     outputs = {}
