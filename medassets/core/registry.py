@@ -16,7 +16,7 @@ from importlib import import_module
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
 
 from medassets.core.prompts import PAPER, VARIANTS, text_hash
 
@@ -194,12 +194,6 @@ class GeneratingEntry(ModelEntry):
         "times of the weights; the default) or `content` (every byte; slow on large weights).",
     )
     sampling: Sampling = Field(default_factory=Sampling, description="How answers are sampled.")
-    samples: int = Field(
-        1, ge=1, description="Answers generated per test item, each with its own seed (sample 0 the sampling seed, "
-        "each other one derived from it and the sample's index: registry.sample_seed); default 1. Labels then "
-        "carry the sample; metrics, ensembles and paired tests read the items' majority label (labels.majority_labels). "
-        "Under greedy decoding (temperature 0) the samples agree.",
-    )
     variant: str = Field(
         PAPER, description=f"The prompt's wording: {', '.join(VARIANTS)} (core/prompts.py); default `paper`, Table 2 verbatim."
     )
@@ -224,6 +218,12 @@ class GeneratingEntry(ModelEntry):
         "also scored, to learn the cut-off that maximizes F1 there; null: every train row; 0: no learned cut-off; "
         "default 200. Part of the answer key: it changes the cut-off recorded with the answers.",
     )
+    samples: int = Field(
+        1, ge=1, description="Answers generated per test item, each with its own seed (sample 0 the sampling seed, "
+        "each other one derived from it and the sample's index: registry.sample_seed); default 1. Labels then "
+        "carry the sample; metrics, ensembles and paired tests read the items' majority label (labels.majority_labels). "
+        "Under greedy decoding (temperature 0) the samples agree.",
+    )
     # The weights count through their revision and the template through its text, not through
     # the names that locate them.
     output_neutral: ClassVar[dict[str, Any]] = ModelEntry.output_neutral | dict.fromkeys(("fingerprint", "source", "chat_template"), True)
@@ -238,9 +238,14 @@ class GeneratingEntry(ModelEntry):
     def _scoring_alone(self):
         if self.scoring == "likelihood" and self.decoding == "constrained":
             raise ValueError("`scoring: likelihood` generates nothing, so `decoding: constrained` has nothing to constrain")
-        if self.scoring == "likelihood" and self.samples > 1:
-            raise ValueError(f"`samples`: `scoring: likelihood` gives one score per item, so it takes one sample (given: {self.samples})")
         return self
+
+    @field_validator("samples")
+    @classmethod
+    def _one_score_per_item(cls, samples: int, info: ValidationInfo) -> int:
+        if samples > 1 and info.data.get("scoring") == "likelihood":
+            raise ValueError("`scoring: likelihood` gives one score per item, so it takes one sample")
+        return samples
 
     @field_validator("variant")
     @classmethod
