@@ -126,7 +126,8 @@ def predictions_are_complete(context: AssetCheckExecutionContext, predictions, p
         test = part_of(frame, "test")
         test = test.assign(sample=samples_of(test))
         items = len(variant_prompts(prompts[model_and_task(key)[1]]))
-        results[key] = quality.validate(test, "predictions", quality.predictions_expectations(items, int(test["sample"].max(initial=0)) + 1))
+        samples = int(test["sample"].max()) + 1 if len(test) else 1
+        results[key] = quality.validate(test, "predictions", quality.predictions_expectations(items, samples))
     failures = [dict(failure, partition=key) for key, result in results.items() for failure in result.failures]
     return gx_result(
         quality.QualityResult(all(r.success for r in results.values()), sum(r.evaluated for r in results.values()), failures),
