@@ -107,8 +107,8 @@ def model_weights(context) -> DataVersionsByPartition:
         may_be_missing=AssetSelection.assets(embedded_model.key, model_weights.key),
     ),
     description="One generation per test prompt, per model, with the prompt its registry entry sets "
-    "(zero-shot Table 2 by default). A backfill over a model's tasks loads the model once and sends all "
-    "their prompts in one batch; answers are cached. With MEDASSETS_SLURM set, a model that needs GPUs "
+    "(zero-shot Table 2 by default); `samples: K` in the entry: K per prompt, each with its own seed. A backfill "
+    "over a model's tasks loads the model once and sends all their prompts in one batch; answers are cached. With MEDASSETS_SLURM set, a model that needs GPUs "
     "generates in a Slurm job of its own.",
 )
 def predictions(context: AssetExecutionContext, prompts, split):
