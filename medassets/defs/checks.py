@@ -88,7 +88,8 @@ def _few_invalid_answers(labels: AssetsDefinition, partitions_def: MultiPartitio
     """The paper's invalid-answer criterion on a labels asset (a model's parsed labels, an ensemble's labels)."""
 
     @asset_check(asset=labels, name="few_invalid_answers", partitions_def=partitions_def,
-                 description="The paper's criterion: fewer than 10 invalid answers (a warning; metrics still run).")
+                 description="The paper's criterion: fewer than 10 invalid answers (a warning; metrics still run); with several "
+                 "samples per item, items whose majority label is invalid.")
     def _check(context: AssetCheckExecutionContext, config: InvalidAnswersConfig, labels: pd.DataFrame) -> AssetCheckResult:
         labels = majority_labels(labels)  # with several samples per item, the items whose majority is invalid
         invalid = labels[labels["label"] == -1]
