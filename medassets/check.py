@@ -2,7 +2,8 @@
 starts Dagster on it: the model registry, the dataset config and the analysis settings load, the response cache
 opens (PostgreSQL when MEDASSETS_POSTGRES_URL is set), the asset storage can be written, and,
 when MEDASSETS_SLURM is set, its settings load and the cluster's controller answers.
-Prints one line per check; exits 1 if any failed, each failure naming its setting."""
+Prints one line per check, and one per warning (settings that are valid but likely not meant, such as
+several samples per item under greedy decoding); exits 1 if any failed, each failure naming its setting."""
 
 import sys
 
@@ -13,6 +14,21 @@ from medassets.core.datasets import read_dataset_config
 from medassets.core.registry import load_registry
 from medassets.core.slurm import load_deployment, ping
 from medassets.defs.io import AssetStorage
+
+
+# Each check fails with an exception naming the setting, or returns its warnings (None: none).
+
+
+def _registry() -> list[str]:
+    return [f"model {name!r}: {warning}" for name, spec in load_registry(paths.registry_path()).items() for warning in spec.warnings()]
+
+
+def _datasets() -> None:
+    read_dataset_config(paths.datasets_path())
+
+
+def _analysis() -> None:
+    load_analysis(paths.analysis_path())
 
 
 def _cache() -> None:
@@ -27,9 +43,9 @@ def _slurm() -> None:
 
 
 CHECKS = {
-    "model registry (MEDASSETS_REGISTRY)": lambda: load_registry(paths.registry_path()),
-    "dataset config (MEDASSETS_DATASETS)": lambda: read_dataset_config(paths.datasets_path()),
-    "analysis settings (MEDASSETS_ANALYSIS)": lambda: load_analysis(paths.analysis_path()),
+    "model registry (MEDASSETS_REGISTRY)": _registry,
+    "dataset config (MEDASSETS_DATASETS)": _datasets,
+    "analysis settings (MEDASSETS_ANALYSIS)": _analysis,
     "response cache (MEDASSETS_POSTGRES_URL, else MEDASSETS_HOME)": _cache,
     "asset storage (MEDASSETS_STORAGE_URL, else MEDASSETS_HOME)": lambda: AssetStorage().check(),
     "Slurm (MEDASSETS_SLURM, when set)": _slurm,
@@ -40,12 +56,14 @@ def main() -> int:
     failed = 0
     for name, check in CHECKS.items():
         try:
-            check()
+            warnings = check() or []
         except Exception as exc:  # every failure is reported, then the exit code says so
             failed += 1
             print(f"FAILED {name}: {exc}")
         else:
             print(f"ok     {name}")
+            for warning in warnings:
+                print(f"warn   {name}: {warning}")
     return 1 if failed else 0
 
 

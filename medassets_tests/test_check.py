@@ -33,6 +33,17 @@ def test_a_broken_registry_is_named(tmp_path):
     assert f"FAILED model registry (MEDASSETS_REGISTRY): {registry}:2: model 'm': backend must be one of" in result.stdout
 
 
+def test_several_greedy_samples_are_warned_of_and_pass(tmp_path):
+    registry = tmp_path / "models.yaml"
+    registry.write_text("models:\n  - {name: m, source: {embedded: smollm2-135m-instruct}, samples: 3}\n")
+    result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_REGISTRY=str(registry))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warn   model registry (MEDASSETS_REGISTRY): model 'm': `samples: 3` with greedy decoding (`sampling.temperature: 0`): " \
+        "the 3 samples will agree" in result.stdout
+    registry.write_text("models:\n  - {name: m, source: {embedded: smollm2-135m-instruct}, samples: 3, sampling: {temperature: 0.7}}\n")
+    assert "warn" not in _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_REGISTRY=str(registry)).stdout
+
+
 def test_a_bad_analysis_setting_is_named_with_its_file_and_line(tmp_path):
     settings = tmp_path / "analysis.yaml"
     settings.write_text("confidence: 0.95\ncorrection: bonferroni\n")

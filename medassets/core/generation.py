@@ -1,4 +1,4 @@
-"""Predictions for a model's test prompts: one answer per prompt, through the response cache.
+"""Predictions for a model's test prompts: one answer per prompt and sample, through the response cache.
 
 Only cache misses go to the engine, all together; each finished answer is cached at once,
 so an interrupted run resumes where it stopped. The engine is opened only when needed, and
@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from medassets.core.prompts import Messages, answer_phrases, conversation, example_turns, few_shot_examples, render, variant_prompts
-from medassets.core.registry import Sampling
+from medassets.core.registry import Sampling, sample_seed
 from medassets.tasks import TASKS
 
 # What the engine gave, as data: free text (and reasoning) to be parsed, or, where the model
@@ -29,9 +29,11 @@ from medassets.tasks import TASKS
 # the likelier side (null elsewhere) and the log-probability of each of the task's answer
 # phrases, positive first; engine: the engine that answered (package and version), null for
 # answers cached before it was recorded; part: `test`, or `train` for the train rows a scored
-# model also scores so the labels stage can learn a cut-off on them.
+# model also scores so the labels stage can learn a cut-off on them; sample: the answer's sample
+# (0 to the entry's `samples` - 1) and seed: the sampler's seed it was generated with (null for
+# a model without a sampler).
 PREDICTION_COLUMNS = [
-    "id", "part", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "label", "score",
+    "id", "part", "sample", "seed", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "label", "score",
     "choice_logprobs", "engine",
 ]
 UNRECORDED_ENGINE = "unrecorded"  # how metadata names the engine of answers cached before engines were recorded
@@ -59,6 +61,14 @@ class Request:
     # Constrained decoding: the answer is one of these. Scoring: the answers whose
     # log-probabilities are taken, the positive first.
     choices: tuple[str, ...] | None = None
+    # The sampler's seed where it is not the entry's `sampling.seed`: a later sample's. None for
+    # sample 0, whose cache key is the one an item's answer had before samples.
+    seed: int | None = None
+
+
+def request_seed(request: Request, sampling: Sampling) -> int:
+    """The seed an engine samples a request's answer with."""
+    return sampling.seed if request.seed is None else request.seed
 
 
 def positive_share(choice_logprobs: Sequence[float]) -> float:
@@ -131,6 +141,8 @@ def cache_key(settings: AnswerSettings, request: Request) -> str:
     payload = settings.model_dump(mode="json") | {"messages": request.messages}
     if request.choices is not None:
         payload["choices"] = list(request.choices)
+    if request.seed is not None:
+        payload["seed"] = request.seed
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -347,20 +359,33 @@ def generate_cached(
     return results, stats
 
 
-def prediction_frames(items: Mapping[str, TaskRequests], generations: Sequence[Generation], part: str = "test") -> dict[str, pd.DataFrame]:
-    """Each task's predictions frame, from the generations of its items in task order. A scored
-    answer is its score and the label of the likelier side (its share of the choices' probability
-    above one half); one cached when scored answers were written as a phrase keeps no text."""
+def sampled_requests(rows: TaskRequests, seeds: Sequence[int]) -> list[Request]:
+    """A task's requests once per sample, sample by sample (every item's sample 0, then every
+    item's sample 1...); `seeds`: each sample's seed, sample 0's the entry's own."""
+    return [request if sample == 0 else replace(request, seed=seed) for sample, seed in enumerate(seeds) for request in rows.requests]
+
+
+def prediction_frames(
+    items: Mapping[str, TaskRequests], generations: Sequence[Generation], part: str = "test", seeds: Sequence[int | None] = (None,),
+) -> dict[str, pd.DataFrame]:
+    """Each task's predictions frame, from the generations of its items in task order, sample by
+    sample within a task (`sampled_requests`); `seeds`: each sample's seed (one sample, no seed, by
+    default: a model without a sampler). A scored answer is its score and the label of the likelier
+    side (its share of the choices' probability above one half); one cached when scored answers
+    were written as a phrase keeps no text."""
     frames, offset = {}, 0
     for task, rows in items.items():
-        answers = generations[offset : offset + len(rows.ids)]
-        offset += len(rows.ids)
+        size = len(rows.ids) * len(seeds)
+        answers = generations[offset : offset + size]
+        offset += size
         scores = [positive_share(g.choice_logprobs) if g.choice_logprobs else math.nan for g in answers]
         frames[task] = pd.DataFrame(
             {
-                "id": list(rows.ids),
+                "id": list(rows.ids) * len(seeds),
                 "part": part,
-                "prompt_hash": list(rows.prompt_hashes),
+                "sample": [sample for sample in range(len(seeds)) for _ in rows.ids],
+                "seed": pd.array([seed for seed in seeds for _ in rows.ids], dtype="Int64"),
+                "prompt_hash": list(rows.prompt_hashes) * len(seeds),
                 "text": ["" if g.finish_reason == SCORED else g.text for g in answers],
                 "reasoning": [g.reasoning for g in answers],
                 "finish_reason": [g.finish_reason for g in answers],
@@ -372,7 +397,7 @@ def prediction_frames(items: Mapping[str, TaskRequests], generations: Sequence[G
                 "engine": [g.engine for g in answers],
             },
             columns=PREDICTION_COLUMNS,
-        ).astype({"id": "string", "part": "string", "text": "string", "label": "Int64", "engine": "string"})
+        ).astype({"id": "string", "part": "string", "sample": "int64", "text": "string", "label": "Int64", "engine": "string"})
     return frames
 
 
@@ -382,6 +407,14 @@ def part_of(predictions: pd.DataFrame, part: str) -> pd.DataFrame:
     if "part" not in predictions:
         return predictions if part == "test" else predictions.iloc[:0]
     return predictions[predictions["part"] == part]
+
+
+def samples_of(frame: pd.DataFrame) -> pd.Series:
+    """The sample of each row of a predictions or parsed labels frame; frames stored before
+    samples hold one answer per item, sample 0."""
+    if "sample" in frame:
+        return frame["sample"].astype("int64")
+    return pd.Series(0, index=frame.index, dtype="int64")
 
 
 def answered_by(frame: pd.DataFrame) -> pd.Series:
@@ -407,11 +440,14 @@ def predict(
     report: Report,
     scoring: bool = False,
     part: str = "test",
+    samples: int = 1,
 ) -> tuple[dict[str, pd.DataFrame], GenerationStats]:
-    """Every task's requests in one batch, so the engine is asked once for all of them."""
-    requests = [request for rows in items.values() for request in rows.requests]
+    """Every task's requests, `samples` times each, in one batch, so the engine is asked once for
+    all of them; sample k of each item is generated with `registry.sample_seed(sampling.seed, k)`."""
+    seeds = [sample_seed(sampling.seed, sample) for sample in range(samples)]
+    requests = [request for rows in items.values() for request in sampled_requests(rows, seeds)]
     generations, stats = generate_cached(
         requests, cache=cache, settings=settings, sampling=sampling, chat_template=chat_template, engine=engine, report=report,
         scoring=scoring,
     )
-    return prediction_frames(items, generations, part), stats
+    return prediction_frames(items, generations, part, seeds), stats

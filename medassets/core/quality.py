@@ -113,13 +113,15 @@ def split_frame(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def predictions_expectations(expected_rows: int) -> list:
+def predictions_expectations(items: int, samples: int) -> list:
+    """A test part's answers (with their `sample`): one per item and sample, samples 0 to `samples` - 1."""
     import great_expectations as gx
 
     e = gx.expectations
     return [
-        e.ExpectTableRowCountToEqual(value=expected_rows),
-        e.ExpectColumnValuesToBeUnique(column="id"),
+        e.ExpectTableRowCountToEqual(value=items * samples),
+        e.ExpectCompoundColumnsToBeUnique(column_list=["id", "sample"]),
+        e.ExpectColumnValuesToBeBetween(column="sample", min_value=0, max_value=samples - 1),
         e.ExpectColumnValuesToNotBeNull(column="text"),
     ]
 

@@ -9,13 +9,14 @@ offending entry or field.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from importlib import import_module
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
 
 from medassets.core.prompts import PAPER, VARIANTS, text_hash
 
@@ -41,6 +42,17 @@ class Sampling(Settings):
     stop: Annotated[tuple[str, ...], Field(strict=False)] = Field(
         (), description="Strings that end an answer where they appear; default none."
     )
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """The sampler's seed of sample `sample` (from 0) of an entry whose `sampling.seed` is `seed`:
+    `seed` itself for sample 0 (one sample per item is what every entry had before samples), else
+    the first 4 bytes, big-endian, of the SHA-256 of `"<seed>:<sample>"` with the top bit cleared
+    (0 to 2**31 - 1, which every engine accepts)."""
+    if sample == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{sample}".encode("ascii")).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 class EmbeddedSource(Settings):
@@ -157,6 +169,10 @@ class ModelEntry(Settings):
     def uses_embedded_model(self) -> bool:
         return False
 
+    def warnings(self) -> list[str]:
+        """Settings that are valid but likely not what was meant."""
+        return []
+
     def answer_settings(self) -> dict[str, Any]:
         """The entry's settings that can change an answer to given messages."""
         return self.model_dump(mode="json", exclude=self.answer_neutral)
@@ -202,18 +218,34 @@ class GeneratingEntry(ModelEntry):
         "also scored, to learn the cut-off that maximizes F1 there; null: every train row; 0: no learned cut-off; "
         "default 200. Part of the answer key: it changes the cut-off recorded with the answers.",
     )
+    samples: int = Field(
+        1, ge=1, description="Answers generated per test item, each with its own seed (sample 0 the sampling seed, "
+        "each other one derived from it and the sample's index: registry.sample_seed); default 1. Labels then "
+        "carry the sample; metrics, ensembles and paired tests read the items' majority label (labels.majority_labels). "
+        "Under greedy decoding (temperature 0) the samples agree.",
+    )
     # The weights count through their revision and the template through its text, not through
     # the names that locate them.
     output_neutral: ClassVar[dict[str, Any]] = ModelEntry.output_neutral | dict.fromkeys(("fingerprint", "source", "chat_template"), True)
     # How the entry asks changes the messages, which the cache keys on their own; the parser reads
     # `reasoning`: both change the predictions (output_neutral), never the answer to given messages.
-    answer_neutral: ClassVar[dict[str, Any]] = output_neutral | dict.fromkeys(("reasoning", "system_prompt", "variant", "shots", "shot_seed"), True)
+    # Each sample has a cache key of its own (its seed), so how many are asked changes no answer.
+    answer_neutral: ClassVar[dict[str, Any]] = output_neutral | dict.fromkeys(
+        ("reasoning", "system_prompt", "variant", "shots", "shot_seed", "samples"), True
+    )
 
     @model_validator(mode="after")
     def _scoring_alone(self):
         if self.scoring == "likelihood" and self.decoding == "constrained":
             raise ValueError("`scoring: likelihood` generates nothing, so `decoding: constrained` has nothing to constrain")
         return self
+
+    @field_validator("samples")
+    @classmethod
+    def _one_score_per_item(cls, samples: int, info: ValidationInfo) -> int:
+        if samples > 1 and info.data.get("scoring") == "likelihood":
+            raise ValueError("`scoring: likelihood` gives one score per item, so it takes one sample")
+        return samples
 
     @field_validator("variant")
     @classmethod
@@ -234,6 +266,18 @@ class GeneratingEntry(ModelEntry):
     @property
     def uses_embedded_model(self) -> bool:
         return isinstance(self.source, EmbeddedSource)
+
+    @property
+    def sample_seeds(self) -> tuple[int, ...]:
+        """The sampler's seed of each of the entry's samples, in sample order."""
+        return tuple(sample_seed(self.sampling.seed, sample) for sample in range(self.samples))
+
+    def warnings(self) -> list[str]:
+        samples_agree = self.samples > 1 and self.sampling.temperature == 0
+        return [
+            f"`samples: {self.samples}` with greedy decoding (`sampling.temperature: 0`): the {self.samples} samples will agree, "
+            "each the same answer; set a temperature above 0 for samples that differ"
+        ] if samples_agree else []
 
     def answer_settings(self) -> dict[str, Any]:
         template = Path(self.chat_template).read_text(encoding="utf-8") if self.chat_template else None

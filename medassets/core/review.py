@@ -39,7 +39,7 @@ class TaskItems:
     models: tuple[str, ...]
     labels: np.ndarray  # (items, models): 1, 0, INVALID or NOT_EVALUATED
     reasons: np.ndarray  # (items, models): the invalid reason, "" when valid or not evaluated
-    truncated: np.ndarray  # (items, models): the answer stopped at max_tokens (finish_reason "length")
+    truncated: np.ndarray  # (items, models): an answer (of any sample) stopped at max_tokens (finish_reason "length")
 
     @property
     def evaluated(self) -> np.ndarray:
@@ -62,9 +62,10 @@ class TaskItems:
 
 
 def task_items(labels: Mapping[str, pd.DataFrame], finish_reasons: Mapping[str, pd.DataFrame] | None = None) -> TaskItems:
-    """The items of one task from each model's labels (parsed_labels or ensemble_labels frames:
-    id, gold, label, invalid_reason) and, where known, its predictions' finish reasons (id,
-    finish_reason). Items are the union of the models' ids, sorted; gold labels must agree."""
+    """The items of one task from each model's labels, one per item (parsed_labels' majority
+    labels or ensemble_labels frames: id, gold, label, invalid_reason) and, where known, its
+    predictions' finish reasons (id, finish_reason; one row per sample). Items are the union of
+    the models' ids, sorted; gold labels must agree."""
     if not labels:
         raise ValueError("no model has labels on this task")
     models = tuple(sorted(labels))
@@ -86,8 +87,8 @@ def task_items(labels: Mapping[str, pd.DataFrame], finish_reasons: Mapping[str, 
         reasons[rows, column] = frame["invalid_reason"].astype(object).where(frame["invalid_reason"].notna(), "").to_numpy()
         finished = (finish_reasons or {}).get(model)
         if finished is not None:
-            stopped = finished["finish_reason"].astype(object).eq("length").fillna(False).to_numpy(dtype=bool)
-            truncated[index.get_indexer(finished["id"].astype(str)), column] = stopped
+            stopped = finished["finish_reason"].astype(object).eq("length").fillna(False).astype(bool).groupby(finished["id"].astype(str)).any()
+            truncated[index.get_indexer(stopped.index), column] = stopped.to_numpy()
     return TaskItems(ids, every["gold"].astype(int).to_numpy(), models, label_matrix, reasons, truncated)
 
 
@@ -163,9 +164,13 @@ def page(mask: np.ndarray, number: int, size: int = PAGE_SIZE) -> Page:
     return Page(kept[(number - 1) * size : number * size], number, pages, len(kept))
 
 
+def label_cell(label: int, reason: str) -> str:
+    """A label as a cell: 1, 0, `invalid: <reason>` or `not evaluated`."""
+    if label == INVALID:
+        return f"invalid: {reason}"
+    return "not evaluated" if label == NOT_EVALUATED else str(label)
+
+
 def answer_cell(items: TaskItems, row: int, column: int) -> str:
     """A model's answer to an item as a cell: 1, 0, `invalid: <reason>` or `not evaluated`."""
-    label = int(items.labels[row, column])
-    if label == INVALID:
-        return f"invalid: {items.reasons[row, column]}"
-    return "not evaluated" if label == NOT_EVALUATED else str(label)
+    return label_cell(int(items.labels[row, column]), items.reasons[row, column])

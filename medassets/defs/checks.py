@@ -19,7 +19,8 @@ from dagster import (
 from pydantic import Field
 
 from medassets.core import quality
-from medassets.core.generation import answered_by, engine_counts, part_of
+from medassets.core.generation import answered_by, engine_counts, part_of, samples_of
+from medassets.core.labels import majority_labels
 from medassets.core.prompts import variant_prompts
 from medassets.defs.data import raw_dataset, split
 from medassets.defs.evaluation import ensemble_labels, parsed_labels
@@ -87,10 +88,12 @@ def _few_invalid_answers(labels: AssetsDefinition, partitions_def: MultiPartitio
     """The paper's invalid-answer criterion on a labels asset (a model's parsed labels, an ensemble's labels)."""
 
     @asset_check(asset=labels, name="few_invalid_answers", partitions_def=partitions_def,
-                 description="The paper's criterion: fewer than 10 invalid answers (a warning; metrics still run).")
+                 description="The paper's criterion: fewer than 10 invalid answers (a warning; metrics still run); with several "
+                 "samples per item, items whose majority label is invalid.")
     def _check(context: AssetCheckExecutionContext, config: InvalidAnswersConfig, labels) -> AssetCheckResult:
         by_partition = frames_by_partition(labels, list(context.partition_keys))
-        invalid = {key: frame[frame["label"] == -1] for key, frame in by_partition.items()}
+        # with several samples per item, the items whose majority is invalid
+        invalid = {key: (items := majority_labels(frame))[items["label"] == -1] for key, frame in by_partition.items()}
         over = sorted(key for key, rows in invalid.items() if len(rows) >= config.limit)
         every = pd.concat(invalid.values(), ignore_index=True)
         return AssetCheckResult(
@@ -118,17 +121,19 @@ ensemble_few_invalid_answers = _few_invalid_answers(ensemble_labels, task_ensemb
 
 @asset_check(asset=predictions, partitions_def=task_model_partitions,
              additional_ins={"prompts": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping("task"))},
-             description="Great Expectations: one prediction per test prompt, unique ids, no missing text (a scored answer's is empty).")
+             description="Great Expectations: one prediction per test prompt and sample (samples 0 to the last one the "
+             "frame holds), no missing text (a scored answer's is empty).")
 def predictions_are_complete(context: AssetCheckExecutionContext, predictions, prompts) -> AssetCheckResult:
     keys = list(context.partition_keys)
     predictions = frames_by_partition(predictions, keys)
     prompts = frames_by_partition(prompts, sorted({model_and_task(key)[1] for key in keys}))
-    results = {
-        key: quality.validate(
-            part_of(frame, "test"), "predictions", quality.predictions_expectations(len(variant_prompts(prompts[model_and_task(key)[1]])))
-        )
-        for key, frame in predictions.items()
-    }
+    results = {}
+    for key, frame in predictions.items():
+        test = part_of(frame, "test")
+        test = test.assign(sample=samples_of(test))
+        items = len(variant_prompts(prompts[model_and_task(key)[1]]))
+        samples = int(test["sample"].max()) + 1 if len(test) else 1
+        results[key] = quality.validate(test, "predictions", quality.predictions_expectations(items, samples))
     failures = [dict(failure, partition=key) for key, result in results.items() for failure in result.failures]
     return gx_result(
         quality.QualityResult(all(r.success for r in results.values()), sum(r.evaluated for r in results.values()), failures),

@@ -79,7 +79,8 @@ parsed_labels_code_version = code_version(labels_logic, parsing, metrics_logic, 
     backfill_policy=BackfillPolicy.single_run(),
     description="Each test answer as a label: free text parsed to 1, 0 or invalid with the task's answer phrases (with "
     "the answer text, the reasoning and, when invalid, why); a scored answer's label and score as the model gave them, "
-    "with the cut-off that maximizes F1 on the scores of the train rows the predictions hold.",
+    "with the cut-off that maximizes F1 on the scores of the train rows the predictions hold. One row per item and "
+    "sample (`sample`); what reads one label per item reads the items' majority label (labels.majority_labels).",
 )
 def parsed_labels(context: AssetExecutionContext, predictions, split):
     keys = list(context.partition_keys)
@@ -100,9 +101,11 @@ def _labels_metadata(frame: pd.DataFrame) -> dict:
         | {
             "invalid": int((frame["label"] == -1).sum()),
             "invalid_reasons": MetadataValue.json(frame["invalid_reason"].value_counts().to_dict()),
+            "samples": int(frame["sample"].max()) + 1 if len(frame) else 0,
             **({"learned_threshold": float(frame["learned_threshold"].iloc[0])} if len(frame) and frame["learned_threshold"].notna().all() else {}),
             "dagster/column_lineage": column_lineage({
                 "id": {"predictions": ["id"]},
+                "sample": {"predictions": ["sample"]},
                 "gold": {"split": ["label"]},
                 "label": {"predictions": ["text", "label"]},
                 "answer": {"predictions": ["text"]},
@@ -160,9 +163,10 @@ EVERY_MODEL_ON_THE_TASK = MultiPartitionMapping({
     # A new ensemble runs once its rules are observed (the registry sensor has them observed)
     # and its members' labels exist.
     automation_condition=reevaluate_when_changed(),
-    code_version=code_version(ensemble_logic),
+    code_version=code_version(ensemble_logic, labels_logic),
     backfill_policy=BackfillPolicy.single_run(),
-    description="An ensemble's label for each test item: the vote of its members' parsed labels (by its registry "
+    description="An ensemble's label for each test item: the vote of its members' parsed labels (each member's majority "
+    "label when it answers several samples per item; by its registry "
     "entry's rule, tie and invalid_member), with each member's vote. It depends on every model's parsed labels "
     "on the task, a superset of its members: any model's new labels there re-run it, and automation waits "
     "until every model's labels on the task exist.",
@@ -186,7 +190,7 @@ def _ensemble_labels(context: AssetExecutionContext, key: str, parsed_labels: di
         )
     try:
         frame = ensemble_logic.ensemble_labels(
-            {member: stored[member] for member in spec.members}, rule=spec.rule, tie=spec.tie, invalid_member=spec.invalid_member
+            {member: labels_logic.majority_labels(stored[member]) for member in spec.members}, rule=spec.rule, tie=spec.tie, invalid_member=spec.invalid_member
         )
     except ValueError as exc:
         raise RuntimeError(f"ensemble {ensemble!r} on {task}: {exc}") from None
@@ -233,11 +237,12 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         kinds={"pandas", "parquet"},
         tags=DOMAIN_TAGS,
         automation_condition=reevaluate_when_changed(may_be_missing=ADJUDICATED_GOLD | ANALYSIS_SETTINGS),
-        code_version=code_version(metrics_logic, adjudication_logic),
+        code_version=code_version(metrics_logic, adjudication_logic, labels_logic),
         backfill_policy=BackfillPolicy.single_run(),
         description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
         "analysis settings' confidence (95% by default), the invalid count and the confusion matrix, from "
-        f"{labels_name}; the confidence, invalid-answer policy, resamples and gold labels (`original` or `adjudicated`) "
+        f"{labels_name} (each item's majority label, with several samples per item); the confidence, invalid-answer "
+        "policy, resamples and gold labels (`original` or `adjudicated`) "
         "come from the analysis settings file (a launched run may override them) and are recorded in the frame and its metadata.",
     )
     def _metrics(context: AssetExecutionContext, config: AnalysisConfig, storage: AssetStorage, labels):
@@ -248,7 +253,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
 
     def _metrics_row(context: AssetExecutionContext, analysis, storage: AssetStorage, key: str, labels: pd.DataFrame) -> pd.DataFrame:
         model, task = model_and_task(key)
-        labels, gold_changed = adjudication.gold_labels(labels, analysis.gold, task, storage)
+        labels, gold_changed = adjudication.gold_labels(labels_logic.majority_labels(labels), analysis.gold, task, storage)
         report = binary_report(
             labels["gold"], labels["label"], n_resamples=analysis.n_resamples,
             confidence=analysis.confidence, seed=analysis.seed, invalid=analysis.invalid,
@@ -310,8 +315,11 @@ def _stored_frames(storage: AssetStorage, kind: str, models: list[str], ensemble
 
 
 def _labels_by_model_and_task(storage: AssetStorage, models: list[str], ensembles: list[str]) -> pd.DataFrame:
+    """Every stored label frame, one label per item (its majority label), with its model and task."""
     frames = _stored_frames(storage, "labels", models, ensembles)
-    return pd.concat([frame.assign(model=model, task=task) for (model, task), frame in frames.items()], ignore_index=True)
+    return pd.concat(
+        [labels_logic.majority_labels(frame).assign(model=model, task=task) for (model, task), frame in frames.items()], ignore_index=True
+    )
 
 
 def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -> dict[str, pd.DataFrame]:
@@ -347,8 +355,8 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
     return {"models": pd.DataFrame(model_rows), "tasks": pd.DataFrame(task_rows), "code versions": versions}
 
 
-comparison_code_version = code_version(comparison_logic, metrics_logic, adjudication_logic, analysis_logic, tasks_version("title"))
-report_code_version = code_version(comparison_logic, metrics_logic, report_logic, error_analysis_logic, tasks_version("title"))
+comparison_code_version = code_version(comparison_logic, metrics_logic, adjudication_logic, analysis_logic, labels_logic, tasks_version("title"))
+report_code_version = code_version(comparison_logic, metrics_logic, report_logic, error_analysis_logic, labels_logic, tasks_version("title"))
 _COMPARED = [metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudication.adjudicated_gold, analysis_settings]
 
 
@@ -487,7 +495,7 @@ def _write_report(result, all_metrics: pd.DataFrame, labels: pd.DataFrame, tasks
     kinds={"pandas", "parquet"},
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
-    code_version=code_version(error_analysis_logic),
+    code_version=code_version(error_analysis_logic, labels_logic),
     backfill_policy=BackfillPolicy.single_run(),
     description="One row per test item of the task: the gold label, each model's (and ensemble's) label or invalid reason, and "
     "which models got it right; with the counts of items all models get right, none does, and only one gets "
@@ -502,7 +510,7 @@ def error_analysis(context: AssetExecutionContext, storage: AssetStorage):
 
 def _error_analysis(context: AssetExecutionContext, storage: AssetStorage, task: str, models: list[str], ensembles: list[str]) -> pd.DataFrame:
     frames = [
-        storage.read(asset, [model, task]).assign(model=model)
+        labels_logic.majority_labels(storage.read(asset, [model, task])).assign(model=model)
         for asset, names in (("parsed_labels", models), ("ensemble_labels", ensembles))
         for model in names if storage.exists(asset, [model, task])
     ]

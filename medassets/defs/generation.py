@@ -108,8 +108,8 @@ def model_weights(context) -> DataVersionsByPartition:
         may_be_missing=AssetSelection.assets(embedded_model.key, model_weights.key),
     ),
     description="One generation per test prompt, per model, with the prompt its registry entry sets "
-    "(zero-shot Table 2 by default). A backfill over a model's tasks loads the model once and sends all "
-    "their prompts in one batch; answers are cached. With MEDASSETS_SLURM set, a model that needs GPUs "
+    "(zero-shot Table 2 by default); `samples: K` in the entry: K per prompt, each with its own seed. A backfill "
+    "over a model's tasks loads the model once and sends all their prompts in one batch; answers are cached. With MEDASSETS_SLURM set, a model that needs GPUs "
     "generates in a Slurm job of its own.",
 )
 def predictions(context: AssetExecutionContext, prompts, split):
@@ -122,6 +122,9 @@ def predictions(context: AssetExecutionContext, prompts, split):
         Batch(registered_model(model, paths.registry_path()), {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks})
         for model, tasks in grouped.items()
     ]
+    for batch in batches:
+        for warning in batch.spec.warnings():
+            context.log.warning(f"{batch.spec.name}: {warning}")
     groups = engine_groups(batches)
     slurm = load_deployment(settings) if (settings := paths.slurm_settings_path()) else None
     in_job = [bool(slurm and isinstance(backend, GeneratingBackend) and group[0].spec.gpus) for backend, group in groups]

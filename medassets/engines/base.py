@@ -108,7 +108,7 @@ class GeneratingBackend(Backend):
         scoring = spec.scoring == "likelihood"
         answering = {"settings": settings, "sampling": spec.sampling, "chat_template": template.text, "cache": cache, "engine": engine,
                      "report": report, "scoring": scoring}
-        frames, stats = predict(items, **answering)
+        frames, stats = predict(items, **answering, samples=spec.samples)
         if stats.cache_misses == 0:
             report(f"{spec.name}: every answer came from the cache; nothing was generated")
         metadata = self.describe(spec) | stats.metadata() | {
@@ -116,6 +116,7 @@ class GeneratingBackend(Backend):
             "batch_tasks": len(batch.prompts), "sampling": spec.sampling.model_dump(mode="json"),
             "chat_template_hash": template.hash, "variant": spec.variant, "shots": spec.shots,
             "shot_seed": spec.shot_seed, "decoding": spec.decoding, "scoring": spec.scoring,
+            "samples": spec.samples, "sample_seeds": list(spec.sample_seeds),
         }
         if scoring and spec.threshold_rows != 0:  # train rows scored too: the labels stage learns a cut-off on them
             train = {task: threshold_rows(batch.splits[task], spec.threshold_rows, seed=0) for task in batch.prompts}

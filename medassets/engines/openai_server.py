@@ -14,7 +14,7 @@ import httpx
 from pydantic import Field
 
 from medassets import paths
-from medassets.core.generation import Generation, OnDone, Request, scored_generation
+from medassets.core.generation import Generation, OnDone, Request, request_seed, scored_generation
 from medassets.core.registry import GeneratingEntry, HubSource, Sampling, Settings, Source
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.folders import ModelSourceError
@@ -164,7 +164,7 @@ class OpenAIServerEngine:
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
-            "seed": sampling.seed,
+            "seed": request_seed(request, sampling),
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from medassets import paths
-from medassets.core.generation import Generation, OnDone, Request, scored_generation
+from medassets.core.generation import Generation, OnDone, Request, request_seed, scored_generation
 from medassets.core.registry import GeneratingEntry, Sampling, Source
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.sources import source_folder, source_revision
@@ -131,7 +131,7 @@ class VLLMEngine:
         self.name = vllm_release()
 
     @staticmethod
-    def _sampling_params(sampling: Sampling, choices: tuple[str, ...] | None):
+    def _sampling_params(sampling: Sampling, choices: tuple[str, ...] | None, seed: int):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -139,7 +139,7 @@ class VLLMEngine:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
-            seed=sampling.seed,
+            seed=seed,
             stop=list(sampling.stop) or None,
             structured_outputs=StructuredOutputsParams(choice=list(choices)) if choices else None,
         )
@@ -155,10 +155,12 @@ class VLLMEngine:
         }
 
     def generate(self, requests: Sequence[Request], *, sampling: Sampling, chat_template: str | None, on_done: OnDone) -> None:
-        params = {choices: self._sampling_params(sampling, choices) for choices in {request.choices for request in requests}}
+        # One SamplingParams per distinct choices and seed (a sample after the first has its own seed).
+        asked = [(request.choices, request_seed(request, sampling)) for request in requests]
+        params = {key: self._sampling_params(sampling, *key) for key in set(asked)}
         request_ids = self.llm.enqueue_chat(
             [request.messages for request in requests],
-            [params[request.choices] for request in requests],
+            [params[key] for key in asked],
             use_tqdm=False,
             chat_template=chat_template,
         )

@@ -18,7 +18,8 @@ import pandas as pd
 from medassets import paths
 from medassets.core import review
 from medassets.core.adjudication import open_adjudications
-from medassets.core.generation import task_choices, task_requests
+from medassets.core.generation import part_of, samples_of, task_choices, task_requests
+from medassets.core.labels import majority_labels
 from medassets.core.registry import EnsembleModel, GeneratingEntry, load_registry
 from medassets.defs.io import AssetStorage
 from medassets.defs.partitions import ensemble_partitions, model_partitions, partition_key, registered_partitions
@@ -41,6 +42,18 @@ class Answer:
     setup: str
     messages: list[dict[str, str]]
     votes: str | None
+    samples: list[SampleAnswer]  # a model asked several samples per item: each one's answer (the fields above: the majority's, sample 0's raw answer)
+
+
+@dataclass(frozen=True)
+class SampleAnswer:
+    """One of a model's samples of its answer to an item."""
+
+    sample: int
+    seed: int | None
+    cell: str  # its label: 1, 0 or `invalid: <reason>`
+    answer: str | None  # the parsed answer text
+    finish_reason: str | None
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,9 @@ class ReviewState:
             cached = self._tasks.get(task)
             if cached and cached[0] == signature:
                 return cached[1]
-        labels = {name: self.storage.read(asset, parts)[["id", "gold", "label", "invalid_reason"]] for name, (asset, parts) in files.items()}
+        labels = {
+            name: majority_labels(self.storage.read(asset, parts))[["id", "gold", "label", "invalid_reason"]] for name, (asset, parts) in files.items()
+        }
         finish = {
             name: self.storage.read(asset, parts)[["id", "finish_reason"]]
             for name, (asset, parts) in predictions.items() if self.storage.exists(asset, parts)
@@ -164,12 +179,12 @@ class ReviewState:
             asset, parts = files.get(model, ("parsed_labels", [model, task]))
             labels = self.storage.read(asset, parts) if model in files else pd.DataFrame(columns=["id"])
             own = labels[labels["id"] == item_id]
-            parsed = own.iloc[0].to_dict() if len(own) else {}
-            generated = {}
+            parsed = majority_labels(own).iloc[0].to_dict() if len(own) else {}
+            generated = pd.DataFrame(columns=["sample"])
             if asset == "parsed_labels" and self.storage.exists("predictions", parts):
-                predictions = self.storage.read("predictions", parts)
-                matching = predictions[predictions["id"] == item_id]
-                generated = matching.iloc[0].to_dict() if len(matching) else {}
+                predictions = part_of(self.storage.read("predictions", parts), "test")
+                generated = predictions[predictions["id"] == item_id].assign(sample=lambda frame: samples_of(frame)).set_index("sample")
+            first = generated.loc[0].to_dict() if 0 in generated.index else {}
             spec = registry.get(model)
             messages = []
             if isinstance(spec, GeneratingEntry) and prompts is not None and split is not None:
@@ -184,13 +199,26 @@ class ReviewState:
             answers.append(Answer(
                 model=model, cell=review.answer_cell(items, row, column),
                 answer=_present(parsed.get("answer")), reasoning=_present(parsed.get("reasoning")),
-                raw=_present(generated.get("text")) or None, score=_score(parsed.get("score")),
+                raw=_present(first.get("text")) or None, score=_score(parsed.get("score")),
                 invalid_reason=_present(parsed.get("invalid_reason")),
-                finish_reason=_present(generated.get("finish_reason")),
-                prompt_tokens=_number(generated.get("prompt_tokens")), completion_tokens=_number(generated.get("completion_tokens")),
+                finish_reason=_present(first.get("finish_reason")),
+                prompt_tokens=_number(first.get("prompt_tokens")), completion_tokens=_number(first.get("completion_tokens")),
                 setup=setup, messages=messages, votes=_present(parsed.get("votes")),
+                samples=_sample_answers(own, generated) if len(own) > 1 else [],
             ))
         return answers
+
+
+def _sample_answers(labels: pd.DataFrame, generated: pd.DataFrame) -> list[SampleAnswer]:
+    """Each sample's answer to one item, in sample order, from its parsed labels and its predictions (by sample)."""
+    answers = []
+    for row in labels.sort_values("sample").itertuples(index=False):
+        answer = generated.loc[row.sample].to_dict() if row.sample in generated.index else {}
+        answers.append(SampleAnswer(
+            sample=int(row.sample), seed=_number(answer.get("seed")), cell=review.label_cell(int(row.label), _present(row.invalid_reason) or ""),
+            answer=_present(row.answer), finish_reason=_present(answer.get("finish_reason")),
+        ))
+    return answers
 
 
 def _present(value) -> str | None:

@@ -2,7 +2,10 @@
 prompts reach the engine, how progress reads, and the frames predict() shapes.
 (The real engines: medassets_tests/engines/.)"""
 
+import hashlib
+import json
 import math
+
 import pandas as pd
 import pytest
 
@@ -31,7 +34,7 @@ from medassets.core.generation import (
 )
 from medassets.core.prompts import render, render_prompts
 from medassets.core.splitting import stratified_split
-from medassets.core.registry import Sampling
+from medassets.core.registry import Sampling, sample_seed
 
 MESSAGES = [{"role": "user", "content": "Is this tweet self-reporting breast cancer?"}]
 SETTINGS = AnswerSettings(answer_key="vllm-0123", chat_template_hash="model-default")
@@ -85,6 +88,7 @@ class FakeEngine:
     def __init__(self, drop: tuple[str, ...] = (), name: str = "fake 1.0"):
         self.drop, self.name = drop, name
         self.batches: list[list[str]] = []
+        self.seeds: list[list[int | None]] = []  # each request's own seed, batch by batch
         self.closed = False
 
     def describe(self) -> dict:
@@ -93,6 +97,7 @@ class FakeEngine:
     def generate(self, requests, *, sampling, chat_template, on_done) -> None:
         prompts = [request.messages[-1]["content"] for request in requests]
         self.batches.append(prompts)
+        self.seeds.append([request.seed for request in requests])
         for index in reversed(range(len(prompts))):
             if prompts[index] not in self.drop:
                 on_done(index, answer(prompts[index].upper(), tokens=len(prompts[index])))
@@ -250,6 +255,41 @@ def test_predict_shapes_one_frame_per_task_in_prompt_order(tmp_path):
         assert list(frame["prompt_hash"]) == list(tasks[task].prompt_hashes)
         assert list(frame["text"]) == [r.messages[-1]["content"].upper() for r in tasks[task].requests]
     assert (stats.total, stats.cache_misses) == (3, 3)
+
+
+def test_a_request_without_a_seed_of_its_own_keeps_the_key_it_had_before_samples():
+    old_way = hashlib.sha256(json.dumps(SETTINGS.model_dump(mode="json") | {"messages": MESSAGES}, sort_keys=True).encode()).hexdigest()
+    assert key() == old_way
+    assert cache_key(SETTINGS, Request(MESSAGES, seed=sample_seed(0, 1))) not in {old_way, cache_key(SETTINGS, Request(MESSAGES, seed=sample_seed(0, 2)))}
+
+
+def test_each_sample_is_generated_once_with_its_own_seed_and_raising_the_samples_generates_only_the_new_ones(tmp_path):
+    sampling = Sampling(temperature=0.7, seed=3)
+    tasks = {"breast_cancer": TaskRequests(["a", "b"], ["h-a", "h-b"], [Request([{"role": "user", "content": p}]) for p in ("one", "two")])}
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    engine = FakeEngine()
+
+    def run(samples: int):
+        with SharedEngine(lambda: engine, lambda line: None) as shared:
+            return predict(tasks, settings=SETTINGS, sampling=sampling, chat_template=None, cache=cache, engine=shared,
+                           report=lambda line: None, samples=samples)
+
+    once, _ = run(1)
+    assert once["breast_cancer"][["sample", "seed"]].values.tolist() == [[0, 3], [0, 3]]
+    first = [key([{"role": "user", "content": p}]) for p in ("one", "two")]  # sample 0: the key an answer always had
+    assert set(cache.get_many(first)) == set(first)
+    frames, stats = run(2)
+    assert engine.seeds == [[None, None], [sample_seed(3, 1)] * 2] and stats.cache_misses == 2
+    frames, stats = run(3)
+    assert engine.seeds[2:] == [[sample_seed(3, 2)] * 2] and (stats.total, stats.cache_hits, stats.cache_misses) == (6, 4, 2)
+    frame = frames["breast_cancer"]
+    assert list(frame.columns) == PREDICTION_COLUMNS
+    assert frame[["id", "sample"]].values.tolist() == [["a", 0], ["b", 0], ["a", 1], ["b", 1], ["a", 2], ["b", 2]]
+    assert frame["seed"].tolist() == [3, 3, *[sample_seed(3, 1)] * 2, *[sample_seed(3, 2)] * 2]
+    assert len(set(frame["seed"])) == 3
+    run(3)
+    assert len(engine.seeds) == 3  # a re-run generates nothing
+    cache.close()
 
 
 def test_an_engine_closes_in_the_background_and_the_next_waits_for_it(tmp_path):

@@ -150,3 +150,20 @@ def test_split_expectations_fail_on_a_duplicated_row():
     split = stratified_split(frame)
     result = check_split(frame, pd.concat([split, split.iloc[:1]], ignore_index=True))
     assert ("expect_column_values_to_be_unique", "id") in failed(result)
+
+
+def sampled_answers(samples: int) -> pd.DataFrame:
+    return pd.DataFrame({"id": ["a", "b"] * samples, "sample": [k for k in range(samples) for _ in "ab"], "text": "an answer"})
+
+
+def predictions(frame: pd.DataFrame, samples: int) -> quality.QualityResult:
+    return quality.validate(frame, "predictions", quality.predictions_expectations(2, samples))
+
+
+def test_predictions_hold_one_answer_per_item_and_sample():
+    assert predictions(sampled_answers(3), 3).success and predictions(sampled_answers(1), 1).success
+    missing = sampled_answers(3).iloc[:-1]
+    assert failed(predictions(missing, 3)) == {("expect_table_row_count_to_equal", None)}
+    twice = sampled_answers(3).assign(sample=[0, 0, 1, 1, 1, 1])  # b's sample 1 twice, no sample 2
+    assert ("expect_compound_columns_to_be_unique", None) in failed(predictions(twice, 3))
+    assert failed(predictions(sampled_answers(3), 2)) >= {("expect_column_values_to_be_between", "sample")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from medassets.core.registry import (
     load_registry,
     parse_registry,
     registered_model,
+    sample_seed,
 )
 from medassets.engines.baseline import BaselineModel
 from medassets.engines.openai_server import OpenAIModel
@@ -51,6 +53,34 @@ def test_scoring_cannot_be_constrained():
     entry = "  - name: m\n    source: {embedded: smollm2-135m-instruct}\n    scoring: likelihood\n    decoding: constrained\n"
     with pytest.raises(RegistryError, match="nothing to constrain"):
         parse_registry("models:\n" + entry, "models.yaml")
+
+
+def test_a_scored_entry_takes_one_sample():
+    entry = "  - name: m\n    source: {embedded: smollm2-135m-instruct}\n    scoring: likelihood\n    samples: 3\n"
+    assert registry_error("models:\n" + entry) == (
+        f"{WHERE}:5: model 'm': `samples`: Value error, `scoring: likelihood` gives one score per item, so it takes one sample (given: 3)"
+    )
+    assert "`samples`: Input should be greater than or equal to 1" in registry_error(
+        "models:\n  - name: m\n    source: {embedded: smollm2-135m-instruct}\n    samples: 0\n"
+    )
+
+
+def test_several_greedy_samples_are_warned_of_and_each_sample_has_its_own_seed():
+    models = parse_registry(
+        "models:\n"
+        "  - {name: greedy, source: {embedded: smollm2-135m-instruct}, samples: 3}\n"
+        "  - {name: sampled, source: {embedded: smollm2-135m-instruct}, samples: 3, sampling: {temperature: 0.7, seed: 5}}\n"
+        "  - {name: once, source: {embedded: smollm2-135m-instruct}}\n"
+    )
+    assert models["greedy"].warnings() == [
+        "`samples: 3` with greedy decoding (`sampling.temperature: 0`): the 3 samples will agree, each the same answer; "
+        "set a temperature above 0 for samples that differ"
+    ]
+    assert models["sampled"].warnings() == models["once"].warnings() == []
+    seeds = models["sampled"].sample_seeds
+    assert seeds[0] == 5 and len(set(seeds)) == 3 and all(0 <= seed < 2**31 for seed in seeds)
+    assert seeds[1:] == tuple(int.from_bytes(hashlib.sha256(f"5:{k}".encode()).digest()[:4], "big") & 0x7FFFFFFF for k in (1, 2))
+    assert models["once"].sample_seeds == (0,) and sample_seed(0, 1) != sample_seed(5, 1)
 
 
 def test_shipped_registry_loads():

@@ -95,7 +95,7 @@ CHANGED = {
     "tensor_parallel_size": 2, "gpu_memory_utilization": 0.9,
     "server.base_url": "http://10.0.0.1:8000/v1", "server.api_key_env": "OTHER_KEY", "server.served_model": "other",
     "server.max_concurrency": 2, "server.timeout_s": 5.0, "server.max_retries": 0,
-    "seed": 1,
+    "seed": 1, "samples": 3,
 }
 # What each backend's answers depend on; every other field must keep the key. `fingerprint`
 # changes no answer, but it changes how the weights' revision is taken (a quick fingerprint or
@@ -110,8 +110,9 @@ ANSWER_CHANGING = {
     "baseline": {"seed"},
 }
 # What makes an entry's predictions stale: what changes its answers, and how it asks (the
-# messages) and what the parser reads of it (`reasoning`).
-ASKING = {"reasoning", "system_prompt", "variant", "shots", "shot_seed"}
+# messages, how many samples: each sample has a cache key of its own) and what the parser reads
+# of it (`reasoning`).
+ASKING = {"reasoning", "system_prompt", "variant", "shots", "shot_seed", "samples"}
 OUTPUT_CHANGING = {"vllm": ANSWER_CHANGING["vllm"] | ASKING, "openai": ANSWER_CHANGING["openai"] | ASKING, "baseline": {"seed"}}
 
 

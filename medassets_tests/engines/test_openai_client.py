@@ -37,6 +37,7 @@ class ScriptedServer:
         self.failures, self.hold_s, self.reasoning_field = list(failures), hold_s, reasoning_field
         self.statuses: list[int] = []
         self.chats: list[list[dict]] = []  # the messages of each chat request, as received
+        self.seeds: dict[str, int] = {}  # last user message -> the request's `seed`
         self.answers: dict[str, tuple[str, str]] = {}  # last user message -> (content, reasoning)
         self.in_flight = self.peak_in_flight = 0
         self.lock = threading.Lock()
@@ -57,6 +58,7 @@ class ScriptedServer:
             status = self.failures.pop(0) if self.failures else 200
             self.statuses.append(status)
             self.chats.append(body["messages"])
+            self.seeds[body["messages"][-1]["content"]] = body.get("seed")
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -131,6 +133,16 @@ def generate(client: OpenAIServerEngine, n: int) -> dict:
 @pytest.fixture(autouse=True)
 def no_base_url_override(monkeypatch):
     monkeypatch.delenv("MEDASSETS_OPENAI_BASE_URL", raising=False)
+
+
+def test_each_request_carries_its_own_seed_else_the_sampling_seed():
+    script = ScriptedServer()
+    asked = [Request([{"role": "user", "content": "sample 0"}]), Request([{"role": "user", "content": "sample 1"}], seed=123456)]
+    with scripted_server(script) as url:
+        client = engine(url)
+        client.generate(asked, sampling=Sampling(temperature=0.7, seed=3), chat_template=None, on_done=lambda index, generation: None)
+        client.close()
+    assert script.seeds == {"sample 0": 3, "sample 1": 123456}
 
 
 def test_429_and_5xx_are_retried_until_the_server_answers():

@@ -68,7 +68,8 @@ def _answers(test: pd.DataFrame, model: str) -> pd.DataFrame:
     return pd.DataFrame({
         "id": test["id"].to_numpy(), "prompt_hash": "0" * 16, "text": texts, "reasoning": pd.Series(reasoning, dtype=object),
         "finish_reason": finish, "prompt_tokens": 100, "completion_tokens": 12, "score": float("nan"), "choice_logprobs": None,
-        "part": "test", "label": pd.array([pd.NA] * len(texts), dtype="Int64"), "engine": "written by the test",
+        "part": "test", "sample": 0, "seed": pd.array([0] * len(texts), dtype="Int64"),
+        "label": pd.array([pd.NA] * len(texts), dtype="Int64"), "engine": "written by the test",
     })[PREDICTION_COLUMNS]
 
 
