@@ -2,7 +2,8 @@
 starts Dagster on it: the model registry, the dataset config and the analysis settings load, the response cache
 opens (PostgreSQL when MEDASSETS_POSTGRES_URL is set), the asset storage can be written, and,
 when MEDASSETS_SLURM is set, its settings load and the cluster's controller answers.
-Prints one line per check; exits 1 if any failed, each failure naming its setting."""
+Prints one line per check, and one per warning a check gives (a registry entry doing what its
+model card advises against); exits 1 if any failed, each failure naming its setting."""
 
 import sys
 
@@ -19,6 +20,11 @@ def _cache() -> None:
     open_response_cache(paths.postgres_url(), paths.cache_path()).close()
 
 
+def _registry() -> list[str]:
+    """Its warnings: entries doing what their model card advises against."""
+    return [caution for spec in load_registry(paths.registry_path()).values() for caution in spec.cautions()]
+
+
 def _slurm() -> None:
     settings = paths.slurm_settings_path()
     if settings:  # unset: generation stays in the step
@@ -27,7 +33,7 @@ def _slurm() -> None:
 
 
 CHECKS = {
-    "model registry (MEDASSETS_REGISTRY)": lambda: load_registry(paths.registry_path()),
+    "model registry (MEDASSETS_REGISTRY)": _registry,
     "dataset config (MEDASSETS_DATASETS)": lambda: read_dataset_config(paths.datasets_path()),
     "analysis settings (MEDASSETS_ANALYSIS)": lambda: load_analysis(paths.analysis_path()),
     "response cache (MEDASSETS_POSTGRES_URL, else MEDASSETS_HOME)": _cache,
@@ -40,12 +46,14 @@ def main() -> int:
     failed = 0
     for name, check in CHECKS.items():
         try:
-            check()
+            outcome = check()  # a check's warnings (a list), or what it loaded
         except Exception as exc:  # every failure is reported, then the exit code says so
             failed += 1
             print(f"FAILED {name}: {exc}")
         else:
             print(f"ok     {name}")
+            for warning in outcome if isinstance(outcome, list) else []:
+                print(f"warn   {name}: {warning}")
     return 1 if failed else 0
 
 

@@ -122,6 +122,9 @@ def predictions(context: AssetExecutionContext, prompts, split):
         Batch(registered_model(model, paths.registry_path()), {task: prompts[task] for task in tasks}, {task: split[task] for task in tasks})
         for model, tasks in grouped.items()
     ]
+    for batch in batches:
+        for caution in batch.spec.cautions():
+            context.log.warning(caution)
     groups = engine_groups(batches)
     slurm = load_deployment(settings) if (settings := paths.slurm_settings_path()) else None
     in_job = [bool(slurm and isinstance(backend, GeneratingBackend) and group[0].spec.gpus) for backend, group in groups]

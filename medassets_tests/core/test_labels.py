@@ -15,11 +15,11 @@ TASK = "breast_cancer"
 POSITIVE, NEGATIVE = TASKS[TASK].positive_phrase, TASKS[TASK].negative_phrases[0]
 
 
-def predictions(part: str, ids, texts=None, scores=None) -> pd.DataFrame:
+def predictions(part: str, ids, texts=None, scores=None, finish_reasons=None) -> pd.DataFrame:
     n = len(ids)
     scores = [math.nan] * n if scores is None else scores
     return pd.DataFrame({
-        "id": ids, "part": part, "text": texts or [""] * n, "reasoning": [None] * n,
+        "id": ids, "part": part, "text": texts or [""] * n, "reasoning": [None] * n, "finish_reason": finish_reasons or ["stop"] * n,
         "label": pd.array([None if math.isnan(s) else int(s > 0.5) for s in scores], dtype="Int64"), "score": scores,
     })
 
@@ -52,3 +52,11 @@ def test_a_scored_answer_is_taken_as_given_and_the_cut_off_is_learned_on_train_r
 @pytest.mark.parametrize("labels, scores", [([], []), ([1, 1], [0.2, 0.7])])
 def test_no_cut_off_without_both_classes(labels, scores):
     assert math.isnan(learned_threshold(labels, scores))
+
+
+def test_a_reasoning_model_cut_off_inside_its_reasoning_is_told_apart_by_its_finish_reason():
+    texts = ["The tweet is " + POSITIVE + ", or", "The tweet is " + POSITIVE + ", or", "Hm.</think> " + NEGATIVE]
+    frame = label_answers(TASK, predictions("test", ["a", "b", "c"], texts, finish_reasons=["length", "stop", "length"]),
+                          pd.Series([1, 1, 0], index=["a", "b", "c"]), reasoning_model=True)
+    assert frame["label"].tolist() == [-1, -1, 0]
+    assert frame["invalid_reason"].tolist()[:2] == ["reasoning_cut_off", "reasoning_unclosed"]
