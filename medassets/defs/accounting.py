@@ -7,6 +7,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, AssetRecordsFilter, MetadataValue, asset
 
 from medassets.core import accounting as accounting_logic
+from medassets.core import metrics as metrics_logic
 from medassets.defs.conditions import reevaluate_when_changed
 from medassets.defs.metadata import DOMAIN_TAGS, code_version, column_lineage
 from medassets.defs.partitions import model_and_task, task_model_partitions
@@ -34,7 +35,7 @@ def _generation_cost(context: AssetExecutionContext) -> accounting_logic.Generat
     kinds={"pandas", "parquet"},
     tags=DOMAIN_TAGS,
     automation_condition=reevaluate_when_changed(),
-    code_version=code_version(accounting_logic),
+    code_version=code_version(accounting_logic, metrics_logic),  # its F1 is the metrics' own
     description="A model's reasoning and cost on a task, in one row: prompt, reasoning and answer tokens (median and "
     "90th percentile), answers cut at max_tokens and their share, F1 on the answers that finished against all (an invalid "
     "answer counted negative), invalid answers by reason, and generation seconds and GPU-seconds (time x GPUs) per 1,000 "

@@ -182,8 +182,9 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
 
 @pytest.mark.parametrize("edited, changed", [
     ("core/parsing.py", {"parsed_labels"}),
-    ("core/metrics/_labels.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison", "report"}),  # the labels' learned cut-off
+    ("core/metrics/_labels.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison", "report", "reasoning_accounting"}),  # the labels' learned cut-off
     ("core/comparison/_plots.py", {"comparison", "report"}),
+    ("core/accounting.py", {"reasoning_accounting"}),
     ("core/labels.py", {"parsed_labels"}),
     ("core/adjudication.py", {"adjudicated_gold", "metrics", "ensemble_metrics", "comparison"}),  # the gold labels they score against
     ("core/ensemble.py", {"ensemble_labels"}),
