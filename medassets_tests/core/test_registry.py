@@ -342,3 +342,9 @@ def test_a_deepseek_r1_entry_is_warned_of_a_system_prompt_and_examples(asked, wa
     # the same asking under another card's preset, or none, is not warned of
     assert parse_registry(PRESET_ENTRY % "qwen3" + asked, WHERE)["m"].cautions() == []
     assert parse_registry(PRESET_ENTRY.replace("    preset: %s\n", "") + asked, WHERE)["m"].cautions() == []
+
+
+def test_a_served_model_takes_a_preset_and_entries_that_generate_nothing_refuse_one():
+    served = parse_registry("models:\n  - name: m\n    backend: openai\n    preset: smollm3\n    sampling: {seed: 4}\n", WHERE)["m"]
+    assert isinstance(served, OpenAIModel) and served.reasoning and served.sampling == Sampling(temperature=0.6, top_p=0.95, max_tokens=32768, seed=4)
+    assert "unknown field 'preset'" in registry_error("models:\n  - name: m\n    backend: baseline\n    preset: qwen3\n")
