@@ -182,7 +182,8 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
 
 @pytest.mark.parametrize("edited, changed", [
     ("core/parsing.py", {"parsed_labels"}),
-    ("core/metrics/_labels.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison", "report", "reasoning_accounting"}),  # the labels' learned cut-off
+    # the labels' learned cut-off; the accounting's F1
+    ("core/metrics/_labels.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison", "report", "reasoning_accounting"}),
     ("core/comparison/_plots.py", {"comparison", "report"}),
     ("core/accounting.py", {"reasoning_accounting"}),
     ("core/labels.py", {"parsed_labels"}),
