@@ -2,8 +2,9 @@
 starts Dagster on it: the model registry, the dataset config and the analysis settings load, the response cache
 opens (PostgreSQL when MEDASSETS_POSTGRES_URL is set), the asset storage can be written, and,
 when MEDASSETS_SLURM is set, its settings load and the cluster's controller answers.
-Prints one line per check, and one per warning (settings that are valid but likely not meant, such as
-several samples per item under greedy decoding); exits 1 if any failed, each failure naming its setting."""
+Prints one line per check, and one per warning (settings that are valid but likely not meant: what a
+model card advises against, several samples per item under greedy decoding); exits 1 if any failed,
+each failure naming its setting."""
 
 import sys
 

@@ -3,7 +3,7 @@
 from dagster import Definitions
 
 from medassets import paths
-from medassets.defs import adjudication, analysis, automation, checks, data, evaluation, generation
+from medassets.defs import accounting, adjudication, analysis, automation, checks, data, evaluation, generation
 from medassets.defs.io import AssetStorage, ParquetIOManager
 from medassets.defs.jobs import JOBS
 
@@ -16,7 +16,7 @@ defs = Definitions(
     assets=[
         data.raw_dataset, data.split, data.prompts,
         generation.embedded_model, generation.model_weights, generation.predictions,
-        evaluation.parsed_labels, evaluation.metrics, evaluation.ensemble_rules, evaluation.ensemble_labels,
+        evaluation.parsed_labels, evaluation.metrics, accounting.reasoning_accounting, evaluation.ensemble_rules, evaluation.ensemble_labels,
         evaluation.ensemble_metrics, evaluation.comparison, evaluation.error_analysis,
         adjudication.adjudications, adjudication.adjudicated_gold, analysis.analysis_settings,
     ],

@@ -63,3 +63,18 @@ def test_slurm_settings_are_checked_when_set(tmp_path):
     bare.mkdir()  # a PATH without Slurm's commands
     result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_SLURM=str(settings), PATH=str(bare))
     assert "FAILED Slurm (MEDASSETS_SLURM, when set): `scontrol` is not on PATH" in result.stdout
+
+
+def test_a_deepseek_r1_entry_with_a_system_prompt_or_examples_passes_with_warnings(tmp_path):
+    registry = tmp_path / "models.yaml"
+    entry = "  - name: {name}\n    source: {{embedded: smollm2-135m-instruct}}\n    preset: deepseek-r1\n"
+    registry.write_text(
+        "models:\n" + entry.format(name="plain") + entry.format(name="told") + "    system_prompt: Be brief.\n"
+        + entry.format(name="shown") + "    shots: 2\n"
+    )
+    result = _check(MEDASSETS_HOME=str(tmp_path), MEDASSETS_REGISTRY=str(registry))
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warn ")]
+    assert len(warnings) == 2
+    assert "model 'told' (preset deepseek-r1): `system_prompt` is set" in warnings[0]
+    assert "model 'shown' (preset deepseek-r1): `shots` is set" in warnings[1]

@@ -27,14 +27,16 @@ from medassets.tasks import TASKS
 # What the engine gave, as data: free text (and reasoning) to be parsed, or, where the model
 # scores, no text and its score: the positive answer's probability (NaN elsewhere), the label of
 # the likelier side (null elsewhere) and the log-probability of each of the task's answer
-# phrases, positive first; engine: the engine that answered (package and version), null for
+# phrases, positive first; reasoning_tokens: the answer's tokens through its last closing
+# `</think>` (0 where none closes; null where the engine gave no count, or for answers cached
+# before it was recorded); engine: the engine that answered (package and version), null for
 # answers cached before it was recorded; part: `test`, or `train` for the train rows a scored
 # model also scores so the labels stage can learn a cut-off on them; sample: the answer's sample
 # (0 to the entry's `samples` - 1) and seed: the sampler's seed it was generated with (null for
 # a model without a sampler).
 PREDICTION_COLUMNS = [
-    "id", "part", "sample", "seed", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "label", "score",
-    "choice_logprobs", "engine",
+    "id", "part", "sample", "seed", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens",
+    "reasoning_tokens", "label", "score", "choice_logprobs", "engine",
 ]
 UNRECORDED_ENGINE = "unrecorded"  # how metadata names the engine of answers cached before engines were recorded
 SCORED = "scored"  # the finish reason of an answer scored, not generated
@@ -51,6 +53,7 @@ class Generation:
     completion_tokens: int
     choice_logprobs: list[float] | None = None  # scored: the log-probability of each of the request's choices
     engine: str | None = None  # the engine that produced it (`Engine.name`), recorded in the cache with it
+    reasoning_tokens: int | None = None  # of completion_tokens, those through the last `</think>` (or in `reasoning`); None: not counted
 
 
 @dataclass(frozen=True)
@@ -276,13 +279,15 @@ def task_choices(task: str, decoding: str, scoring: str) -> tuple[str, ...] | No
 
 def task_requests(
     task: str, prompts: pd.DataFrame, split: pd.DataFrame, *, variant: str, shots: int, shot_seed: int,
-    system_prompt: str | None, choices: tuple[str, ...] | None,
+    system_prompt: str | None, choices: tuple[str, ...] | None, reply_prefix: str | None = None,
 ) -> TaskRequests:
     """A task's test prompts in the variant's wording, after `shots` example turns drawn from
-    the train rows of the split (never its test rows), with the requests' `choices`."""
+    the train rows of the split (never its test rows), with the requests' `choices`, the reply
+    opened with `reply_prefix` where given."""
     rows = variant_prompts(prompts, variant)
     examples = example_turns(task, few_shot_examples(split[split["part"] == "train"], shots, shot_seed), variant)
-    requests = [Request(conversation(prompt, system_prompt=system_prompt, examples=examples), choices) for prompt in rows["prompt"]]
+    asking = {"system_prompt": system_prompt, "examples": examples, "reply_prefix": reply_prefix}
+    requests = [Request(conversation(prompt, **asking), choices) for prompt in rows["prompt"]]
     return TaskRequests(rows["id"].tolist(), rows["prompt_hash"].tolist(), requests)
 
 
@@ -391,13 +396,16 @@ def prediction_frames(
                 "finish_reason": [g.finish_reason for g in answers],
                 "prompt_tokens": [g.prompt_tokens for g in answers],
                 "completion_tokens": [g.completion_tokens for g in answers],
+                "reasoning_tokens": [g.reasoning_tokens for g in answers],
                 "label": [None if math.isnan(score) else int(score > 0.5) for score in scores],
                 "score": scores,
                 "choice_logprobs": [g.choice_logprobs for g in answers],
                 "engine": [g.engine for g in answers],
             },
             columns=PREDICTION_COLUMNS,
-        ).astype({"id": "string", "part": "string", "sample": "int64", "text": "string", "label": "Int64", "engine": "string"})
+        ).astype({
+            "id": "string", "part": "string", "sample": "int64", "text": "string", "reasoning_tokens": "Int64", "label": "Int64", "engine": "string",
+        })
     return frames
 
 

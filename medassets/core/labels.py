@@ -43,7 +43,8 @@ def label_answers(task: str, predictions: pd.DataFrame, gold: pd.Series, *, reas
             rows.append((int(row.label), "", None, None))
         else:
             reasoning = row.reasoning if isinstance(row.reasoning, str) else None
-            parsed = parse_answer(task, row.text, reasoning, reasoning_model=reasoning_model)
+            finish_reason = row.finish_reason if isinstance(row.finish_reason, str) else None
+            parsed = parse_answer(task, row.text, reasoning, reasoning_model=reasoning_model, finish_reason=finish_reason)
             rows.append((INVALID if parsed.label is None else parsed.label, parsed.answer, parsed.reasoning, parsed.invalid_reason))
     labels, answers, reasonings, reasons = zip(*rows) if rows else ((), (), (), ())
     scores = test["score"].astype(float).to_numpy() if "score" in test else np.full(len(test), math.nan)

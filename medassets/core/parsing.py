@@ -3,7 +3,8 @@
 Rules:
 - Reasoning: the text before the last closing ``</think>`` is reasoning, with or without
   an opening tag (DeepSeek-R1 distills put ``<think>`` in the prompt). An opening tag
-  left unclosed after that means the answer never came: invalid ("truncated").
+  left unclosed after that means the answer never came: invalid, "reasoning_cut_off" when
+  the answer stopped at `max_tokens` (finish reason "length"), else "reasoning_unclosed".
   Reasoning never decides a label.
 - Matching is on normalized text (NFKC, case-folded, unicode dashes and curly quotes made
   ASCII, markdown emphasis removed, whitespace collapsed, "self reporting" read as
@@ -17,16 +18,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from medassets.tasks import TASKS
 
 EMPTY = "empty"
-TRUNCATED = "truncated"
+REASONING_CUT_OFF = "reasoning_cut_off"  # stopped at max_tokens inside its reasoning
+REASONING_UNCLOSED = "reasoning_unclosed"  # reasoning never closed, the answer ended some other way (or how is unknown)
 NO_PHRASE = "no_phrase"
 BOTH_PHRASES = "both_phrases"
-INVALID_REASONS = (EMPTY, TRUNCATED, NO_PHRASE, BOTH_PHRASES)
+INVALID_REASONS = (EMPTY, REASONING_CUT_OFF, REASONING_UNCLOSED, NO_PHRASE, BOTH_PHRASES)
+CUT_AT_MAX_TOKENS = "length"  # the finish reason of an answer that stopped at max_tokens (vLLM, OpenAI)
 
 _OPEN = re.compile(r"<think>", re.IGNORECASE)
 _CLOSE = re.compile(r"</think>", re.IGNORECASE)
@@ -67,7 +71,7 @@ def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def _split_reasoning(text: str) -> tuple[str | None, str, bool]:
-    """Split raw model output into (reasoning, answer, truncated)."""
+    """Split raw model output into (reasoning, answer, reasoning left unclosed)."""
     closes = list(_CLOSE.finditer(text))
     head, answer = (text[: closes[-1].start()], text[closes[-1].end() :]) if closes else ("", text)
     opening = _OPEN.search(answer)
@@ -95,28 +99,36 @@ def _label(
 
 
 def parse_answer(
-    task: str, text: str | None, reasoning: str | None = None, *, reasoning_model: bool = False
+    task: str, text: str | None, reasoning: str | None = None, *, reasoning_model: bool = False, finish_reason: str | None = None
 ) -> ParsedAnswer:
     """Parse one answer to `task`'s prompt.
 
     `reasoning` is reasoning a server returned in a separate field (vLLM's
     `reasoning_content`); when given it is the reasoning, and any think block in `text`
-    is still cut off the answer.
+    is still cut off the answer. Given with no answer after it, in an answer that stopped at
+    max_tokens, the answer was cut off inside its reasoning.
 
     `reasoning_model`: the model thinks before it answers, its opening tag in the prompt
     (DeepSeek-R1 distills). Then text with no closing `</think>` is reasoning that never
-    reached an answer: invalid ("truncated"), whatever phrases it contains.
+    reached an answer: invalid, whatever phrases it contains.
+
+    `finish_reason`: how the engine says the answer ended; "length" (max_tokens reached) makes
+    reasoning left unclosed "reasoning_cut_off" rather than "reasoning_unclosed".
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
     spec = TASKS[task]
     text = text or ""
+    never_closed = REASONING_CUT_OFF if finish_reason == CUT_AT_MAX_TOKENS else REASONING_UNCLOSED
     if reasoning_model and reasoning is None and _CLOSE.search(text) is None and text.strip():
-        return ParsedAnswer(label=None, answer="", reasoning=_LEADING_OPEN.sub("", text).strip(), invalid_reason=TRUNCATED)
-    found_reasoning, answer, truncated = _split_reasoning(text)
+        return ParsedAnswer(label=None, answer="", reasoning=_LEADING_OPEN.sub("", text).strip(), invalid_reason=never_closed)
+    found_reasoning, answer, unclosed = _split_reasoning(text)
+    reasoning_apart = reasoning is not None
     reasoning = found_reasoning if reasoning is None else (reasoning.strip() or None)
-    if truncated:
-        label, invalid_reason = None, TRUNCATED
+    if unclosed:
+        label, invalid_reason = None, never_closed
+    elif not answer and reasoning_apart and reasoning and finish_reason == CUT_AT_MAX_TOKENS:
+        label, invalid_reason = None, REASONING_CUT_OFF
     elif not answer:
         label, invalid_reason = None, EMPTY
     else:
@@ -124,3 +136,20 @@ def parse_answer(
     return ParsedAnswer(
         label=label, answer=answer, reasoning=reasoning, invalid_reason=invalid_reason
     )
+
+
+def reasoning_token_count(token_ids: Sequence[int], decode: Callable[[Sequence[int]], str]) -> int:
+    """How many of an answer's leading tokens hold its reasoning: the fewest whose text holds every
+    closing `</think>` of the whole answer; 0 when none closes (an unclosed reasoning is counted by
+    its reader, who knows whether the model reasons)."""
+    closing_tags = len(_CLOSE.findall(decode(token_ids)))
+    if not closing_tags:
+        return 0
+    low, high = 1, len(token_ids)
+    while low < high:  # a longer prefix never holds fewer closing tags
+        middle = (low + high) // 2
+        if len(_CLOSE.findall(decode(token_ids[:middle]))) >= closing_tags:
+            high = middle
+        else:
+            low = middle + 1
+    return low

@@ -113,10 +113,17 @@ def few_shot_examples(train_rows: pd.DataFrame, shots: int, seed: int) -> pd.Dat
     return examples.iloc[rng.permutation(len(examples))].reset_index(drop=True)
 
 
-def conversation(prompt: str, *, system_prompt: str | None = None, examples: Messages = ()) -> Messages:
-    """The messages of one request: a system message, example turns, then the prompt."""
+def conversation(prompt: str, *, system_prompt: str | None = None, examples: Messages = (), reply_prefix: str | None = None) -> Messages:
+    """The messages of one request: a system message, example turns, the prompt, then the start of
+    the reply as an assistant turn, which the engine continues (`continues_reply`)."""
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return system + list(examples) + [{"role": "user", "content": prompt}]
+    reply = [{"role": "assistant", "content": reply_prefix}] if reply_prefix else []
+    return system + list(examples) + [{"role": "user", "content": prompt}] + reply
+
+
+def continues_reply(messages: Messages) -> bool:
+    """Whether the messages end with the start of the reply (an assistant turn) for the model to continue."""
+    return bool(messages) and messages[-1]["role"] == "assistant"
 
 
 def example_turns(task: str, examples: pd.DataFrame, variant: str = PAPER) -> Messages:

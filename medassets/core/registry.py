@@ -170,7 +170,8 @@ class ModelEntry(Settings):
         return False
 
     def warnings(self) -> list[str]:
-        """Settings that are valid but likely not what was meant."""
+        """Settings that are valid but likely not what was meant (what the model card advises
+        against, samples that will agree): warned of, never refused."""
         return []
 
     def answer_settings(self) -> dict[str, Any]:
@@ -182,9 +183,51 @@ class ModelEntry(Settings):
         return self.model_dump(mode="json", exclude=self.output_neutral) | self.answer_settings()
 
 
+# Model cards' advised settings, by `preset` name; docs/models.md cites each card. An entry naming
+# a preset takes these unless it sets them itself (`sampling` field by field). Qwen3's card also
+# advises top-k 20 and min-p 0, which `Sampling` does not hold.
+PRESETS: dict[str, dict[str, Any]] = {
+    "deepseek-r1": {
+        "reasoning": True, "reply_prefix": "<think>\n", "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768},
+    },
+    "qwen3": {"reasoning": True, "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}},
+    "smollm3": {"reasoning": True, "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}},
+}
+# What a card advises against, by preset: the entry's field that does it and why.
+PRESET_CAUTIONS: dict[str, dict[str, str]] = {
+    "deepseek-r1": {
+        "system_prompt": "DeepSeek-R1's card advises no system prompt (every instruction in the user prompt)",
+        "shots": "DeepSeek-R1 is advised to be prompted zero-shot: few-shot examples degrade its answers",
+    },
+}
+
+
+def _with_preset(data: Any) -> Any:
+    """An entry's fields over its preset's, `sampling` merged field by field; as given without a known preset."""
+    if not isinstance(data, dict) or data.get("preset") not in PRESETS:
+        return data
+    preset = PRESETS[data["preset"]]
+    sampling = data.get("sampling", {})
+    if isinstance(sampling, Sampling):
+        sampling = sampling.model_dump(exclude_unset=True)
+    merged = {**preset, **data}
+    if isinstance(sampling, dict):  # anything else fails validation as given
+        merged["sampling"] = {**preset["sampling"], **sampling}
+    return merged
+
+
 class GeneratingEntry(ModelEntry):
     """An entry whose model generates text from chat messages."""
 
+    preset: Literal[tuple(PRESETS)] | None = Field(  # type: ignore[valid-type]
+        None, description=f"A model card's advised settings: {', '.join(PRESETS)} (sampling, `reasoning`, `reply_prefix`; "
+        "docs/models.md lists them and their sources); the entry's own fields override it; default none.",
+    )
+    reply_prefix: str | None = Field(
+        None, description="Text the model's reply starts with, which the model continues (DeepSeek-R1's card asks for "
+        "`<think>\\n`); not part of the answer text kept. `scoring: likelihood` scores the answer phrases without it. "
+        "Default none.",
+    )
     reasoning: bool = Field(False, description="The model reasons before answering (<think>...</think>); default false.")
     system_prompt: str | None = Field(None, description="A system message before each prompt; default none.")
     chat_template: str | None = Field(None, description="A Jinja file overriding the model's own chat template; default none.")
@@ -226,13 +269,22 @@ class GeneratingEntry(ModelEntry):
     )
     # The weights count through their revision and the template through its text, not through
     # the names that locate them.
-    output_neutral: ClassVar[dict[str, Any]] = ModelEntry.output_neutral | dict.fromkeys(("fingerprint", "source", "chat_template"), True)
-    # How the entry asks changes the messages, which the cache keys on their own; the parser reads
+    # The preset counts through the settings it gives, not through its name.
+    output_neutral: ClassVar[dict[str, Any]] = ModelEntry.output_neutral | dict.fromkeys(("fingerprint", "source", "chat_template", "preset"), True)
+    # How the entry asks changes the messages, which the cache keys on their own (a reply prefix is
+    # the messages' last, assistant, turn, which the engine continues); the parser reads
     # `reasoning`: both change the predictions (output_neutral), never the answer to given messages.
-    # Each sample has a cache key of its own (its seed), so how many are asked changes no answer.
+    # How it asks is in the messages, and each sample has a cache key of its own (its seed): neither
+    # changes the answer to given messages.
     answer_neutral: ClassVar[dict[str, Any]] = output_neutral | dict.fromkeys(
-        ("reasoning", "system_prompt", "variant", "shots", "shot_seed", "samples"), True
+        ("reasoning", "system_prompt", "variant", "shots", "shot_seed", "reply_prefix", "samples"), True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        return _with_preset(data)
+
 
     @model_validator(mode="after")
     def _scoring_alone(self):
@@ -273,11 +325,16 @@ class GeneratingEntry(ModelEntry):
         return tuple(sample_seed(self.sampling.seed, sample) for sample in range(self.samples))
 
     def warnings(self) -> list[str]:
+        asked = {"system_prompt": bool(self.system_prompt), "shots": self.shots > 0}
+        against_the_card = [
+            f"(preset {self.preset}) `{field}` is set, but {why}"
+            for field, why in PRESET_CAUTIONS.get(self.preset or "", {}).items() if asked[field]
+        ]
         samples_agree = self.samples > 1 and self.sampling.temperature == 0
-        return [
+        return against_the_card + ([
             f"`samples: {self.samples}` with greedy decoding (`sampling.temperature: 0`): the {self.samples} samples will agree, "
             "each the same answer; set a temperature above 0 for samples that differ"
-        ] if samples_agree else []
+        ] if samples_agree else [])
 
     def answer_settings(self) -> dict[str, Any]:
         template = Path(self.chat_template).read_text(encoding="utf-8") if self.chat_template else None

@@ -110,7 +110,7 @@ def _labels_metadata(frame: pd.DataFrame) -> dict:
                 "label": {"predictions": ["text", "label"]},
                 "answer": {"predictions": ["text"]},
                 "reasoning": {"predictions": ["text", "reasoning"]},
-                "invalid_reason": {"predictions": ["text"]},
+                "invalid_reason": {"predictions": ["text", "finish_reason"]},
                 "score": {"predictions": ["score"]},
                 "learned_threshold": {"predictions": ["score", "part"], "split": ["label"]},
             }),

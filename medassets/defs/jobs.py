@@ -2,7 +2,7 @@
 
 from dagster import define_asset_job
 
-from medassets.defs import adjudication, analysis, data, evaluation, generation
+from medassets.defs import accounting, adjudication, analysis, data, evaluation, generation
 
 prepare_data_job = define_asset_job("prepare_data", selection=[data.raw_dataset, data.split, data.prompts])
 prepare_embedded_model_job = define_asset_job("prepare_embedded_model", selection=[generation.embedded_model])
@@ -11,7 +11,7 @@ observe_models_job = define_asset_job("observe_models", selection=[generation.mo
 observe_ensembles_job = define_asset_job("observe_ensembles", selection=[evaluation.ensemble_rules])
 # The team instance (deploy/dagster.yaml) limits concurrent runs by this tag.
 generate_job = define_asset_job("generate", selection=[generation.predictions], tags={"medassets/stage": "generate"})
-evaluate_job = define_asset_job("evaluate", selection=[evaluation.parsed_labels, evaluation.metrics])
+evaluate_job = define_asset_job("evaluate", selection=[evaluation.parsed_labels, evaluation.metrics, accounting.reasoning_accounting])
 evaluate_ensembles_job = define_asset_job("evaluate_ensembles", selection=[evaluation.ensemble_labels, evaluation.ensemble_metrics])
 compare_job = define_asset_job("compare", selection=[evaluation.comparison])
 analyze_errors_job = define_asset_job("analyze_errors", selection=[evaluation.error_analysis])

@@ -101,11 +101,14 @@ class GeneratingBackend(Backend):
         revision = self.revision(spec)  # once: a content fingerprint reads every byte of the weights
         settings = AnswerSettings(answer_key=_answer_key(spec, revision), chat_template_hash=template.hash)
         asking = {"variant": spec.variant, "shots": spec.shots, "shot_seed": spec.shot_seed, "system_prompt": spec.system_prompt}
+        scoring = spec.scoring == "likelihood"
+        reply_prefix = None if scoring else spec.reply_prefix  # phrases are scored as the reply's beginning
         items = {
-            task: task_requests(task, prompts, batch.splits[task], **asking, choices=task_choices(task, spec.decoding, spec.scoring))
+            task: task_requests(
+                task, prompts, batch.splits[task], **asking, choices=task_choices(task, spec.decoding, spec.scoring), reply_prefix=reply_prefix
+            )
             for task, prompts in batch.prompts.items()
         }
-        scoring = spec.scoring == "likelihood"
         answering = {"settings": settings, "sampling": spec.sampling, "chat_template": template.text, "cache": cache, "engine": engine,
                      "report": report, "scoring": scoring}
         frames, stats = predict(items, **answering, samples=spec.samples)
@@ -117,6 +120,7 @@ class GeneratingBackend(Backend):
             "chat_template_hash": template.hash, "variant": spec.variant, "shots": spec.shots,
             "shot_seed": spec.shot_seed, "decoding": spec.decoding, "scoring": spec.scoring,
             "samples": spec.samples, "sample_seeds": list(spec.sample_seeds),
+            "preset": spec.preset, "reasoning": spec.reasoning, "reply_prefix": reply_prefix, "system_prompt": spec.system_prompt is not None,
         }
         if scoring and spec.threshold_rows != 0:  # train rows scored too: the labels stage learns a cut-off on them
             train = {task: threshold_rows(batch.splits[task], spec.threshold_rows, seed=0) for task in batch.prompts}

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from medassets import paths
 from medassets.core.generation import Generation, OnDone, Request, request_seed, scored_generation
+from medassets.core.prompts import continues_reply
 from medassets.core.registry import GeneratingEntry, HubSource, Sampling, Settings, Source
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.folders import ModelSourceError
@@ -172,6 +173,8 @@ class OpenAIServerEngine:
             body["chat_template"] = chat_template  # a vLLM server extension
         if request.choices is not None:
             body["structured_outputs"] = {"choice": list(request.choices)}  # a vLLM server extension
+        if continues_reply(request.messages):  # the reply's start is given: continued, not begun anew (vLLM server extensions)
+            body |= {"add_generation_prompt": False, "continue_final_message": True}
         response = self._request("POST", "/chat/completions", json=body)
         if response.status_code != 200:
             raise ServerError(f"{self.base_url}/chat/completions: {_status(response)}; the server's log has its message")
@@ -185,6 +188,7 @@ class OpenAIServerEngine:
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+            reasoning_tokens=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
         )
 
     def _tokens(self, body: dict[str, Any]) -> list[int]:

@@ -13,6 +13,8 @@ from pydantic import Field
 
 from medassets import paths
 from medassets.core.generation import Generation, OnDone, Request, request_seed, scored_generation
+from medassets.core.parsing import reasoning_token_count
+from medassets.core.prompts import continues_reply
 from medassets.core.registry import GeneratingEntry, Sampling, Source
 from medassets.engines.base import GeneratingBackend
 from medassets.weights.sources import source_folder, source_revision
@@ -158,15 +160,29 @@ class VLLMEngine:
         # One SamplingParams per distinct choices and seed (a sample after the first has its own seed).
         asked = [(request.choices, request_seed(request, sampling)) for request in requests]
         params = {key: self._sampling_params(sampling, *key) for key in set(asked)}
-        request_ids = self.llm.enqueue_chat(
-            [request.messages for request in requests],
-            [params[key] for key in asked],
-            use_tqdm=False,
-            chat_template=chat_template,
-        )
-        # enqueue_chat returns internal ids, "<external id>-<random suffix>"; outputs carry
-        # the external id.
-        index_of = {request_id.rsplit("-", 1)[0]: i for i, request_id in enumerate(request_ids)}
+        index_of = {}
+        # Conversations that end with the start of the reply are continued from it, the others
+        # answered after the template's generation prompt: one call each (a flag per call).
+        for continued in (False, True):
+            indices = [i for i, request in enumerate(requests) if continues_reply(request.messages) == continued]
+            if not indices:
+                continue
+            request_ids = self.llm.enqueue_chat(
+                [requests[i].messages for i in indices],
+                [params[asked[i]] for i in indices],
+                use_tqdm=False,
+                chat_template=chat_template,
+                add_generation_prompt=not continued,
+                continue_final_message=continued,
+            )
+            # enqueue_chat returns internal ids, "<external id>-<random suffix>"; outputs carry
+            # the external id.
+            index_of |= {request_id.rsplit("-", 1)[0]: i for i, request_id in zip(indices, request_ids)}
+        tokenizer = self.llm.get_tokenizer()
+
+        def decode(token_ids) -> str:
+            return tokenizer.decode(token_ids, skip_special_tokens=True)
+
         engine = self.llm.llm_engine
         while engine.has_unfinished_requests():
             for output in engine.step():
@@ -180,6 +196,7 @@ class VLLMEngine:
                             finish_reason=completion.finish_reason,
                             prompt_tokens=len(output.prompt_token_ids or ()),
                             completion_tokens=len(completion.token_ids),
+                            reasoning_tokens=reasoning_token_count(completion.token_ids, decode),
                         ),
                     )
 

@@ -32,7 +32,7 @@ from medassets.core.generation import (
     train_requests,
     wait_for_closing_engines,
 )
-from medassets.core.prompts import render, render_prompts
+from medassets.core.prompts import continues_reply, render, render_prompts
 from medassets.core.splitting import stratified_split
 from medassets.core.registry import Sampling, sample_seed
 
@@ -432,3 +432,23 @@ def test_train_requests_ask_train_rows_as_the_test_prompts_are_asked():
     assert list(asked.ids) == train["id"].tolist()
     assert all(r.messages[:-1] == tested.requests[0].messages[:-1] and r.choices == choices for r in asked.requests)
     assert [r.messages[-1]["content"] for r in asked.requests] == [render("breast_cancer", t, "concise") for t in train["text"]]
+
+
+def test_a_reply_prefix_is_the_last_turn_which_the_engine_continues():
+    split = _split()
+    plain, opened = _requests(split), _requests(split, reply_prefix="<think>\n")
+    for asked, prefixed in zip(plain.requests, opened.requests):
+        assert prefixed.messages == asked.messages + [{"role": "assistant", "content": "<think>\n"}]
+        assert continues_reply(prefixed.messages) and not continues_reply(asked.messages)
+        assert cache_key(SETTINGS, prefixed) != cache_key(SETTINGS, asked)  # never the answer to the other
+
+
+def test_reasoning_token_counts_are_cached_and_framed_unknown_where_not_counted(tmp_path):
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    counted = Generation("a</think> The note involves", None, "stop", 5, 9, reasoning_tokens=4)
+    cache.put("counted", counted)
+    cache.put("old", Generation("The note involves", None, "stop", 5, 3))
+    found = cache.get_many(["counted", "old"])
+    assert (found["counted"].reasoning_tokens, found["old"].reasoning_tokens) == (4, None)
+    frame = prediction_frames({"stigma_labeling": TaskRequests(["a", "b"], ["h"] * 2, [])}, [found["counted"], found["old"]])["stigma_labeling"]
+    assert frame["reasoning_tokens"].tolist() == [4, pd.NA] and str(frame["reasoning_tokens"].dtype) == "Int64"

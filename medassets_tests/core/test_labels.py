@@ -16,11 +16,11 @@ TASK = "breast_cancer"
 POSITIVE, NEGATIVE = TASKS[TASK].positive_phrase, TASKS[TASK].negative_phrases[0]
 
 
-def predictions(part: str, ids, texts=None, scores=None, samples=None) -> pd.DataFrame:
+def predictions(part: str, ids, texts=None, scores=None, samples=None, finish_reasons=None) -> pd.DataFrame:
     n = len(ids)
     scores = [math.nan] * n if scores is None else scores
     return pd.DataFrame({
-        "id": ids, "part": part, "text": texts or [""] * n, "reasoning": [None] * n,
+        "id": ids, "part": part, "text": texts or [""] * n, "reasoning": [None] * n, "finish_reason": finish_reasons or ["stop"] * n,
         "label": pd.array([None if math.isnan(s) else int(s > 0.5) for s in scores], dtype="Int64"), "score": scores,
     } | ({} if samples is None else {"sample": samples}))
 
@@ -100,3 +100,11 @@ def test_majority_labels_agree_with_counting_votes_one_item_at_a_time(samples):
     for item, labels in votes.items():
         label, count = Counter(labels).most_common(1)[0]
         assert majority[item] == (label if count > samples / 2 else 0), (item, labels)
+
+
+def test_a_reasoning_model_cut_off_inside_its_reasoning_is_told_apart_by_its_finish_reason():
+    texts = ["The tweet is " + POSITIVE + ", or", "The tweet is " + POSITIVE + ", or", "Hm.</think> " + NEGATIVE]
+    frame = label_answers(TASK, predictions("test", ["a", "b", "c"], texts, finish_reasons=["length", "stop", "length"]),
+                          pd.Series([1, 1, 0], index=["a", "b", "c"]), reasoning_model=True)
+    assert frame["label"].tolist() == [-1, -1, 0]
+    assert frame["invalid_reason"].tolist()[:2] == ["reasoning_cut_off", "reasoning_unclosed"]

@@ -7,10 +7,12 @@ from medassets.core.parsing import (
     EMPTY,
     INVALID_REASONS,
     NO_PHRASE,
-    TRUNCATED,
+    REASONING_CUT_OFF,
+    REASONING_UNCLOSED,
     ParsedAnswer,
     normalize,
     parse_answer,
+    reasoning_token_count,
 )
 from medassets.tasks import TASK_KEYS, TASKS
 
@@ -217,15 +219,15 @@ def test_answer_is_after_the_last_closing_tag():
     assert parsed.reasoning == "first</think> The note does not involve. <think>second"
 
 
-def test_unclosed_think_is_truncated():
+def test_unclosed_think_is_invalid():
     parsed = parse_answer(STIGMA, "<think>\nThe note involves, let me check again")
-    assert_invalid(parsed, TRUNCATED)
+    assert_invalid(parsed, REASONING_UNCLOSED)
     assert (parsed.answer, parsed.reasoning) == ("", "The note involves, let me check again")
 
 
-def test_think_reopened_after_the_last_close_is_truncated():
+def test_think_reopened_after_the_last_close_is_invalid():
     parsed = parse_answer(STIGMA, "<think>a</think> The note involves <think> but wait")
-    assert_invalid(parsed, TRUNCATED)
+    assert_invalid(parsed, REASONING_UNCLOSED)
     assert parsed.answer == "The note involves"
 
 
@@ -281,7 +283,7 @@ def test_unknown_task_names_the_known_ones():
 
 
 def test_invalid_reasons_and_immutability():
-    assert set(INVALID_REASONS) == {EMPTY, TRUNCATED, NO_PHRASE, BOTH_PHRASES}
+    assert set(INVALID_REASONS) == {EMPTY, REASONING_CUT_OFF, REASONING_UNCLOSED, NO_PHRASE, BOTH_PHRASES}
     with pytest.raises(dataclasses.FrozenInstanceError):
         parse_answer(BC, "").label = 1
 
@@ -295,7 +297,7 @@ def test_reasoning_model_without_closing_tag_never_answered():
     """An R1 distill's output cut off mid-thought: the phrases in it are reasoning, not an answer."""
     thinking = "Okay, the user says chemo starts Monday, so the tweet is self-reporting breast cancer? Let me check"
     result = parse_answer("breast_cancer", thinking, reasoning_model=True)
-    assert (result.label, result.invalid_reason, result.answer) == (None, "truncated", "")
+    assert (result.label, result.invalid_reason, result.answer) == (None, "reasoning_unclosed", "")
     assert result.reasoning == thinking
     # The same text from a model that does not reason is an answer.
     assert parse_answer("breast_cancer", thinking).label == 1
@@ -307,3 +309,58 @@ def test_reasoning_model_with_closing_tag_or_reasoning_field_answers():
     separate = parse_answer("breast_cancer", "The tweet is not self-reporting breast cancer.", "Mentions a friend.", reasoning_model=True)
     assert (separate.label, separate.reasoning) == (0, "Mentions a friend.")
     assert parse_answer("breast_cancer", "", reasoning_model=True).invalid_reason == "empty"
+
+
+# --- reasoning cut off at max_tokens ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("reasoning_model, text", [
+    (True, "Okay, the tweet is self-reporting breast cancer? Let me"),  # the opening tag in the prompt
+    (False, "<think>Okay, the tweet is self-reporting breast cancer? Let me"),
+    (True, "<think>a</think> The tweet is self-reporting breast cancer <think> but"),
+])
+def test_reasoning_stopped_at_max_tokens_is_cut_off_never_parsed(reasoning_model, text):
+    cut = parse_answer(BC, text, reasoning_model=reasoning_model, finish_reason="length")
+    assert_invalid(cut, REASONING_CUT_OFF)
+    # the same text that ended otherwise (an end-of-sequence token, a stop string) never closed its reasoning
+    for finish_reason in ("stop", None):
+        assert_invalid(parse_answer(BC, text, reasoning_model=reasoning_model, finish_reason=finish_reason), REASONING_UNCLOSED)
+
+
+def test_an_answer_cut_after_its_reasoning_closed_is_parsed_as_usual():
+    text = "<think>short</think> The tweet is self-reporting breast cancer and"
+    assert parse_answer(BC, text, reasoning_model=True, finish_reason="length").label == 1
+    assert_invalid(parse_answer(BC, "<think>short</think> The tweet", reasoning_model=True, finish_reason="length"), NO_PHRASE)
+
+
+def test_reasoning_a_server_gave_apart_with_no_answer_at_max_tokens_is_cut_off():
+    """vLLM's reasoning parser puts an unclosed reasoning in `reasoning_content` and no content."""
+    thinking = "The tweet is self-reporting breast cancer, or is it"
+    assert_invalid(parse_answer(BC, None, thinking, reasoning_model=True, finish_reason="length"), REASONING_CUT_OFF)
+    assert_invalid(parse_answer(BC, None, thinking, reasoning_model=True, finish_reason="stop"), EMPTY)
+
+
+class _Decoder:
+    """Token ids as indices into a list of token strings, decoded by joining them."""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens = tokens
+
+    def __call__(self, ids) -> str:
+        return "".join(self.tokens[i] for i in ids)
+
+
+@pytest.mark.parametrize("tokens, expected", [
+    (["Hm", ",", " ok", "</", "think", ">", " The", " answer"], 6),  # the tag split over three tokens
+    (["a", "</think>", "b", "</think>", " yes"], 4),  # through the last closing tag
+    (["</think>"], 1),
+    (["no", " reasoning", " closed"], 0),
+    ([], 0),
+])
+def test_reasoning_tokens_are_those_through_the_last_closing_tag(tokens, expected):
+    decode = _Decoder(tokens)
+    assert reasoning_token_count(list(range(len(tokens))), decode) == expected
+    # independently: the first prefix whose text holds as many closing tags as the whole
+    whole = decode(range(len(tokens))).count("</think>")
+    first = next((k for k in range(len(tokens) + 1) if whole and decode(range(k)).count("</think>") == whole), 0)
+    assert expected == first

@@ -286,3 +286,95 @@ def test_entries_sharing_an_engine_must_share_its_placement(placement):
     with pytest.raises(RegistryError, match=rf"<r>:3: model 'two-shot': shares an engine with 'zero-shot' \(line 2\) but asks for another `{field}`"):
         parse_registry(f"models:\n  - {{name: zero-shot, source: {{path: /w}}}}\n  - {{name: two-shot, source: {{path: /w}}, shots: 2, {placement}}}\n", "<r>")
     parse_registry(f"models:\n  - {{name: small, source: {{path: /w}}}}\n  - {{name: half, source: {{path: /w}}, dtype: bfloat16, {placement}}}\n", "<r>")
+
+
+# --- model-card presets -------------------------------------------------------------------
+
+PRESET_ENTRY = "models:\n  - name: m\n    source: {embedded: smollm2-135m-instruct}\n    preset: %s\n"
+
+
+@pytest.mark.parametrize("preset", ["deepseek-r1", "qwen3", "smollm3"])
+def test_a_preset_sets_its_card_settings(preset):
+    from medassets.core.registry import PRESETS
+
+    entry = parse_registry(PRESET_ENTRY % preset, WHERE)["m"]
+    card = PRESETS[preset]
+    assert entry.preset == preset and entry.reasoning is True
+    assert entry.sampling == Sampling(**card["sampling"])  # the other sampling fields keep their defaults
+    assert entry.reply_prefix == card.get("reply_prefix")
+    assert (entry.sampling.temperature, entry.sampling.top_p) == (0.6, 0.95)  # each card's thinking-mode advice
+
+
+def test_only_deepseek_r1_opens_the_reply_with_its_think_tag():
+    replies = {preset: parse_registry(PRESET_ENTRY % preset, WHERE)["m"].reply_prefix for preset in ("deepseek-r1", "qwen3", "smollm3")}
+    assert replies == {"deepseek-r1": "<think>\n", "qwen3": None, "smollm3": None}
+
+
+def test_fields_written_in_the_entry_override_the_preset_field_by_field():
+    text = PRESET_ENTRY % "deepseek-r1" + "    reasoning: false\n    reply_prefix: null\n    sampling: {max_tokens: 16, seed: 3}\n"
+    entry = parse_registry(text, WHERE)["m"]
+    assert (entry.reasoning, entry.reply_prefix) == (False, None)
+    assert entry.sampling == Sampling(temperature=0.6, top_p=0.95, max_tokens=16, seed=3)
+    built = VLLMModel(name="m", source={"embedded": "smollm2-135m-instruct"}, preset="qwen3", sampling=Sampling(max_tokens=16))
+    assert built.sampling == Sampling(temperature=0.6, top_p=0.95, max_tokens=16)  # in code as in a file
+
+
+def test_an_entry_with_a_preset_has_the_keys_of_its_settings_written_out(tmp_path):
+    """The keys come from the settings in effect: a preset's name alone changes none of them."""
+    from medassets.engines import answer_key, output_version
+
+    with_preset = parse_registry(PRESET_ENTRY % "deepseek-r1", WHERE)["m"]
+    written_out = parse_registry(
+        "models:\n  - name: m\n    source: {embedded: smollm2-135m-instruct}\n    reasoning: true\n    reply_prefix: \"<think>\\n\"\n"
+        "    sampling: {temperature: 0.6, top_p: 0.95, max_tokens: 32768}\n", WHERE,
+    )["m"]
+    plain = parse_registry(PRESET_ENTRY.replace("    preset: %s\n", ""), WHERE)["m"]
+    assert with_preset.preset != written_out.preset
+    assert (answer_key(with_preset), output_version(with_preset)) == (answer_key(written_out), output_version(written_out))
+    assert answer_key(with_preset) != answer_key(plain) and output_version(with_preset) != output_version(plain)
+
+
+def test_changing_a_preset_value_changes_the_keys_of_its_entries(monkeypatch):
+    from medassets.core import registry
+    from medassets.engines import answer_key, output_version
+
+    before = parse_registry(PRESET_ENTRY % "qwen3", WHERE)["m"]
+    changed = registry.PRESETS["qwen3"] | {"sampling": registry.PRESETS["qwen3"]["sampling"] | {"max_tokens": 1024}}
+    monkeypatch.setitem(registry.PRESETS, "qwen3", changed)
+    after = parse_registry(PRESET_ENTRY % "qwen3", WHERE)["m"]
+    assert after.sampling.max_tokens == 1024
+    assert answer_key(after) != answer_key(before) and output_version(after) != output_version(before)
+
+
+def test_an_unknown_preset_is_named_with_the_file_line_and_field():
+    text = "models:\n  - name: small\n    source: {embedded: smollm2-135m-instruct}\n\n    preset: deepseek\n"
+    message = registry_error(text)
+    assert message.startswith(f"{WHERE}:{line_of(text, 'preset:')}: model 'small': `preset`:")
+    assert "'deepseek-r1', 'qwen3' or 'smollm3'" in message and "'deepseek'" in message
+
+
+def test_a_preset_with_a_sampling_that_is_not_a_mapping_is_named():
+    text = PRESET_ENTRY % "qwen3" + "    sampling: fast\n"
+    assert registry_error(text).startswith(f"{WHERE}:{line_of(text, 'sampling:')}: model 'm': `sampling`")
+
+
+@pytest.mark.parametrize("asked, warned", [
+    ("", []),
+    ("    system_prompt: Be brief.\n", ["system_prompt"]),
+    ("    shots: 2\n", ["shots"]),
+    ("    system_prompt: Be brief.\n    shots: 2\n", ["system_prompt", "shots"]),
+])
+def test_a_deepseek_r1_entry_is_warned_of_a_system_prompt_and_examples(asked, warned):
+    entry = parse_registry(PRESET_ENTRY % "deepseek-r1" + asked, WHERE)["m"]
+    cautions = entry.cautions()
+    assert [next(field for field in ("system_prompt", "shots") if f"`{field}`" in caution) for caution in cautions] == warned
+    assert all(caution.startswith("model 'm' (preset deepseek-r1):") for caution in cautions)
+    # the same asking under another card's preset, or none, is not warned of
+    assert parse_registry(PRESET_ENTRY % "qwen3" + asked, WHERE)["m"].cautions() == []
+    assert parse_registry(PRESET_ENTRY.replace("    preset: %s\n", "") + asked, WHERE)["m"].cautions() == []
+
+
+def test_a_served_model_takes_a_preset_and_entries_that_generate_nothing_refuse_one():
+    served = parse_registry("models:\n  - name: m\n    backend: openai\n    preset: smollm3\n    sampling: {seed: 4}\n", WHERE)["m"]
+    assert isinstance(served, OpenAIModel) and served.reasoning and served.sampling == Sampling(temperature=0.6, top_p=0.95, max_tokens=32768, seed=4)
+    assert "unknown field 'preset'" in registry_error("models:\n  - name: m\n    backend: baseline\n    preset: qwen3\n")

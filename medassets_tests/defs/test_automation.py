@@ -182,8 +182,10 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
 
 @pytest.mark.parametrize("edited, changed", [
     ("core/parsing.py", {"parsed_labels"}),
-    ("core/metrics/_labels.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison", "report"}),  # the labels' learned cut-off
+    # the labels' learned cut-off; the accounting's F1
+    ("core/metrics/_labels.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison", "report", "reasoning_accounting"}),
     ("core/comparison/_plots.py", {"comparison", "report"}),
+    ("core/accounting.py", {"reasoning_accounting"}),
     ("core/labels.py", {"parsed_labels", "metrics", "ensemble_labels", "ensemble_metrics", "comparison", "report", "error_analysis"}),  # the majority label per item
     ("core/adjudication.py", {"adjudicated_gold", "metrics", "ensemble_metrics", "comparison"}),  # the gold labels they score against
     ("core/ensemble.py", {"ensemble_labels"}),

@@ -28,7 +28,7 @@ from medassets.tasks import TASK_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 PER_TASK = {"raw_dataset", "split", "prompts", "error_analysis", "adjudications", "adjudicated_gold"}
-PER_TASK_AND_MODEL = {"predictions", "parsed_labels", "metrics"}
+PER_TASK_AND_MODEL = {"predictions", "parsed_labels", "metrics", "reasoning_accounting"}
 PER_TASK_AND_ENSEMBLE = {"ensemble_labels", "ensemble_metrics"}
 SPECS = {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
 

@@ -88,7 +88,7 @@ def test_revisions_known_without_local_weights(entry, revision, tmp_path, monkey
 CHANGED = {
     "backend": None, "name": "renamed", "kubernetes": {"node_selector": {"gpu": "h100"}},
     "slurm": {"partition": "gpu", "memory": "64G"},
-    "reasoning": True, "system_prompt": "Be brief.", "chat_template": "TEMPLATE", "fingerprint": "content",
+    "reasoning": True, "system_prompt": "Be brief.", "reply_prefix": "<think>\n", "preset": "qwen3", "chat_template": "TEMPLATE", "fingerprint": "content",
     "sampling.temperature": 0.7, "sampling.top_p": 0.5, "sampling.max_tokens": 9, "sampling.seed": 3, "sampling.stop": ["x"],
     "variant": "concise", "shots": 2, "shot_seed": 1, "decoding": "constrained", "scoring": "likelihood", "threshold_rows": 50,
     "source": {"path": "OTHER_WEIGHTS"}, "dtype": "bfloat16", "max_model_len": 4096, "quantization": "fp8",
@@ -100,19 +100,20 @@ CHANGED = {
 # What each backend's answers depend on; every other field must keep the key. `fingerprint`
 # changes no answer, but it changes how the weights' revision is taken (a quick fingerprint or
 # every byte), and so the key: switching it costs one regeneration, never a stale answer;
-# `threshold_rows` changes the learned cut-off recorded with the answers, not the answers.
+# `threshold_rows` changes the learned cut-off recorded with the answers, not the answers;
+# a `preset` changes the sampling in effect (its name alone changes nothing: test_registry).
 ANSWER_CHANGING = {
-    "vllm": {"fingerprint", "chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
+    "vllm": {"preset", "fingerprint", "chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
              "decoding", "scoring", "threshold_rows", "source", "dtype", "max_model_len", "quantization", "tensor_parallel_size"},
     # without a source, the served model's name at the server's address is what identifies the weights
-    "openai": {"chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
+    "openai": {"preset", "chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
                "decoding", "scoring", "threshold_rows", "source", "server.served_model", "server.base_url"},
     "baseline": {"seed"},
 }
 # What makes an entry's predictions stale: what changes its answers, and how it asks (the
-# messages, how many samples: each sample has a cache key of its own) and what the parser reads
-# of it (`reasoning`).
-ASKING = {"reasoning", "system_prompt", "variant", "shots", "shot_seed", "samples"}
+# messages, the start of the reply included; how many samples: each sample has a cache key of its
+# own) and what the parser reads of it (`reasoning`).
+ASKING = {"reasoning", "system_prompt", "reply_prefix", "variant", "shots", "shot_seed", "samples"}
 OUTPUT_CHANGING = {"vllm": ANSWER_CHANGING["vllm"] | ASKING, "openai": ANSWER_CHANGING["openai"] | ASKING, "baseline": {"seed"}}
 
 

@@ -33,11 +33,13 @@ class ScriptedServer:
     """What the server saw, and what it is to answer: `failures` statuses first, one per
     request, then answers after `hold_s` seconds."""
 
-    def __init__(self, failures=(), hold_s: float = 0.0, reasoning_field: str = "reasoning_content"):
+    def __init__(self, failures=(), hold_s: float = 0.0, reasoning_field: str = "reasoning_content", reasoning_tokens: int | None = None):
         self.failures, self.hold_s, self.reasoning_field = list(failures), hold_s, reasoning_field
+        self.reasoning_tokens = reasoning_tokens  # given in the usage's completion_tokens_details, as vLLM's reasoning parsers give it
         self.statuses: list[int] = []
         self.chats: list[list[dict]] = []  # the messages of each chat request, as received
         self.seeds: dict[str, int] = {}  # last user message -> the request's `seed`
+        self.bodies: list[dict] = []  # each chat request's body, as received
         self.answers: dict[str, tuple[str, str]] = {}  # last user message -> (content, reasoning)
         self.in_flight = self.peak_in_flight = 0
         self.lock = threading.Lock()
@@ -59,6 +61,7 @@ class ScriptedServer:
             self.statuses.append(status)
             self.chats.append(body["messages"])
             self.seeds[body["messages"][-1]["content"]] = body.get("seed")
+            self.bodies.append(body)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -66,12 +69,15 @@ class ScriptedServer:
             if status != 200:
                 reply = {"error": {"message": "scripted failure"}}
             else:
-                prompt = body["messages"][-1]["content"]
+                prompt = next(message["content"] for message in reversed(body["messages"]) if message["role"] == "user")
                 content, reasoning = self.answer(prompt)
                 with self.lock:
                     self.answers[prompt] = (content, reasoning)
                 message = {"role": "assistant", "content": content, self.reasoning_field: reasoning}
-                reply = {"choices": [{"message": message, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+                usage = {"prompt_tokens": 10, "completion_tokens": 5}
+                if self.reasoning_tokens is not None:
+                    usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+                reply = {"choices": [{"message": message, "finish_reason": "stop"}], "usage": usage}
         finally:
             # Out of flight before the answer leaves: the client's next request can come as soon
             # as it has the answer, before this thread would otherwise count down.
@@ -123,9 +129,10 @@ def requests(n: int) -> list[Request]:
     return [Request([{"role": "user", "content": f"Tweet number {i}."}]) for i in range(n)]
 
 
-def generate(client: OpenAIServerEngine, n: int) -> dict:
+def generate(client: OpenAIServerEngine, n: int, asked: list[Request] | None = None) -> dict:
     done = {}
-    client.generate(requests(n), sampling=Sampling(), chat_template=None, on_done=lambda index, generation: done.__setitem__(index, generation))
+    asked = requests(n) if asked is None else asked
+    client.generate(asked, sampling=Sampling(), chat_template=None, on_done=lambda index, generation: done.__setitem__(index, generation))
     client.close()
     return done
 
@@ -176,6 +183,23 @@ def test_a_separate_reasoning_field_is_the_generations_reasoning(field):
         done = generate(engine(url), 3)
     for i, generation in done.items():
         assert (generation.text, generation.reasoning) == script.answer(f"Tweet number {i}.")
+
+
+def test_a_reply_prefix_is_continued_and_the_servers_reasoning_token_count_kept():
+    """A conversation ending with the reply's start asks the server to continue it (vLLM's
+    `continue_final_message`, without a new generation prompt); one ending with the user's turn asks
+    as before. The usage's reasoning token count, where the server gives one, is the generation's."""
+    opened = [Request(r.messages + [{"role": "assistant", "content": "<think>\n"}]) for r in requests(2)]
+    script = ScriptedServer(reasoning_tokens=3)
+    with scripted_server(script) as url:
+        done = generate(engine(url, max_concurrency=1), 2, opened + requests(1))
+    flags = [(body.get("add_generation_prompt"), body.get("continue_final_message")) for body in script.bodies]
+    assert flags == [(False, True), (False, True), (None, None)]
+    assert [chat[-1] for chat in script.chats[:2]] == [{"role": "assistant", "content": "<think>\n"}] * 2
+    assert {generation.reasoning_tokens for generation in done.values()} == {3}
+    script = ScriptedServer()  # a server that gives no count
+    with scripted_server(script) as url:
+        assert generate(engine(url), 1)[0].reasoning_tokens is None
 
 
 @pytest.mark.slow  # three Dagster runs in a child process (~20 s)

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medassets.core.generation import task_choices, task_requests
+from medassets.core.generation import Request, task_choices, task_requests
+from medassets.core.registry import Sampling
 from medassets.core.labels import label_answers
 from medassets.core.metrics import learn_threshold
 from medassets.core.prompts import answer_phrases, variant_prompts
@@ -181,6 +182,30 @@ def test_the_cut_off_is_learned_by_the_labels_stage_on_the_train_rows_alone(serv
     assert labels["learned_threshold"].eq(expected).all()
     changed = predictions.assign(score=predictions["score"].where(predictions["part"] == "train", 1 - predictions["score"]))
     assert label_answers(TASK, changed, gold, reasoning_model=False)["learned_threshold"].eq(expected).all()
+
+
+def test_a_reply_prefix_is_continued_by_the_server(server, monkeypatch):
+    """Greedy, the reply opened with the first words of the model's own answer goes on exactly as
+    that answer did: the server continued the given start (`continue_final_message`) rather than
+    closing it and opening a new reply."""
+    monkeypatch.delenv("MEDASSETS_OPENAI_BASE_URL", raising=False)
+    engine = OpenAIServerEngine(spec(server, SERVED))
+    asked = [{"role": "user", "content": "Is this tweet self-reporting breast cancer? Tweet: Chemo starts Monday."}]
+    done = {}
+    sampling = Sampling(max_tokens=16)
+
+    def answer(messages):
+        engine.generate([Request(messages)], sampling=sampling, chat_template=None, on_done=lambda _, generation: done.update(g=generation))
+        return done["g"].text
+
+    whole = answer(asked)
+    words = whole.split(" ")
+    assert len(words) > 3, whole
+    start = " ".join(words[:2])
+    continued = answer(asked + [{"role": "assistant", "content": start}])
+    engine.close()
+    rest = " ".join(whole.split()[2:])
+    assert " ".join(continued.split()).startswith(" ".join(rest.split()[:3])), (whole, continued)
 
 
 def spec(base_url: str, served_model: str, max_retries: int = 4) -> OpenAIModel:
