@@ -76,5 +76,5 @@ def test_a_deepseek_r1_entry_with_a_system_prompt_or_examples_passes_with_warnin
     assert result.returncode == 0, result.stdout + result.stderr
     warnings = [line for line in result.stdout.splitlines() if line.startswith("warn ")]
     assert len(warnings) == 2
-    assert "model 'told' (preset deepseek-r1): `system_prompt` is set" in warnings[0]
-    assert "model 'shown' (preset deepseek-r1): `shots` is set" in warnings[1]
+    assert "model 'told': (preset deepseek-r1) `system_prompt` is set" in warnings[0]
+    assert "model 'shown': (preset deepseek-r1) `shots` is set" in warnings[1]

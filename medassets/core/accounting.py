@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medassets.core.generation import part_of
+from medassets.core.generation import part_of, samples_of
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import CUT_AT_MAX_TOKENS, INVALID_REASONS, REASONING_CUT_OFF, REASONING_UNCLOSED
 
@@ -69,14 +69,16 @@ def generation_cost(metadata: dict[str, Any]) -> GenerationCost | None:
 
 
 def item_tokens(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """One row per test answer: its id, prompt, reasoning and answer tokens (reasoning and answer
-    <NA> where the engine counted none), whether it was cut at max_tokens, its label (-1 invalid),
-    why it is invalid, and whether it is right (an invalid answer is not)."""
-    test = part_of(predictions, "test").set_index("id")
-    missing = sorted(set(labels["id"]) - set(test.index))
+    """One row per test answer (per item and sample): its id, prompt, reasoning and answer tokens
+    (reasoning and answer <NA> where the engine counted none), whether it was cut at max_tokens, its
+    label (-1 invalid), why it is invalid, and whether it is right (an invalid answer is not)."""
+    test = part_of(predictions, "test")
+    test = test.set_index([test["id"], samples_of(test)])
+    answers = pd.MultiIndex.from_arrays([labels["id"], samples_of(labels)])
+    missing = sorted(answers.difference(test.index))
     if missing:
-        raise ValueError(f"parsed labels of ids the predictions lack: {missing[:5]}")
-    rows = test.loc[labels["id"]]
+        raise ValueError(f"parsed labels of answers (id, sample) the predictions lack: {missing[:5]}")
+    rows = test.loc[answers]
     completion = rows["completion_tokens"].astype("Int64").to_numpy()
     counted = rows["reasoning_tokens"].astype("Int64").to_numpy() if "reasoning_tokens" in rows else pd.array([pd.NA] * len(rows), dtype="Int64")
     never_closed = labels["invalid_reason"].isin([REASONING_CUT_OFF, REASONING_UNCLOSED]).to_numpy()

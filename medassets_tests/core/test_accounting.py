@@ -22,6 +22,7 @@ from medassets.core.accounting import (
     item_tokens,
     reasoning_length_plot,
 )
+from medassets.core.generation import part_of
 from medassets.core.parsing import INVALID_REASONS
 
 REASONS = [None, None, None, "reasoning_cut_off", "reasoning_unclosed", "no_phrase", "both_phrases", "empty"]
@@ -148,7 +149,7 @@ def test_an_invalid_reason_the_accounting_does_not_know_is_an_error():
 
 def test_labels_of_ids_the_predictions_lack_are_an_error():
     predictions, labels = answers(5, seed=6)
-    with pytest.raises(ValueError, match="parsed labels of ids the predictions lack: \\['zz'\\]"):
+    with pytest.raises(ValueError, match=r"parsed labels of answers \(id, sample\) the predictions lack: \[\('zz', 0\)\]"):
         item_tokens(predictions, pd.concat([labels, labels.head(1).assign(id="zz")], ignore_index=True))
 
 
@@ -162,3 +163,14 @@ def test_the_reasoning_length_plot_is_a_png_naming_its_models():
     assert image.format == "PNG" and image.info["Description"] == "qwen3, r1"
     only_right = frames[0][frames[0]["correct"]].assign(model="r1")
     assert reasoning_length_plot(only_right).startswith(b"\x89PNG")  # a model with no wrong answer
+
+
+def test_each_sample_of_an_item_is_an_answer_of_its_own():
+    first, labels = answers(40, seed=8)
+    second, _ = answers(40, seed=9)  # the same ids, other token counts
+    predictions = pd.concat([first.assign(sample=0), second.assign(sample=1)], ignore_index=True)
+    sampled = pd.concat([labels.assign(sample=1), labels.assign(sample=0)], ignore_index=True)
+    items = item_tokens(predictions, sampled)
+    test = part_of(predictions, "test").set_index(["id", "sample"])
+    expected = test.loc[list(zip(sampled["id"], sampled["sample"])), "prompt_tokens"].to_numpy()
+    assert len(items) == 80 and (items["prompt_tokens"].to_numpy() == expected).all()

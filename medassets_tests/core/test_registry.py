@@ -366,12 +366,12 @@ def test_a_preset_with_a_sampling_that_is_not_a_mapping_is_named():
 ])
 def test_a_deepseek_r1_entry_is_warned_of_a_system_prompt_and_examples(asked, warned):
     entry = parse_registry(PRESET_ENTRY % "deepseek-r1" + asked, WHERE)["m"]
-    cautions = entry.cautions()
-    assert [next(field for field in ("system_prompt", "shots") if f"`{field}`" in caution) for caution in cautions] == warned
-    assert all(caution.startswith("model 'm' (preset deepseek-r1):") for caution in cautions)
+    warnings = entry.warnings()
+    assert [next(field for field in ("system_prompt", "shots") if f"`{field}`" in warning) for warning in warnings] == warned
+    assert all(warning.startswith("(preset deepseek-r1) ") for warning in warnings)
     # the same asking under another card's preset, or none, is not warned of
-    assert parse_registry(PRESET_ENTRY % "qwen3" + asked, WHERE)["m"].cautions() == []
-    assert parse_registry(PRESET_ENTRY.replace("    preset: %s\n", "") + asked, WHERE)["m"].cautions() == []
+    assert parse_registry(PRESET_ENTRY % "qwen3" + asked, WHERE)["m"].warnings() == []
+    assert parse_registry(PRESET_ENTRY.replace("    preset: %s\n", "") + asked, WHERE)["m"].warnings() == []
 
 
 def test_a_served_model_takes_a_preset_and_entries_that_generate_nothing_refuse_one():

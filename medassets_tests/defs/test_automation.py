@@ -104,9 +104,9 @@ def test_a_new_revision_requests_exactly_that_models_partitions(settled, two_loc
     result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     model_a = {f"model-a|{t}" for t in TASK_KEYS}
     # Its predictions, and the evaluation after them, in the same request; nothing of model-b.
-    for asset in ("predictions", "parsed_labels", "metrics"):
+    for asset in ("predictions", "parsed_labels", "metrics", "reasoning_accounting"):
         assert result.get_requested_partitions(AssetKey(asset)) == model_a, asset
-    assert result.total_requested == 3 * len(TASK_KEYS)
+    assert result.total_requested == 4 * len(TASK_KEYS)
 
     # Once its metrics are updated, the comparison follows.
     _report(instance, "metrics", sorted(model_a))
@@ -186,7 +186,8 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
     ("core/metrics/_labels.py", {"parsed_labels", "metrics", "ensemble_metrics", "comparison", "report", "reasoning_accounting"}),
     ("core/comparison/_plots.py", {"comparison", "report"}),
     ("core/accounting.py", {"reasoning_accounting"}),
-    ("core/labels.py", {"parsed_labels", "metrics", "ensemble_labels", "ensemble_metrics", "comparison", "report", "error_analysis"}),  # the majority label per item
+    # the majority label per item
+    ("core/labels.py", {"parsed_labels", "metrics", "ensemble_labels", "ensemble_metrics", "comparison", "report", "error_analysis"}),
     ("core/adjudication.py", {"adjudicated_gold", "metrics", "ensemble_metrics", "comparison"}),  # the gold labels they score against
     ("core/ensemble.py", {"ensemble_labels"}),
 ])
@@ -293,10 +294,10 @@ def test_a_registry_edit_is_observed_and_makes_exactly_that_entrys_predictions_s
     edited = _registry_tick(instance, quiet.cursor)
     assert [r.job_name for r in edited.run_requests] == ["observe_models"]
     result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-    for asset in ("predictions", "parsed_labels", "metrics"):
+    for asset in ("predictions", "parsed_labels", "metrics", "reasoning_accounting"):
         assert result.get_requested_partitions(AssetKey(asset)) == {f"model-a|{t}" for t in TASK_KEYS}, asset
-    assert result.total_requested == 3 * len(TASK_KEYS)
-    for asset in ("predictions", "parsed_labels", "metrics"):
+    assert result.total_requested == 4 * len(TASK_KEYS)
+    for asset in ("predictions", "parsed_labels", "metrics", "reasoning_accounting"):
         _report(instance, asset, [f"model-a|{t}" for t in TASK_KEYS])
     _report(instance, "comparison", [None])
     _report(instance, "report", [None])
