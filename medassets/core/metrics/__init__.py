@@ -2,6 +2,8 @@
 
 - `_labels`: precision, recall and F1 of labels with bootstrap intervals, their paired
   differences and McNemar's test;
+- `_samples`: metrics of K sampled answers per item (per-sample mean, spread, majority vote)
+  and the paired comparison of two sampled models;
 - `_scores`: AUROC, average precision, calibration and DeLong's test of scores, and the
   cut-off learned on train rows;
 - `_corrections`: adjustments of a family of p-values (Holm, Benjamini-Hochberg, none).
@@ -13,6 +15,7 @@ from medassets.core.metrics._corrections import CORRECTIONS, benjamini_hochberg,
 from medassets.core.metrics._labels import (
     CONFIDENCE, INVALID, INVALID_POLICIES, METRICS, N_RESAMPLES, SETTINGS, binary_report, mcnemar, paired_difference,
 )
+from medassets.core.metrics._samples import majority_labels, paired_sampled_difference, sampled_f1
 from medassets.core.metrics._scores import (
     ECE_BINS, SCORE_FIELDS, SCORE_METRICS, delong, expected_calibration_error, learn_threshold, paired_auroc_difference,
     pr_points, reliability_bins, roc_points, score_report, scores_row,
@@ -21,6 +24,7 @@ from medassets.core.metrics._scores import (
 __all__ = [
     "CONFIDENCE", "CORRECTIONS", "ECE_BINS", "INVALID", "INVALID_POLICIES", "METRICS", "N_RESAMPLES", "SCORE_FIELDS",
     "SCORE_METRICS", "SETTINGS", "benjamini_hochberg", "binary_report", "delong", "expected_calibration_error", "holm",
-    "learn_threshold", "mcnemar", "paired_auroc_difference", "paired_difference", "pr_points", "reliability_bins",
-    "roc_points", "score_report", "scores_row", "unadjusted",
+    "learn_threshold", "majority_labels", "mcnemar", "paired_auroc_difference", "paired_difference",
+    "paired_sampled_difference", "pr_points", "reliability_bins", "roc_points", "sampled_f1", "score_report", "scores_row",
+    "unadjusted",
 ]
