@@ -34,7 +34,7 @@ def test_point_values_equal_sklearn_per_sample(k):
     """Mean, spread and majority vote against scikit-learn on each column, with invalid samples
     and (k even) tied votes."""
     rng = np.random.default_rng(k)
-    for _ in range(40):
+    for _ in range(120 // (k + 2)):
         y_true, labels = sampled_case(rng, int(rng.integers(5, 120)), k)
         report = sampled_f1(y_true, labels, n_resamples=10)
         scored = as_scored(labels)
