@@ -1,26 +1,36 @@
 """Scores (the probability a model gives the positive class): AUROC and average precision
-with bootstrap intervals, Brier score and calibration, ROC and precision-recall curves,
-DeLong's test of two models' AUROC, and the cut-off learned on train rows."""
+with intervals, Brier score and calibration, ROC and precision-recall curves, DeLong's test
+of two models' AUROC, and the cut-off learned on train rows.
+
+AUROC's interval is DeLong's variance on the logit scale with a Student t quantile: the
+percentile bootstrap interval it replaces covered 93% at 95% with 30 positive items and
+an AUROC of 0.9 (``bench_auroc_coverage.py``). Near 1 the AUROC's sampling distribution is
+skewed and bounded, and a high estimate comes with a small estimated variance; the logit
+scale removes the bound, and the t quantile, at Welch-Satterthwaite degrees of freedom of
+the two placement variances DeLong's variance sums, widens the interval where one class has
+few items, as Welch's t-interval does for a difference of two means.
+"""
 
 from __future__ import annotations
 
 import math
-from math import erfc, inf, isfinite, sqrt
+from math import erfc, inf, sqrt
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, logit, stdtrit
 
 from medassets.core.metrics._labels import CONFIDENCE, N_RESAMPLES, binary_report, check_options, percentile_interval
 
 ECE_BINS = 10
-SCORE_METRICS = ("auroc", "auprc")  # the two with bootstrap intervals
+SCORE_METRICS = ("auroc", "auprc")  # the two with intervals
 _RESAMPLE_CELLS = 2_000_000  # resample weights held at once (resamples x items)
 
 
 def score_report(
     y_true, scores, *, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
 ) -> dict:
-    """Threshold-free metrics of probability scores against gold labels, with bootstrap intervals.
+    """Threshold-free metrics of probability scores against gold labels, with intervals.
 
     ``y_true`` holds 0 and 1; ``scores`` the predicted probability of the positive class,
     finite and in [0, 1].
@@ -30,8 +40,15 @@ def score_report(
         scikit-learn's ``roc_auc_score``);
       auprc: average precision, the precision at each distinct score weighted by the
         recall it adds (equal to scikit-learn's ``average_precision_score``);
-      auroc_low, auroc_high, auprc_low, auprc_high: the percentile interval of
-        ``n_resamples`` seeded item-bootstrap resamples;
+      auroc_low, auroc_high: logit(AUROC) plus and minus t times its standard error, mapped
+        back: DeLong's variance (see ``delong``) on the logit scale by the delta method,
+        se / (AUROC (1 - AUROC)), and t the Student quantile at the Welch-Satterthwaite
+        degrees of freedom of DeLong's two placement variances. The percentile bootstrap it
+        replaces covered 93% at 95% with 30 positives and an AUROC of 0.9; this one 95%
+        (``bench_auroc_coverage.py``). No resampling: ``n_resamples`` and ``seed`` do not
+        change it;
+      auprc_low, auprc_high: the percentile interval of ``n_resamples`` seeded item-bootstrap
+        resamples;
       brier: the mean squared difference between score and label;
       ece: expected calibration error over ``ece_bins`` equal-width bins (see
         ``reliability_bins``): the sum over bins of (items in the bin / n) times
@@ -41,9 +58,11 @@ def score_report(
       notes: human-readable strings on degenerate cases.
 
     AUROC is undefined without both classes, average precision without a positive: such a
-    metric is NaN, and so are its bounds. A resample drawing one class only is left out of
-    that metric's interval, and a note says in how many resamples that happened. With no
-    items, every metric is NaN.
+    metric is NaN, and so are its bounds; so are AUROC's bounds where DeLong's variance is
+    undefined (a class of one item) or 0 (the classes perfectly separated, or every score
+    tied): a note says which. A resample drawing no positive is left out of average precision's
+    interval, and a note says in how many resamples that happened. With no items, every
+    metric is NaN.
     """
     check_options(n_resamples, confidence, "negative")
     truth, scores = _check_scores(y_true, scores, probabilities=True)
@@ -55,22 +74,23 @@ def score_report(
         report |= {name: np.nan for name in ("auroc", "auroc_low", "auroc_high", "auprc", "auprc_low", "auprc_high", "brier", "ece")}
     else:
         ranking = _Ranking(truth, scores)
-        point = ranking.auroc_ap(np.ones((1, n)))
-        resampled = np.concatenate(
-            [ranking.auroc_ap(weights) for weights in _bootstrap_weights(n, n_resamples, seed)], axis=1
-        )
-        for k, name in enumerate(SCORE_METRICS):
-            report[name] = float(point[k, 0])
-            defined = resampled[k][~np.isnan(resampled[k])]
-            if len(defined):
-                report[f"{name}_low"], report[f"{name}_high"] = percentile_interval(defined, confidence)
-            else:
-                report[f"{name}_low"] = report[f"{name}_high"] = np.nan
-            if isfinite(report[name]) and len(defined) < n_resamples:
-                notes.append(
-                    f"{name} undefined (one class only) in {n_resamples - len(defined)} of {n_resamples}"
-                    " resamples, left out of its interval"
-                )
+        report["auroc"], report["auprc"] = (float(value) for value in ranking.auroc_ap(np.ones((1, n)))[:, 0])
+        if 0 < positives < n:
+            (report["auroc_low"], report["auroc_high"]), why_none = _auroc_interval(truth, scores, confidence)
+            notes += [why_none] if why_none else []
+        else:
+            report["auroc_low"] = report["auroc_high"] = np.nan
+        resampled = np.concatenate([ranking.auroc_ap(weights)[1] for weights in _bootstrap_weights(n, n_resamples, seed)])
+        defined = resampled[~np.isnan(resampled)]
+        if len(defined):
+            report["auprc_low"], report["auprc_high"] = percentile_interval(defined, confidence)
+        else:
+            report["auprc_low"] = report["auprc_high"] = np.nan
+        if positives and len(defined) < n_resamples:
+            notes.append(
+                f"auprc undefined (no positive drawn) in {n_resamples - len(defined)} of {n_resamples}"
+                " resamples, left out of its interval"
+            )
         if positives in (0, n):
             notes.append(
                 f"only {'positive' if positives else 'negative'} items: AUROC is undefined, reported as NaN"
@@ -160,14 +180,7 @@ def delong(y_true, scores_a, scores_b) -> dict:
     n = len(truth) - m
     if m < 2 or n < 2:
         raise ValueError(f"DeLong's test needs at least two positive and two negative items, got {m} and {n}")
-    is_positive = truth == 1
-    placements_pos, placements_neg = [], []
-    for scores in (scores_a, scores_b):
-        rank_all = _midranks(scores)
-        rank_pos = _midranks(scores[is_positive])
-        rank_neg = _midranks(scores[~is_positive])
-        placements_pos.append((rank_all[is_positive] - rank_pos) / n)
-        placements_neg.append(1 - (rank_all[~is_positive] - rank_neg) / m)
+    placements_pos, placements_neg = zip(*(_placements(truth, scores) for scores in (scores_a, scores_b)))
     auc_a, auc_b = (float(p.mean()) for p in placements_pos)
     cov_pos = np.cov(placements_pos)
     cov_neg = np.cov(placements_neg)
@@ -307,6 +320,36 @@ def _bootstrap_weights(n: int, n_resamples: int, seed: int):
         rows = min(chunk, n_resamples - start)
         drawn = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
         yield np.bincount(drawn.ravel(), minlength=rows * n).reshape(rows, n).astype(float)
+
+
+def _placements(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's placements, from midranks: each positive item's share of the negative items
+    it outscores, each negative item's share of the positive items that outscore it (ties
+    count one half). Both average to the AUROC."""
+    is_positive = truth == 1
+    m, n = int(is_positive.sum()), int((~is_positive).sum())
+    rank_all = _midranks(scores)
+    positive = (rank_all[is_positive] - _midranks(scores[is_positive])) / n
+    negative = 1 - (rank_all[~is_positive] - _midranks(scores[~is_positive])) / m
+    return positive, negative
+
+
+def _auroc_interval(truth: np.ndarray, scores: np.ndarray, confidence: float) -> tuple[tuple[float, float], str | None]:
+    """AUROC's interval (see ``score_report``) for labels of both classes, or NaN bounds and the
+    reason there is none."""
+    positive, negative = _placements(truth, scores)
+    m, n = len(positive), len(negative)
+    if m < 2 or n < 2:
+        return (np.nan, np.nan), f"AUROC's interval needs two items of each class, got {m} positive and {n} negative"
+    auroc = float(positive.mean())
+    share_pos, share_neg = positive.var(ddof=1) / m, negative.var(ddof=1) / n  # DeLong's variance, summed
+    if share_pos + share_neg == 0:
+        return (np.nan, np.nan), (
+            f"AUROC {auroc:g} with a DeLong variance of 0 (classes perfectly separated, or every score tied): no interval"
+        )
+    degrees = (share_pos + share_neg) ** 2 / (share_pos**2 / (m - 1) + share_neg**2 / (n - 1))
+    half_width = stdtrit(degrees, (1 + confidence) / 2) * sqrt(share_pos + share_neg) / (auroc * (1 - auroc))
+    return (float(expit(logit(auroc) - half_width)), float(expit(logit(auroc) + half_width))), None
 
 
 def _midranks(values: np.ndarray) -> np.ndarray:
