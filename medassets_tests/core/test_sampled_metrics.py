@@ -1,4 +1,4 @@
-"""Metrics of K sampled answers per item: sampled_f1, majority_labels and
+"""Metrics of K sampled answers per item: sampled_f1, majority_vote and
 paired_sampled_difference, against independent computations and by coverage simulation."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from medassets.core.metrics import (
-    binary_report, majority_labels, mcnemar, paired_sampled_difference, sampled_f1,
+    binary_report, majority_vote, mcnemar, paired_sampled_difference, sampled_f1,
 )
 
 SKLEARN = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
@@ -59,9 +59,9 @@ def test_majority_labels_by_hand():
         [np.nan, 1, 1, 0],  # 2 of 4
         [1, 1, 0, 1],
     ]
-    assert majority_labels(labels).tolist() == [0, 1, 0, 1]
-    assert majority_labels([[1, 0], [1, 1]]).tolist() == [0, 1]
-    assert majority_labels([[1], [0], [-1]]).tolist() == [1, 0, 0]
+    assert majority_vote(labels).tolist() == [0, 1, 0, 1]
+    assert majority_vote([[1, 0], [1, 1]]).tolist() == [0, 1]
+    assert majority_vote([[1], [0], [-1]]).tolist() == [1, 0, 0]
 
 
 def test_one_sample_per_item_is_binary_report():

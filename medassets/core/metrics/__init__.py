@@ -16,7 +16,7 @@ from medassets.core.metrics._labels import (
     CONFIDENCE, INVALID, INVALID_POLICIES, METRICS, N_RESAMPLES, SETTINGS, binary_report, mcnemar,
     mcnemar_detectable_difference, mcnemar_sample_size, paired_difference,
 )
-from medassets.core.metrics._samples import majority_labels, paired_sampled_difference, sampled_f1
+from medassets.core.metrics._samples import majority_vote, paired_sampled_difference, sampled_f1
 from medassets.core.metrics._scores import (
     ECE_BINS, SCORE_FIELDS, SCORE_METRICS, delong, expected_calibration_error, learn_threshold, paired_auroc_difference,
     pr_points, reliability_bins, roc_points, score_report, scores_row,
@@ -25,7 +25,7 @@ from medassets.core.metrics._scores import (
 __all__ = [
     "CONFIDENCE", "CORRECTIONS", "ECE_BINS", "INVALID", "INVALID_POLICIES", "METRICS", "N_RESAMPLES", "SCORE_FIELDS",
     "SCORE_METRICS", "SETTINGS", "benjamini_hochberg", "binary_report", "delong", "expected_calibration_error", "holm",
-    "learn_threshold", "majority_labels", "mcnemar", "mcnemar_detectable_difference", "mcnemar_sample_size",
+    "learn_threshold", "majority_vote", "mcnemar", "mcnemar_detectable_difference", "mcnemar_sample_size",
     "paired_auroc_difference", "paired_difference",
     "paired_sampled_difference", "pr_points", "reliability_bins", "roc_points", "sampled_f1", "score_report", "scores_row",
     "unadjusted",

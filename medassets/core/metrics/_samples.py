@@ -23,7 +23,7 @@ from medassets.core.metrics._labels import CONFIDENCE, INVALID, METRICS, N_RESAM
 from medassets.core.metrics._scores import _bootstrap_weights
 
 
-def majority_labels(labels) -> np.ndarray:
+def majority_vote(labels) -> np.ndarray:
     """The per-item majority vote of an items x K array of sampled labels (1, 0, or -1/None/NaN
     for invalid, counted as 0): 1 where more than half of the item's K samples are 1, else 0
     (a tie is negative)."""
@@ -50,7 +50,7 @@ def sampled_f1(
         ``bench_sampled_coverage.py``, this one 95%, at 100 and 400 items of 4 samples);
       ``<metric>_run_sd``: the sample standard deviation (ddof=1) of the K per-sample values,
         the run-to-run spread (NaN when K = 1);
-      ``<metric>_majority``: the metric of the per-item majority vote (``majority_labels``);
+      ``<metric>_majority``: the metric of the per-item majority vote (``majority_vote``);
       ``<metric>_per_sample``: the K per-sample values, in column order;
     and ``n`` (items), ``k`` (samples per item), ``invalid`` (invalid sample labels) and
     ``invalid_rate`` (their share of the n x K), the settings ``n_resamples``, ``confidence``,
@@ -66,7 +66,7 @@ def sampled_f1(
     called = (labels == 1).astype(float)
     per_item = np.hstack([called * truth[:, None], called, truth[:, None].astype(float)])
     cells = _cells(per_item.sum(axis=0)[None, :], k)
-    vote = majority_labels(labels)
+    vote = majority_vote(labels)
     vote_cells = (np.sum(vote & truth), np.sum(vote & (1 - truth)), np.sum((1 - vote) & truth))
     if n:
         resampled = [_cells(weights @ per_item, k) for weights in _bootstrap_weights(n, n_resamples, seed)]
