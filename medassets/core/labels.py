@@ -97,3 +97,14 @@ def majority_labels(labels: pd.DataFrame) -> pd.DataFrame:
         },
         columns=ITEM_LABEL_COLUMNS,
     ).astype({"id": "string", "label": "int64", "answer": "string", "reasoning": "string", "invalid_reason": "string"})
+
+
+def sample_matrix(labels: pd.DataFrame, items: pd.Series) -> np.ndarray:
+    """The labels of each item's samples as an items x K array (1, 0, -1 invalid), rows in the
+    order of `items`, columns in sample order. Raises ValueError naming an item that lacks a
+    sample the others have."""
+    table = labels.assign(sample=samples_of(labels)).pivot(index="id", columns="sample", values="label").reindex(list(items))
+    incomplete = table.index[table.isna().any(axis=1)]
+    if len(incomplete):
+        raise ValueError(f"items without every sample's label (re-materialize the predictions and labels): {list(incomplete[:5])}")
+    return table.to_numpy(dtype=np.int64)

@@ -39,6 +39,7 @@ from medassets.core import error_analysis as error_analysis_logic
 from medassets.core import metrics as metrics_logic
 from medassets.core import parsing
 from medassets.core import report as report_logic
+from medassets.core.generation import samples_of
 from medassets.core.metrics import binary_report
 from medassets.core.prompts import templates_version
 from medassets.core.registry import EnsembleModel, load_registry, registered_model
@@ -120,6 +121,26 @@ def _labels_metadata(frame: pd.DataFrame) -> dict:
 
 def report_row(report: dict) -> dict:
     return {field: report[field] for field in _METRIC_FIELDS}
+
+
+def _sampled(report: dict, answers: pd.DataFrame, items: pd.DataFrame, analysis) -> tuple[dict, dict]:
+    """A model answering K > 1 samples per item: precision, recall and F1 are the means over its
+    samples with their item-bootstrap intervals (`metrics.sampled_f1`; the counts, invalid answers
+    and confusion matrix stay those of its majority labels), beside F1's run-to-run SD and the F1
+    of the majority labels (maj@K). K = 1: the report as it is."""
+    k = int(samples_of(answers).nunique()) if len(answers) else 1
+    if k == 1:
+        return report, {"samples": 1, "f1_run_sd": math.nan, "f1_majority": math.nan}
+    sampled = metrics_logic.sampled_f1(
+        items["gold"], labels_logic.sample_matrix(answers, items["id"]),
+        n_resamples=analysis.n_resamples, confidence=analysis.confidence, seed=analysis.seed,
+    )
+    means = {f"{metric}{suffix}": sampled[f"{metric}{suffix or '_mean'}"] for metric in metrics_logic.METRICS for suffix in ("", "_low", "_high")}
+    notes = report["notes"] + sampled["notes"] + (
+        [f"the means over {k} samples count invalid answers as negative (invalid: exclude applies to the majority labels' counts)"]
+        if analysis.invalid == "exclude" else []
+    )
+    return report | means | {"notes": notes}, {"samples": k, "f1_run_sd": sampled["f1_run_sd"], "f1_majority": sampled["f1_majority"]}
 
 
 def _ensemble(name: str) -> EnsembleModel:
@@ -253,11 +274,13 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
 
     def _metrics_row(context: AssetExecutionContext, analysis, storage: AssetStorage, key: str, labels: pd.DataFrame) -> pd.DataFrame:
         model, task = model_and_task(key)
-        labels, gold_changed = adjudication.gold_labels(labels_logic.majority_labels(labels), analysis.gold, task, storage)
+        answers = labels  # one row per item and sample
+        labels, gold_changed = adjudication.gold_labels(labels_logic.majority_labels(answers), analysis.gold, task, storage)
         report = binary_report(
             labels["gold"], labels["label"], n_resamples=analysis.n_resamples,
             confidence=analysis.confidence, seed=analysis.seed, invalid=analysis.invalid,
         )
+        report, sampling = _sampled(report, answers, labels, analysis)
         for note in report["notes"]:
             context.log.warning(f"{model} on {task}: {note}")
         scored = metrics_logic.scores_row(
@@ -274,7 +297,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
             "parser_version": parsed_labels_code_version,
         }
         context.add_asset_metadata(
-            {name: round(float(value), 4) for name, value in (report_row(report) | scored).items() if not math.isnan(value)}
+            {name: round(float(value), 4) for name, value in (report_row(report) | sampling | scored).items() if not math.isnan(value)}
             | {
                 "F1": comparison_logic.interval_cell(report["f1"], report["f1_low"], report["f1_high"]),
                 "confusion_matrix": MetadataValue.md(confusion.to_markdown()),
@@ -292,7 +315,7 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
             partition_key=key,
         )
         settings = {setting: report[setting] for setting in metrics_logic.SETTINGS} | {"gold": analysis.gold}
-        return pd.DataFrame([{"task": task, "model": model, **report_row(report), **scored, **settings}])
+        return pd.DataFrame([{"task": task, "model": model, **report_row(report), **sampling, **scored, **settings}])
 
     return _metrics
 

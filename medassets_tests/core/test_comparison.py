@@ -133,10 +133,10 @@ def test_headings_state_the_settings_of_each_table(two_by_two):
     assert shown["table3"].endswith("with 95% percentile bootstrap intervals; invalid answers scored as negative; original gold labels")
     assert shown["forest_plot"] == "F1 of the positive class (95% bootstrap intervals; invalid answers scored as negative)"
     assert "with 90% paired bootstrap intervals; invalid answers excluded;" in shown["f1_differences"]
-    assert shown["f1_differences"].endswith("adjusted across the tasks of each pair by Benjamini-Hochberg, significant below 0.1")
-    assert headings(settings_of(two_by_two, correction="holm"))["f1_differences"].endswith("by Holm, significant below 0.1")
-    assert headings(settings_of(two_by_two, correction="none"))["f1_differences"].endswith(
-        "McNemar's exact test, p not adjusted for the several tasks, significant below 0.1"
+    assert "adjusted across the tasks of each pair by Benjamini-Hochberg, significant below 0.1; the smallest accuracy difference" in shown["f1_differences"]
+    assert "by Holm, significant below 0.1;" in headings(settings_of(two_by_two, correction="holm"))["f1_differences"]
+    assert "McNemar's exact test, p not adjusted for the several tasks, significant below 0.1;" in (
+        headings(settings_of(two_by_two, correction="none"))["f1_differences"]
     )
 
 
@@ -448,5 +448,36 @@ def test_compare_returns_every_table_as_the_functions_compute_it_and_adjudicated
     assert result.settings["f1_differences"]["correction"] == "bh" and "90%" in result.headings["f1_differences"]
     # Only the judged task is rescored (breast cancer's adjudicated gold holds no verdict), one label changed.
     assert judged.labels_changed == {task: 1} and set(judged.adjudicated["task"]) == {task}
-    assert set(result.tables()) == {"table3", "f1_differences", "auroc_differences", "prompt_sensitivity", "table3_adjudicated", "adjudication"}
+    assert set(result.tables()) == {"table3", "f1_differences", "auroc_differences", "prompt_sensitivity", "sampled", "table3_adjudicated", "adjudication"}
     assert adjudicated_results(labels, {"breast_cancer": gold["breast_cancer"]}, {}, analysis) is None
+
+
+def test_each_pair_says_what_its_items_can_show_by_connors_formula():
+    from medassets.core.metrics import mcnemar_detectable_difference, mcnemar_sample_size
+
+    differences = paired_f1_differences(scored_labels(), n_resamples=50, confidence=0.9, seed=0, invalid="negative")
+    for row in differences.itertuples():
+        discordant = row.mcnemar_b + row.mcnemar_c
+        assert row.detectable_diff == mcnemar_detectable_difference(discordant / row.n, row.n, alpha=0.1, power=0.8)
+        if row.mcnemar_b == row.mcnemar_c:
+            assert np.isnan(row.items_needed)
+        else:
+            assert row.items_needed == mcnemar_sample_size(row.mcnemar_b / row.n, row.mcnemar_c / row.n, alpha=0.1, power=0.8)
+    shown = differences_table(differences)
+    # the adjusted p stays last: `make run` prints that column
+    assert list(shown.columns)[-4:] == ["Detectable difference", "Items needed", "McNemar p", "p (Holm, across tasks)"]
+
+
+def test_sampled_models_are_the_rows_of_models_with_several_samples_in_task_order():
+    from medassets.core.comparison import sampled_models, sampled_table
+
+    metrics = pd.DataFrame([
+        metrics_row("stigma_labeling", "m3", 1) | {"samples": 3, "f1_run_sd": 0.02, "f1_majority": 0.8},
+        metrics_row("breast_cancer", "m3", 2) | {"samples": 3, "f1_run_sd": 0.01, "f1_majority": 0.7},
+        metrics_row("breast_cancer", "once", 3) | {"samples": 1},
+    ])
+    sampled = sampled_models(metrics)
+    assert list(sampled["task"]) == ["breast_cancer", "stigma_labeling"] and set(sampled["model"]) == {"m3"}
+    shown = sampled_table(sampled)
+    assert shown["Run-to-run SD"].tolist() == ["0.010", "0.020"] and shown["Samples"].tolist() == [3, 3]
+    assert len(sampled_models(metrics.drop(columns=["samples", "f1_run_sd", "f1_majority"]))) == 0  # metrics from before samples

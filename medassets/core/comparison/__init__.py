@@ -19,20 +19,22 @@ from medassets.core import adjudication
 from medassets.core.analysis import AnalysisSettings
 from medassets.core.comparison._plots import forest_plot, score_curves_plot
 from medassets.core.comparison._tables import (
-    AUROC_DIFFERENCE_COLUMNS, DIFFERENCE_COLUMNS, metrics_of_labels, model_pairs, paired_auroc_differences,
-    paired_f1_differences, prompt_sensitivity, scored_models, table3, task_order,
+    AUROC_DIFFERENCE_COLUMNS, DIFFERENCE_COLUMNS, SAMPLED_COLUMNS, metrics_of_labels, model_pairs, paired_auroc_differences,
+    paired_f1_differences, prompt_sensitivity, sampled_models, scored_models, table3, task_order,
 )
 from medassets.core.comparison._text import (
     CORRECTION_NAMES, NO_SCORES, RECORDED_SETTINGS, adjustment, auroc_differences_table, comparison_settings,
-    differences_table, forest_plot_label, has_scores, headings, interval_cell, metrics_settings, significance,
+    differences_table, forest_plot_label, has_samples, has_scores, headings, interval_cell, metrics_settings, sampled_table,
+    significance,
 )
 
 __all__ = [
-    "AUROC_DIFFERENCE_COLUMNS", "CORRECTION_NAMES", "DIFFERENCE_COLUMNS", "NO_SCORES", "RECORDED_SETTINGS",
+    "AUROC_DIFFERENCE_COLUMNS", "CORRECTION_NAMES", "DIFFERENCE_COLUMNS", "NO_SCORES", "RECORDED_SETTINGS", "SAMPLED_COLUMNS",
     "AdjudicatedResults", "Comparison", "adjudicated_results", "adjustment", "auroc_differences_table", "compare",
-    "comparison_settings", "differences_table", "forest_plot", "forest_plot_label", "has_scores", "headings",
+    "comparison_settings", "differences_table", "forest_plot", "forest_plot_label", "has_samples", "has_scores", "headings",
     "interval_cell", "metrics_of_labels", "metrics_settings", "model_pairs", "paired_auroc_differences",
-    "paired_f1_differences", "prompt_sensitivity", "score_curves_plot", "scored_models", "significance", "table3",
+    "paired_f1_differences", "prompt_sensitivity", "sampled_models", "sampled_table", "score_curves_plot", "scored_models",
+    "significance", "table3",
     "task_order",
 ]
 
@@ -61,6 +63,7 @@ class Comparison:
     f1_differences: pd.DataFrame
     auroc_differences: pd.DataFrame
     prompt_sensitivity: pd.DataFrame
+    sampled: pd.DataFrame  # the models answering several samples per item (`sampled_models`)
     settings: dict[str, dict]
     adjudicated: AdjudicatedResults | None
 
@@ -72,7 +75,7 @@ class Comparison:
         """The tables by the name of their report file."""
         tables = {
             "table3": self.table3, "f1_differences": self.f1_differences, "auroc_differences": self.auroc_differences,
-            "prompt_sensitivity": self.prompt_sensitivity,
+            "prompt_sensitivity": self.prompt_sensitivity, "sampled": self.sampled,
         }
         if self.adjudicated is not None:
             tables |= {"table3_adjudicated": table3(self.adjudicated.adjudicated), "adjudication": self.adjudicated.summary}
@@ -114,6 +117,7 @@ def compare(
         f1_differences=paired_f1_differences(labels, **resampling, invalid=analysis.invalid, **pairing),
         auroc_differences=paired_auroc_differences(labels, **resampling, **pairing),
         prompt_sensitivity=prompt_sensitivity(metrics, setups),
+        sampled=sampled_models(metrics),
         settings=comparison_settings(metrics, **resampling, invalid=analysis.invalid, **pairing),
         adjudicated=adjudicated,
     )

@@ -4,11 +4,15 @@ AUROC differences with their tests, prompt sensitivity."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
 
-from medassets.core.metrics import CORRECTIONS, METRICS, SCORE_METRICS, binary_report, delong, mcnemar, paired_auroc_difference, paired_difference
+from medassets.core.metrics import (
+    CORRECTIONS, METRICS, SCORE_METRICS, binary_report, delong, mcnemar, mcnemar_detectable_difference, mcnemar_sample_size,
+    paired_auroc_difference, paired_difference,
+)
 from medassets.core.comparison._text import NO_SCORES, has_scores, interval_cell
 from medassets.tasks import TASK_KEYS, TASKS
 
@@ -55,8 +59,9 @@ def table3(metrics: pd.DataFrame) -> pd.DataFrame:
 
 DIFFERENCE_COLUMNS = [
     "task", "model_a", "model_b", "n", "f1_a", "f1_b", "f1_diff", "f1_diff_low", "f1_diff_high",
-    "mcnemar_b", "mcnemar_c", "mcnemar_p", "mcnemar_p_adjusted", "correction",
+    "mcnemar_b", "mcnemar_c", "mcnemar_p", "mcnemar_p_adjusted", "correction", "detectable_diff", "items_needed",
 ]
+POWER = 0.8  # of McNemar's test, for the smallest difference it detects and the items a difference needs
 
 
 def model_pairs(models, *, pairs: str = "every", reference: str | None = None) -> list[tuple[str, str]]:
@@ -89,7 +94,11 @@ def paired_f1_differences(
     pairs: str = "every", reference: str | None = None, correction: str = "holm",
 ) -> pd.DataFrame:
     """For each task and pair of models: F1(a) - F1(b) with a paired bootstrap interval, and
-    McNemar's exact test, its p-value adjusted across the tasks of the pair (`holm`, `bh` or `none`).
+    McNemar's exact test, its p-value adjusted across the tasks of the pair (`holm`, `bh` or `none`);
+    and what the items can show (Connor 1987, at the level 1 - confidence and 80% power): the
+    smallest difference in accuracy McNemar's test detects given the pair's discordant share
+    (`detectable_diff`) and the items the observed difference needs (`items_needed`; NaN where the
+    models are right on the same items).
 
     `labels` has columns task, model, id, gold and label (1, 0, or -1 when invalid). Items
     pair by id; an item only one model answered is left out of that pair.
@@ -103,7 +112,7 @@ def paired_f1_differences(
                 truth, pred_a, pred_b, metric="f1", n_resamples=n_resamples, confidence=confidence, seed=seed, invalid=invalid,
             )
             test = mcnemar(truth, pred_a, pred_b, invalid=invalid)
-            rows.append({
+            rows.append(_what_items_can_show(test, alpha=1 - confidence) | {
                 "task": task, "model_a": a, "model_b": b, "n": result["n"],
                 "f1_a": result["a"], "f1_b": result["b"],
                 "f1_diff": result["diff"], "f1_diff_low": result["low"], "f1_diff_high": result["high"],
@@ -113,6 +122,17 @@ def paired_f1_differences(
     for _, across_tasks in frame.groupby(["model_a", "model_b"]):
         frame.loc[across_tasks.index, "mcnemar_p_adjusted"] = adjust(across_tasks["mcnemar_p"])
     return frame.astype({"mcnemar_p_adjusted": float})
+
+
+def _what_items_can_show(test: dict, *, alpha: float) -> dict:
+    """McNemar's detectable difference and the items the observed one needs, from its counts."""
+    n, b, c = test["n"], test["b"], test["c"]
+    if n == 0:
+        return {"detectable_diff": math.nan, "items_needed": math.nan}
+    return {
+        "detectable_diff": mcnemar_detectable_difference((b + c) / n, n, alpha=alpha, power=POWER),
+        "items_needed": math.nan if b == c else mcnemar_sample_size(b / n, c / n, alpha=alpha, power=POWER),
+    }
 
 
 AUROC_DIFFERENCE_COLUMNS = [
@@ -206,3 +226,15 @@ def metrics_of_labels(labels: pd.DataFrame, *, gold: str, n_resamples: int, conf
         report = binary_report(part["gold"], part["label"], n_resamples=n_resamples, confidence=confidence, seed=seed, invalid=invalid)
         rows.append({"task": task, "model": model, **{k: v for k, v in report.items() if not isinstance(v, list)}, "gold": gold})
     return pd.DataFrame(rows)
+
+
+SAMPLED_COLUMNS = ["task", "model", "samples", "f1", "f1_low", "f1_high", "f1_run_sd", "f1_majority"]
+
+
+def sampled_models(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The metrics rows of the models answering several samples per item, in Table 3's task order:
+    F1 as the mean over the samples with its interval, its run-to-run SD and maj@K's F1."""
+    sampled = metrics[metrics["samples"] > 1] if "samples" in metrics else metrics.iloc[:0]
+    rank = {task: position for position, task in enumerate(TASK_KEYS)}
+    ordered = sampled.assign(rank=sampled["task"].map(rank)).sort_values(["rank", "model"])
+    return ordered.reindex(columns=SAMPLED_COLUMNS).reset_index(drop=True)

@@ -3,6 +3,8 @@ the display form of its cells."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -42,7 +44,7 @@ def comparison_settings(
     """What each table was computed with: Table 3 and the forest plot with the metrics' own
     settings, the paired differences with the comparison's."""
     return {
-        "table3": metrics_settings(metrics) | {"scores": has_scores(metrics)},
+        "table3": metrics_settings(metrics) | {"scores": has_scores(metrics), "sampled": has_samples(metrics)},
         "f1_differences": {
             "confidence": confidence, "invalid_policy": invalid, "n_resamples": n_resamples, "seed": seed,
             "correction": correction, "pairs": pairs, "reference": reference,
@@ -57,6 +59,11 @@ def comparison_settings(
 def has_scores(metrics: pd.DataFrame) -> bool:
     """Whether some row of the metrics has a finite AUROC (older metrics have no such column)."""
     return "auroc" in metrics and bool(np.isfinite(metrics["auroc"].astype(float)).any())
+
+
+def has_samples(metrics: pd.DataFrame) -> bool:
+    """Whether some model of the metrics answers several samples per item (older metrics have no such column)."""
+    return "samples" in metrics and bool((metrics["samples"] > 1).any())
 
 
 def _percent(confidence: float) -> str:
@@ -82,11 +89,13 @@ def headings(settings: dict[str, dict]) -> dict[str, str]:
     shown = {
         "table3": f"Precision, recall and F1 of the positive class{scored} with "
         + _intervals(table["confidence"], table["invalid_policy"], "percentile bootstrap")
-        + f"; {gold}",
+        + f"; {gold}"
+        + ("; a model answering several samples per item: the mean over its samples, intervals over items" if table.get("sampled") else ""),
         "forest_plot": forest_plot_label(table),
         "f1_differences": "Paired F1 differences with "
         + _intervals([pairs["confidence"]], [pairs["invalid_policy"]], "paired bootstrap")
-        + f"; McNemar's exact test, {adjustment(pairs['correction'])}, significant below {significance(pairs['confidence']):g}",
+        + f"; McNemar's exact test, {adjustment(pairs['correction'])}, significant below {significance(pairs['confidence']):g}; "
+        "the smallest accuracy difference it detects with 80% power and the items the observed one needs (Connor 1987)",
         "score_curves": "ROC and precision-recall curves and a reliability diagram of each model that gives scores "
         f"(calibration in {ECE_BINS} equal-width bins of the score; ECE weighs each bin by its items)",
     }
@@ -132,9 +141,21 @@ def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
             for d, lo, hi in zip(differences["f1_diff"], differences["f1_diff_low"], differences["f1_diff_high"])
         ],
         "Only a right / only b right": [f"{b} / {c}" for b, c in zip(differences["mcnemar_b"], differences["mcnemar_c"])],
+        # Older comparisons (before these columns) show blanks.
+        "Detectable difference": [_share(d) for d in differences.get("detectable_diff", [math.nan] * len(differences))],
+        "Items needed": [_count(n) for n in differences.get("items_needed", [math.nan] * len(differences))],
         "McNemar p": [f"{p:.3g}" for p in differences["mcnemar_p"]],
         _p_column(differences): [f"{p:.3g}" for p in differences["mcnemar_p_adjusted"]],
     })
+
+
+def _share(value: float) -> str:
+    """An accuracy difference as percentage points; what no number of these items detects: `none`."""
+    return "" if math.isnan(value) else "none" if math.isinf(value) else f"{100 * value:.1f} points"
+
+
+def _count(value: float) -> str:
+    return "" if math.isnan(value) else f"{int(value):,}"
 
 
 def auroc_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
@@ -150,4 +171,17 @@ def auroc_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
         ],
         "DeLong p": [f"{p:.3g}" for p in differences["delong_p"]],
         _p_column(differences): [f"{p:.3g}" for p in differences["delong_p_adjusted"]],
+    })
+
+
+def sampled_table(sampled: pd.DataFrame) -> pd.DataFrame:
+    """The models answering several samples per item, for display: F1 as the mean over samples with
+    its interval, the run-to-run SD of F1 and the F1 of the per-item majority (maj@K)."""
+    return pd.DataFrame({
+        "Task": [TASKS[t].title for t in sampled["task"]],
+        "Model": sampled["model"],
+        "Samples": sampled["samples"].astype(int),
+        "F1, mean over samples": [interval_cell(f, lo, hi) for f, lo, hi in zip(sampled["f1"], sampled["f1_low"], sampled["f1_high"])],
+        "Run-to-run SD": [f"{sd:.3f}" for sd in sampled["f1_run_sd"]],
+        "F1 of the majority": [f"{m:.2f}" for m in sampled["f1_majority"]],
     })
