@@ -14,7 +14,8 @@ import pandas as pd
 from dagster import DagsterInstance
 
 from medassets import paths
-from medassets.core.comparison import NO_SCORES, differences_table, headings, significance
+from medassets.core.accounting import accounting_table
+from medassets.core.comparison import NO_SCORES, differences_table, headings, sampled_table, significance
 from medassets.core.processes import end_children
 from medassets.core.registry import load_registry
 from medassets.definitions import defs
@@ -24,7 +25,7 @@ from medassets.defs.partitions import (
     ensemble_partitions, model_partitions, model_range_tags, partition_changes, registered_partitions, task_range_tags,
 )
 from medassets.defs.runs import owner_tags, wait_for_pools
-from medassets.tasks import TASK_KEYS
+from medassets.tasks import TASK_KEYS, TASKS
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # Processes a run started (engines, compute-log tails) get this long to end after it.
@@ -121,10 +122,43 @@ def print_results(storage: AssetStorage, *, shown_differences: int = 10) -> None
             "p" if settings["f1_differences"]["correction"] == "none" else "p adjusted": shown.iloc[:, -1],
         })
         print(shown.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+    _print_sampled(storage, numbers)
+    _print_accounting(storage, numbers)
     print(f"\nEvery table in full (CSV, Parquet) and the forest plot: {storage.url('reports')}")
     print(f"Report (one HTML file, opens offline): {storage.url('reports/report.html')}")
     print(f"Asset files: {storage.url('assets')}")
     print("Open the Dagster UI on these results with: make ui")
+
+
+def _report_table(storage: AssetStorage, name: str) -> pd.DataFrame | None:
+    """A table of reports/, None where the comparison that wrote them predates it."""
+    try:
+        return pd.read_csv(io.BytesIO(storage.read_bytes(f"reports/{name}.csv")))
+    except FileNotFoundError:
+        return None
+
+
+def _print_sampled(storage: AssetStorage, numbers: dict[str, str]) -> None:
+    sampled = _report_table(storage, "sampled")
+    if sampled is None or not len(sampled):
+        return
+    shown = sampled_table(sampled)
+    _print_wrapped("\nModels answering several samples per item: F1 as the mean over the samples (interval over items), its "
+                   "standard deviation between samples and the F1 of each item's majority label:\n")
+    print(shown.assign(Task=shown["Task"].map(numbers)).to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+
+
+def _print_accounting(storage: AssetStorage, numbers: dict[str, str]) -> None:
+    accounting = _report_table(storage, "accounting")
+    if accounting is None or not len(accounting):
+        return
+    shown = accounting_table(accounting)
+    shown = shown.assign(Task=shown["Task"].map({task: numbers[TASKS[task].title] for task in TASKS}))
+    columns = ["Model", "Task", "Answer tokens (median / p90)", "Reasoning tokens (median / p90)", "Cut at max_tokens",
+               "F1 finished / all", "Generation s per 1,000"]
+    _print_wrapped("\nReasoning and cost by model and task (every column, invalid answers by reason and GPU-seconds in "
+                   "accounting.csv):\n")
+    print(shown[columns].to_markdown(index=False, tablefmt="simple", disable_numparse=True))
 
 
 def _print_wrapped(text: str) -> None:

@@ -153,11 +153,35 @@ def _score_sections(auroc_differences, score_curves, headings) -> list[tuple[str
     return sections
 
 
+def _sampling_sections(sampled, accounting, reasoning_png) -> list[tuple[str, str, str, str]]:
+    sections = []
+    if sampled is not None and len(sampled):
+        sections.append((
+            "sampled", "Several samples per item",
+            "Models answering K samples per item: F1 as the mean over the samples (its interval over items), the standard "
+            "deviation of F1 between samples (run to run) and the F1 of each item's majority label (maj@K).",
+            _table(sampled, "sampled"),
+        ))
+    if accounting is not None:
+        sections.append((
+            "accounting", "Reasoning and cost",
+            "Per model and task: prompt, reasoning and answer tokens, answers cut at max_tokens and F1 on the finished "
+            "ones against all, invalid answers by reason, and generation seconds (GPU-seconds on GPUs) per 1,000 items of "
+            "the latest run that generated.", _table(accounting, "accounting"),
+        ))
+    if reasoning_png is not None:
+        image = base64.b64encode(reasoning_png).decode("ascii")
+        sections.append(("reasoning-length", "Reasoning length by right and wrong answers", "",
+                         f"<img alt='Reasoning length by right and wrong answers' src='data:image/png;base64,{image}'>"))
+    return sections
+
+
 def render_report(
     *, table3: pd.DataFrame, differences: pd.DataFrame, labels: pd.DataFrame, sensitivity: pd.DataFrame,
     forest_png: bytes, provenance: dict[str, pd.DataFrame], headings: dict[str, str],
     auroc_differences: pd.DataFrame | None = None, score_curves: dict[str, bytes] | None = None,
-    adjudication: dict[str, pd.DataFrame] | None = None,
+    adjudication: dict[str, pd.DataFrame] | None = None, sampled: pd.DataFrame | None = None,
+    accounting: pd.DataFrame | None = None, reasoning_png: bytes | None = None,
 ) -> str:
     """The report's HTML. `differences` is `comparison.differences_table`'s display form;
     `labels` has columns task, model, id, gold, label and invalid_reason; `headings` are
@@ -168,6 +192,9 @@ def render_report(
     when given, adds its section after the paired differences.
 
     `adjudication` is `adjudication_tables`' output, None when no gold label is adjudicated.
+    `sampled` is `comparison.sampled_table`'s display form (models answering several samples
+    per item), `accounting` is `accounting.accounting_table`'s and `reasoning_png`
+    `accounting.reasoning_length_plot`'s; each, when given, adds its section.
     Table 3 is shown a row per task and model (`table3_by_model`)."""
     image = base64.b64encode(forest_png).decode("ascii")
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -179,6 +206,7 @@ def render_report(
          f"{html.escape(headings['f1_differences'])}. F1(a) - F1(b); McNemar's test is on the items only one "
          "model gets right.", _table(differences, "differences")),
         *_score_sections(auroc_differences, score_curves, headings),
+        *_sampling_sections(sampled, accounting, reasoning_png),
         _adjudication_section(adjudication),
         ("confusion", "Confusion matrices", "", _table(confusion_table(labels), "confusion")),
         ("invalid", "Invalid answers by reason", "", _table(invalid_reasons(labels), "invalid")),

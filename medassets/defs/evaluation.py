@@ -30,6 +30,7 @@ from dagster import (
 )
 
 from medassets import paths
+from medassets.core import accounting as accounting_logic
 from medassets.core import adjudication as adjudication_logic
 from medassets.core import analysis as analysis_logic
 from medassets.core import comparison as comparison_logic
@@ -379,8 +380,11 @@ def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -
 
 
 comparison_code_version = code_version(comparison_logic, metrics_logic, adjudication_logic, analysis_logic, labels_logic, tasks_version("title"))
-report_code_version = code_version(comparison_logic, metrics_logic, report_logic, error_analysis_logic, labels_logic, tasks_version("title"))
+report_code_version = code_version(
+    comparison_logic, metrics_logic, report_logic, error_analysis_logic, labels_logic, accounting_logic, tasks_version("title")
+)
 _COMPARED = [metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudication.adjudicated_gold, analysis_settings]
+_ACCOUNTING = AssetKey("reasoning_accounting")  # defs/accounting.py, which reads the parsed labels
 
 
 @multi_asset(
@@ -404,10 +408,10 @@ _COMPARED = [metrics, parsed_labels, ensemble_metrics, ensemble_labels, adjudica
             "offline), the forest plot and each task's score curves as PNG; its value lists the files it wrote.",
         ),
     },
-    deps=_COMPARED,
+    deps=[*_COMPARED, _ACCOUNTING],
     internal_asset_deps={
         "comparison": {asset.key for asset in _COMPARED},
-        "report": {AssetKey("comparison"), metrics.key, parsed_labels.key, ensemble_metrics.key, ensemble_labels.key},
+        "report": {AssetKey("comparison"), metrics.key, parsed_labels.key, ensemble_metrics.key, ensemble_labels.key, _ACCOUNTING},
     },
 )
 def comparison(context: AssetExecutionContext, config: AnalysisConfig, storage: AssetStorage):
@@ -432,7 +436,7 @@ def comparison(context: AssetExecutionContext, config: AnalysisConfig, storage: 
     evaluated = f"{len(stored_metrics)} of {(len(models) + len(ensembles)) * len(TASK_KEYS)}"
     yield Output(result.table3, "comparison", metadata=_write_tables(result, storage, analysis, tasks, evaluated))
     provenance = _provenance(context.instance, registry, sorted(all_metrics["model"].unique()), tasks)
-    files, metadata = _write_report(result, all_metrics, labels, tasks, provenance, storage)
+    files, metadata = _write_report(result, all_metrics, labels, tasks, provenance, storage, _reasoning(storage, registry, models))
     context.log.info(f"report: {storage.url('reports/report.html')}")
     yield Output(files, "report", metadata=metadata)
 
@@ -476,10 +480,25 @@ def _write_tables(result, storage: AssetStorage, analysis, tasks: list[str], eva
     )} if len(result.auroc_differences) else {})
 
 
-def _write_report(result, all_metrics: pd.DataFrame, labels: pd.DataFrame, tasks: list[str], provenance, storage: AssetStorage):
-    """The forest plot, the score curves of the models that give scores and the HTML report, in
-    reports/; the table of the files written, and the metadata that shows them in the UI."""
+def _reasoning(storage: AssetStorage, registry: dict, models: list[str]) -> tuple[pd.DataFrame | None, bytes | None]:
+    """The stored reasoning accounting of the models, and the plot of reasoning length by right and
+    wrong answers of the reasoning models (None where there is none)."""
+    stored = storage.read_model_task_frames("reasoning_accounting", models)
+    accounting = pd.concat(stored.values(), ignore_index=True) if stored else None
+    thinking = [model for model in models if getattr(registry.get(model), "reasoning", False)]
+    items = [
+        accounting_logic.item_tokens(storage.read("predictions", [model, task]), labels).assign(model=model)
+        for (model, task), labels in storage.read_model_task_frames("parsed_labels", thinking).items()
+    ]
+    return accounting, accounting_logic.reasoning_length_plot(pd.concat(items, ignore_index=True)) if items else None
+
+
+def _write_report(result, all_metrics: pd.DataFrame, labels: pd.DataFrame, tasks: list[str], provenance, storage: AssetStorage, reasoning):
+    """The forest plot, the score curves of the models that give scores, the reasoning accounting
+    and the HTML report, in reports/; the table of the files written, and the metadata that shows
+    them in the UI."""
     headings = result.headings
+    accounting, reasoning_png = reasoning
     plot = comparison_logic.forest_plot(all_metrics)
     # ROC and precision-recall curves and the reliability diagram of the models that give scores
     curves = {task: comparison_logic.score_curves_plot(labels, task) for task in tasks if comparison_logic.scored_models(labels, task)}
@@ -492,9 +511,15 @@ def _write_report(result, all_metrics: pd.DataFrame, labels: pd.DataFrame, tasks
         adjudication=adjudicated and report_logic.adjudication_tables(
             adjudicated.original, adjudicated.adjudicated, adjudicated.summary, adjudicated.reviewers
         ),
+        sampled=comparison_logic.sampled_table(result.sampled),
+        accounting=None if accounting is None else accounting_logic.accounting_table(accounting), reasoning_png=reasoning_png,
     )
     written = {"reports/f1_forest.png": plot, **{f"reports/score_curves_{task}.png": png for task, png in curves.items()},
                "reports/report.html": html.encode("utf-8")}
+    if accounting is not None:
+        written["reports/accounting.csv"] = accounting.to_csv(index=False).encode("utf-8")
+    if reasoning_png is not None:
+        written["reports/reasoning_length.png"] = reasoning_png
     files = pd.DataFrame([{"file": name, "url": storage.write_bytes(name, data), "bytes": len(data)} for name, data in written.items()])
     image = base64.b64encode(plot).decode("ascii")
     metadata = {

@@ -21,7 +21,7 @@ from medassets.core.registry import (
 )
 from medassets.engines.baseline import BaselineModel
 from medassets.engines.openai_server import OpenAIModel
-from medassets.engines.vllm_offline import VLLMModel
+from medassets.engines.vllm_offline import BACKEND, VLLMModel
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 WHERE = "models-under-test.yaml"
@@ -86,7 +86,8 @@ def test_several_greedy_samples_are_warned_of_and_each_sample_has_its_own_seed()
 def test_shipped_registry_loads():
     models = load_registry(DATA / "models.yaml")
     assert set(models) == {
-        "smollm2-135m", "smollm2-135m-constrained", "smollm2-135m-2shot", "smollm2-135m-scored", "tfidf-logreg", "majority-vote",
+        "smollm2-135m", "smollm2-135m-constrained", "smollm2-135m-2shot", "smollm2-135m-sampled", "smollm2-135m-scored", "tfidf-logreg",
+        "majority-vote",
     }
     small = models["smollm2-135m"]
     assert isinstance(small, VLLMModel) and small.backend == "vllm"
@@ -99,6 +100,9 @@ def test_shipped_registry_loads():
     assert models["smollm2-135m-constrained"].decoding == "constrained"
     assert (models["smollm2-135m-2shot"].shots, models["smollm2-135m-2shot"].shot_seed) == (2, 0)
     assert (models["smollm2-135m-scored"].scoring, models["smollm2-135m-scored"].threshold_rows) == ("likelihood", 60)
+    sampled = models["smollm2-135m-sampled"]
+    assert (sampled.samples, sampled.sampling.temperature, sampled.warnings()) == (3, 0.7, [])
+    assert BACKEND.engine_settings(sampled) == BACKEND.engine_settings(small)  # one engine serves both
     assert small.scoring == "generate"
     vote = models["majority-vote"]
     assert isinstance(vote, EnsembleModel)
