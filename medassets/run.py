@@ -153,7 +153,7 @@ def _print_accounting(storage: AssetStorage, numbers: dict[str, str]) -> None:
     if accounting is None or not len(accounting):
         return
     shown = accounting_table(accounting)
-    shown = shown.assign(Task=shown["Task"].map({task: numbers[TASKS[task].title] for task in TASKS}))
+    shown = shown.assign(Task=shown["Task"].map({task: numbers.get(TASKS[task].title, task) for task in TASKS}))
     columns = ["Model", "Task", "Answer tokens (median / p90)", "Reasoning tokens (median / p90)", "Cut at max_tokens",
                "F1 finished / all", "Generation s per 1,000"]
     _print_wrapped("\nReasoning and cost by model and task (every column, invalid answers by reason and GPU-seconds in "

@@ -153,7 +153,7 @@ def _score_sections(auroc_differences, score_curves, headings) -> list[tuple[str
     return sections
 
 
-def _sampling_sections(sampled, accounting, reasoning_png) -> list[tuple[str, str, str, str]]:
+def _sampling_sections(sampled, sampled_differences, headings, accounting, reasoning_png) -> list[tuple[str, str, str, str]]:
     sections = []
     if sampled is not None and len(sampled):
         sections.append((
@@ -161,6 +161,11 @@ def _sampling_sections(sampled, accounting, reasoning_png) -> list[tuple[str, st
             "Models answering K samples per item: F1 as the mean over the samples (its interval over items), the standard "
             "deviation of F1 between samples (run to run) and the F1 of each item's majority label (maj@K).",
             _table(sampled, "sampled"),
+        ))
+    if sampled_differences is not None and len(sampled_differences):
+        sections.append((
+            "sampled-differences", "Paired differences of sampled models",
+            f"{html.escape(headings['sampled_differences'])}.", _table(sampled_differences, "sampled-differences"),
         ))
     if accounting is not None:
         sections.append((
@@ -181,7 +186,7 @@ def render_report(
     forest_png: bytes, provenance: dict[str, pd.DataFrame], headings: dict[str, str],
     auroc_differences: pd.DataFrame | None = None, score_curves: dict[str, bytes] | None = None,
     adjudication: dict[str, pd.DataFrame] | None = None, sampled: pd.DataFrame | None = None,
-    accounting: pd.DataFrame | None = None, reasoning_png: bytes | None = None,
+    sampled_differences: pd.DataFrame | None = None, accounting: pd.DataFrame | None = None, reasoning_png: bytes | None = None,
 ) -> str:
     """The report's HTML. `differences` is `comparison.differences_table`'s display form;
     `labels` has columns task, model, id, gold, label and invalid_reason; `headings` are
@@ -193,7 +198,7 @@ def render_report(
 
     `adjudication` is `adjudication_tables`' output, None when no gold label is adjudicated.
     `sampled` is `comparison.sampled_table`'s display form (models answering several samples
-    per item), `accounting` is `accounting.accounting_table`'s and `reasoning_png`
+    per item), `sampled_differences` `comparison.sampled_differences_table`'s, `accounting` is `accounting.accounting_table`'s and `reasoning_png`
     `accounting.reasoning_length_plot`'s; each, when given, adds its section.
     Table 3 is shown a row per task and model (`table3_by_model`)."""
     image = base64.b64encode(forest_png).decode("ascii")
@@ -206,7 +211,7 @@ def render_report(
          f"{html.escape(headings['f1_differences'])}. F1(a) - F1(b); McNemar's test is on the items only one "
          "model gets right.", _table(differences, "differences")),
         *_score_sections(auroc_differences, score_curves, headings),
-        *_sampling_sections(sampled, accounting, reasoning_png),
+        *_sampling_sections(sampled, sampled_differences, headings, accounting, reasoning_png),
         _adjudication_section(adjudication),
         ("confusion", "Confusion matrices", "", _table(confusion_table(labels), "confusion")),
         ("invalid", "Invalid answers by reason", "", _table(invalid_reasons(labels), "invalid")),

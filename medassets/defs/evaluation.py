@@ -338,12 +338,16 @@ def _stored_frames(storage: AssetStorage, kind: str, models: list[str], ensemble
     return storage.read_model_task_frames(model_asset, models) | storage.read_model_task_frames(f"ensemble_{kind}", ensembles)
 
 
-def _labels_by_model_and_task(storage: AssetStorage, models: list[str], ensembles: list[str]) -> pd.DataFrame:
-    """Every stored label frame, one label per item (its majority label), with its model and task."""
-    frames = _stored_frames(storage, "labels", models, ensembles)
-    return pd.concat(
-        [labels_logic.majority_labels(frame).assign(model=model, task=task) for (model, task), frame in frames.items()], ignore_index=True
+def _labels_by_model_and_task(storage: AssetStorage, models: list[str], ensembles: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every stored label frame with its model and task: one label per item (its majority label),
+    and one per item and sample (`sample`: 0 for a model asked once)."""
+    frames = _stored_frames(storage, "labels", models, ensembles).items()
+    items = pd.concat([labels_logic.majority_labels(frame).assign(model=model, task=task) for (model, task), frame in frames], ignore_index=True)
+    answers = pd.concat(
+        [frame[["id", "gold", "label"]].assign(sample=samples_of(frame), model=model, task=task) for (model, task), frame in frames],
+        ignore_index=True,
     )
+    return items, answers
 
 
 def _provenance(instance, registry: dict, models: list[str], tasks: list[str]) -> dict[str, pd.DataFrame]:
@@ -422,13 +426,13 @@ def comparison(context: AssetExecutionContext, config: AnalysisConfig, storage: 
     if not stored_metrics:
         raise RuntimeError("no metrics are materialized yet: materialize the metrics asset first")
     all_metrics = pd.concat(stored_metrics.values(), ignore_index=True)
-    labels = _labels_by_model_and_task(storage, models, ensembles)
+    labels, answers = _labels_by_model_and_task(storage, models, ensembles)
     analysis = config.settings(context, output_name="comparison")
     registry = load_registry(paths.registry_path())
     setups = {name: (spec.base_model, spec.prompt_setup) for name, spec in registry.items() if spec.prompt_setup is not None}
     try:
         result = comparison_logic.compare(
-            all_metrics, labels, analysis, setups=setups, adjudicated=_adjudicated_results(labels, storage, analysis),
+            all_metrics, labels, analysis, setups=setups, answers=answers, adjudicated=_adjudicated_results(labels, storage, analysis),
         )
     except ValueError as exc:
         raise RuntimeError(str(exc)) from None
@@ -512,6 +516,7 @@ def _write_report(result, all_metrics: pd.DataFrame, labels: pd.DataFrame, tasks
             adjudicated.original, adjudicated.adjudicated, adjudicated.summary, adjudicated.reviewers
         ),
         sampled=comparison_logic.sampled_table(result.sampled),
+        sampled_differences=comparison_logic.sampled_differences_table(result.sampled_differences),
         accounting=None if accounting is None else accounting_logic.accounting_table(accounting), reasoning_png=reasoning_png,
     )
     written = {"reports/f1_forest.png": plot, **{f"reports/score_curves_{task}.png": png for task, png in curves.items()},

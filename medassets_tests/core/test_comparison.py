@@ -448,7 +448,9 @@ def test_compare_returns_every_table_as_the_functions_compute_it_and_adjudicated
     assert result.settings["f1_differences"]["correction"] == "bh" and "90%" in result.headings["f1_differences"]
     # Only the judged task is rescored (breast cancer's adjudicated gold holds no verdict), one label changed.
     assert judged.labels_changed == {task: 1} and set(judged.adjudicated["task"]) == {task}
-    assert set(result.tables()) == {"table3", "f1_differences", "auroc_differences", "prompt_sensitivity", "sampled", "table3_adjudicated", "adjudication"}
+    assert set(result.tables()) == {
+        "table3", "f1_differences", "auroc_differences", "prompt_sensitivity", "sampled", "sampled_differences", "table3_adjudicated", "adjudication",
+    }
     assert adjudicated_results(labels, {"breast_cancer": gold["breast_cancer"]}, {}, analysis) is None
 
 
@@ -481,3 +483,25 @@ def test_sampled_models_are_the_rows_of_models_with_several_samples_in_task_orde
     shown = sampled_table(sampled)
     assert shown["Run-to-run SD"].tolist() == ["0.010", "0.020"] and shown["Samples"].tolist() == [3, 3]
     assert len(sampled_models(metrics.drop(columns=["samples", "f1_run_sd", "f1_majority"]))) == 0  # metrics from before samples
+
+
+def test_pairs_with_a_sampled_model_are_compared_on_mean_accuracy_and_others_are_not():
+    from medassets.core.comparison import paired_sampled_differences, sampled_differences_table
+    from medassets.core.metrics import paired_sampled_difference
+
+    rng = np.random.default_rng(5)
+    gold = rng.integers(0, 2, 60)
+    ids = [f"i{n}" for n in range(60)]
+    frames = [pd.DataFrame({"task": "breast_cancer", "model": model, "id": ids, "sample": sample, "gold": gold,
+                            "label": np.where(rng.random(60) < right, gold, 1 - gold)})
+              for model, right, samples in (("sampled", 0.8, 3), ("once", 0.7, 1), ("twice", 0.6, 1)) for sample in range(samples)]
+    answers = pd.concat(frames, ignore_index=True)
+    differences = paired_sampled_differences(answers, n_resamples=200, confidence=0.9, seed=1)
+    assert sorted(zip(differences["model_a"], differences["model_b"])) == [("once", "sampled"), ("sampled", "twice")]
+    row = differences[differences["model_a"] == "once"].iloc[0]
+    matrix = {m: answers[answers["model"] == m].pivot(index="id", columns="sample", values="label").loc[sorted(ids)].to_numpy()
+              for m in ("once", "sampled")}
+    expected = paired_sampled_difference(pd.Series(gold, index=ids).loc[sorted(ids)], matrix["once"], matrix["sampled"],
+                                         n_resamples=200, confidence=0.9, seed=1)
+    assert (row.accuracy_diff, row.accuracy_diff_low, row.p, row.k_b) == (expected["diff"], expected["low"], expected["p_value"], 3)
+    assert len(sampled_differences_table(differences)) == 2

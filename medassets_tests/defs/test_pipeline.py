@@ -566,7 +566,7 @@ def test_headings_state_the_confidence_correction_and_invalid_policy_of_the_run(
         assert "Benjamini-Hochberg" in texts[where], where
     settings = json.loads((home / "reports" / "settings.json").read_text())
     assert {table: settings[table] for table in ("table3", "f1_differences")} == {
-        "table3": {"confidence": [0.9], "invalid_policy": ["exclude"], "n_resamples": [1000], "gold": ["original"], "scores": True},
+        "table3": {"confidence": [0.9], "invalid_policy": ["exclude"], "n_resamples": [1000], "gold": ["original"], "scores": True, "sampled": False},
         "f1_differences": {"confidence": 0.9, "invalid_policy": "exclude", "n_resamples": 1000, "seed": 0,
                            "correction": "bh", "pairs": "every", "reference": None},
     }

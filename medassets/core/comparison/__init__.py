@@ -19,21 +19,24 @@ from medassets.core import adjudication
 from medassets.core.analysis import AnalysisSettings
 from medassets.core.comparison._plots import forest_plot, score_curves_plot
 from medassets.core.comparison._tables import (
-    AUROC_DIFFERENCE_COLUMNS, DIFFERENCE_COLUMNS, SAMPLED_COLUMNS, metrics_of_labels, model_pairs, paired_auroc_differences,
-    paired_f1_differences, prompt_sensitivity, sampled_models, scored_models, table3, task_order,
+    AUROC_DIFFERENCE_COLUMNS, DIFFERENCE_COLUMNS, SAMPLED_COLUMNS, SAMPLED_DIFFERENCE_COLUMNS, metrics_of_labels, model_pairs,
+    paired_auroc_differences, paired_f1_differences, paired_sampled_differences, prompt_sensitivity, sampled_models, scored_models,
+    table3, task_order,
 )
 from medassets.core.comparison._text import (
     CORRECTION_NAMES, NO_SCORES, RECORDED_SETTINGS, adjustment, auroc_differences_table, comparison_settings,
-    differences_table, forest_plot_label, has_samples, has_scores, headings, interval_cell, metrics_settings, sampled_table,
-    significance,
+    differences_table, forest_plot_label, has_samples, has_scores, headings, interval_cell, metrics_settings,
+    sampled_differences_table, sampled_table, significance,
 )
 
 __all__ = [
     "AUROC_DIFFERENCE_COLUMNS", "CORRECTION_NAMES", "DIFFERENCE_COLUMNS", "NO_SCORES", "RECORDED_SETTINGS", "SAMPLED_COLUMNS",
+    "SAMPLED_DIFFERENCE_COLUMNS",
     "AdjudicatedResults", "Comparison", "adjudicated_results", "adjustment", "auroc_differences_table", "compare",
     "comparison_settings", "differences_table", "forest_plot", "forest_plot_label", "has_samples", "has_scores", "headings",
     "interval_cell", "metrics_of_labels", "metrics_settings", "model_pairs", "paired_auroc_differences",
-    "paired_f1_differences", "prompt_sensitivity", "sampled_models", "sampled_table", "score_curves_plot", "scored_models",
+    "paired_f1_differences", "paired_sampled_differences", "prompt_sensitivity", "sampled_differences_table",
+    "sampled_models", "sampled_table", "score_curves_plot", "scored_models",
     "significance", "table3",
     "task_order",
 ]
@@ -64,6 +67,7 @@ class Comparison:
     auroc_differences: pd.DataFrame
     prompt_sensitivity: pd.DataFrame
     sampled: pd.DataFrame  # the models answering several samples per item (`sampled_models`)
+    sampled_differences: pd.DataFrame  # pairs with such a model, on mean accuracy (`paired_sampled_differences`)
     settings: dict[str, dict]
     adjudicated: AdjudicatedResults | None
 
@@ -75,7 +79,7 @@ class Comparison:
         """The tables by the name of their report file."""
         tables = {
             "table3": self.table3, "f1_differences": self.f1_differences, "auroc_differences": self.auroc_differences,
-            "prompt_sensitivity": self.prompt_sensitivity, "sampled": self.sampled,
+            "prompt_sensitivity": self.prompt_sensitivity, "sampled": self.sampled, "sampled_differences": self.sampled_differences,
         }
         if self.adjudicated is not None:
             tables |= {"table3_adjudicated": table3(self.adjudicated.adjudicated), "adjudication": self.adjudicated.summary}
@@ -104,12 +108,14 @@ def adjudicated_results(
 
 def compare(
     metrics: pd.DataFrame, labels: pd.DataFrame, analysis: AnalysisSettings, *, setups: Mapping[str, tuple[str, str]],
-    adjudicated: AdjudicatedResults | None = None,
+    answers: pd.DataFrame | None = None, adjudicated: AdjudicatedResults | None = None,
 ) -> Comparison:
     """The comparison of the models' `metrics` rows (one per task and model, as the metrics assets
-    store them) and `labels` (task, model, id, gold, label, score...): Table 3, the paired F1 and
-    AUROC differences at the analysis settings, and the prompt sensitivity of the models with
-    several prompt `setups` (model: (base model, setup))."""
+    store them) and `labels` (task, model, id, gold, label, score...: one label per item): Table 3,
+    the paired F1 and AUROC differences at the analysis settings, the prompt sensitivity of the
+    models with several prompt `setups` (model: (base model, setup)), and, from `answers` (task,
+    model, id, sample, gold, label: one label per item and sample; default: `labels`, one sample),
+    the sampled models' paired differences in mean accuracy."""
     pairing = {"pairs": analysis.pairs, "reference": analysis.reference, "correction": analysis.correction}
     resampling = {"n_resamples": analysis.n_resamples, "confidence": analysis.confidence, "seed": analysis.seed}
     return Comparison(
@@ -118,6 +124,9 @@ def compare(
         auroc_differences=paired_auroc_differences(labels, **resampling, **pairing),
         prompt_sensitivity=prompt_sensitivity(metrics, setups),
         sampled=sampled_models(metrics),
+        sampled_differences=paired_sampled_differences(
+            labels.assign(sample=0) if answers is None else answers, **resampling, **pairing,
+        ),
         settings=comparison_settings(metrics, **resampling, invalid=analysis.invalid, **pairing),
         adjudicated=adjudicated,
     )

@@ -11,8 +11,9 @@ import pandas as pd
 
 from medassets.core.metrics import (
     CORRECTIONS, METRICS, SCORE_METRICS, binary_report, delong, mcnemar, mcnemar_detectable_difference, mcnemar_sample_size,
-    paired_auroc_difference, paired_difference,
+    paired_auroc_difference, paired_difference, paired_sampled_difference,
 )
+from medassets.core.labels import sample_matrix
 from medassets.core.comparison._text import NO_SCORES, has_scores, interval_cell
 from medassets.tasks import TASK_KEYS, TASKS
 
@@ -238,3 +239,46 @@ def sampled_models(metrics: pd.DataFrame) -> pd.DataFrame:
     rank = {task: position for position, task in enumerate(TASK_KEYS)}
     ordered = sampled.assign(rank=sampled["task"].map(rank)).sort_values(["rank", "model"])
     return ordered.reindex(columns=SAMPLED_COLUMNS).reset_index(drop=True)
+
+
+SAMPLED_DIFFERENCE_COLUMNS = [
+    "task", "model_a", "model_b", "n", "k_a", "k_b", "accuracy_a", "accuracy_b", "accuracy_diff", "accuracy_diff_low",
+    "accuracy_diff_high", "p", "p_adjusted", "correction",
+]
+
+
+def paired_sampled_differences(
+    answers: pd.DataFrame, *, n_resamples: int, confidence: float, seed: int, pairs: str = "every",
+    reference: str | None = None, correction: str = "holm",
+) -> pd.DataFrame:
+    """For each task and pair of models of which one at least answers several samples per item:
+    the difference in mean accuracy (an item's correctness: the share of its samples that are
+    right) with a paired item-bootstrap interval and a sign-flip test (`paired_sampled_difference`),
+    its p-value adjusted across the tasks of the pair. `answers` has columns task, model, id,
+    sample, gold and label; items pair by id, those both models answered."""
+    adjust = CORRECTIONS[correction]
+    samples = answers.groupby("model")["sample"].nunique()
+    chosen = [
+        (a, b) for a, b in model_pairs(answers["model"].unique(), pairs=pairs, reference=reference) if max(samples[a], samples[b]) > 1
+    ]
+    rows = []
+    for task in task_order(answers["task"]):
+        of_task = answers[answers["task"] == task]
+        for a, b in chosen:
+            of_a, of_b = of_task[of_task["model"] == a], of_task[of_task["model"] == b]
+            items = sorted(set(of_a["id"]) & set(of_b["id"]))
+            if not items:
+                continue
+            gold = of_a.drop_duplicates("id").set_index("id")["gold"].reindex(items)
+            result = paired_sampled_difference(
+                gold, sample_matrix(of_a, items), sample_matrix(of_b, items), n_resamples=n_resamples, confidence=confidence, seed=seed,
+            )
+            rows.append({
+                "task": task, "model_a": a, "model_b": b, "n": result["n"], "k_a": result["k_a"], "k_b": result["k_b"],
+                "accuracy_a": result["a"], "accuracy_b": result["b"], "accuracy_diff": result["diff"],
+                "accuracy_diff_low": result["low"], "accuracy_diff_high": result["high"], "p": result["p_value"], "correction": correction,
+            })
+    frame = pd.DataFrame(rows, columns=SAMPLED_DIFFERENCE_COLUMNS)
+    for _, across_tasks in frame.groupby(["model_a", "model_b"]):
+        frame.loc[across_tasks.index, "p_adjusted"] = adjust(across_tasks["p"])
+    return frame.astype({"p_adjusted": float})

@@ -99,6 +99,11 @@ def headings(settings: dict[str, dict]) -> dict[str, str]:
         "score_curves": "ROC and precision-recall curves and a reliability diagram of each model that gives scores "
         f"(calibration in {ECE_BINS} equal-width bins of the score; ECE weighs each bin by its items)",
     }
+    shown["sampled_differences"] = (
+        f"Paired differences in mean accuracy of models answering several samples per item (an item's correctness: the share "
+        f"of its samples that are right), with {_percent(pairs['confidence'])} paired item-bootstrap intervals; a sign-flip "
+        f"test, {adjustment(pairs['correction'])}, significant below {significance(pairs['confidence']):g}"
+    )
     if "auroc_differences" in settings:
         scores = settings["auroc_differences"]
         shown["auroc_differences"] = (
@@ -184,4 +189,20 @@ def sampled_table(sampled: pd.DataFrame) -> pd.DataFrame:
         "F1, mean over samples": [interval_cell(f, lo, hi) for f, lo, hi in zip(sampled["f1"], sampled["f1_low"], sampled["f1_high"])],
         "Run-to-run SD": [f"{sd:.3f}" for sd in sampled["f1_run_sd"]],
         "F1 of the majority": [f"{m:.2f}" for m in sampled["f1_majority"]],
+    })
+
+
+def sampled_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences in mean accuracy of sampled models, for display."""
+    return pd.DataFrame({
+        "Task": [TASKS[t].title for t in differences["task"]],
+        "Models (samples)": [f"{a} ({ka}) - {b} ({kb})" for a, b, ka, kb in zip(
+            differences["model_a"], differences["model_b"], differences["k_a"], differences["k_b"])],
+        "Accuracy a / b": [f"{a:.3f} / {b:.3f}" for a, b in zip(differences["accuracy_a"], differences["accuracy_b"])],
+        "Accuracy difference": [
+            f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
+            for d, lo, hi in zip(differences["accuracy_diff"], differences["accuracy_diff_low"], differences["accuracy_diff_high"])
+        ],
+        "Sign-flip p": [f"{p:.3g}" for p in differences["p"]],
+        _p_column(differences): [f"{p:.3g}" for p in differences["p_adjusted"]],
     })
