@@ -189,7 +189,7 @@ def test_the_key_comes_from_the_named_variable_and_leaks_nowhere(keyed_server, m
     out, err = capfd.readouterr()
     assert CANARY_KEY not in out + err
     # The cache keys are hashes of the answer settings and messages, which hold no key ...
-    template = chat_template(spec.chat_template, None)
+    template = chat_template(spec.chat_template_text, None)
     settings = AnswerSettings(answer_key=answer_key(spec), chat_template_hash=template.hash)
     payload = json.dumps(settings.model_dump(mode="json"))
     assert CANARY_KEY not in payload

@@ -16,7 +16,7 @@ from importlib import import_module
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, ValidationInfo, field_validator, model_validator
 
 from medassets.core.prompts import PAPER, VARIANTS, text_hash
 
@@ -231,6 +231,7 @@ class GeneratingEntry(ModelEntry):
     reasoning: bool = Field(False, description="The model reasons before answering (<think>...</think>); default false.")
     system_prompt: str | None = Field(None, description="A system message before each prompt; default none.")
     chat_template: str | None = Field(None, description="A Jinja file overriding the model's own chat template; default none.")
+    _chat_template_text: str | None = PrivateAttr(None)
     fingerprint: Literal["quick", "content"] = Field(
         "quick",
         description="How a local folder's revision is taken: `quick` (config and tokenizer content, sizes and "
@@ -336,8 +337,23 @@ class GeneratingEntry(ModelEntry):
             "each the same answer; set a temperature above 0 for samples that differ"
         ] if samples_agree else [])
 
+    @model_validator(mode="after")
+    def _read_chat_template(self):
+        """The template file is read once, with the registry: that text is what the answers use and what their key holds."""
+        if self.chat_template:
+            try:
+                self._chat_template_text = Path(self.chat_template).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"`chat_template`: cannot read {self.chat_template} ({exc.strerror})") from None
+        return self
+
+    @property
+    def chat_template_text(self) -> str | None:
+        """The text of the entry's `chat_template` file, None without one (the model's own applies)."""
+        return self._chat_template_text
+
     def answer_settings(self) -> dict[str, Any]:
-        template = Path(self.chat_template).read_text(encoding="utf-8") if self.chat_template else None
+        template = self.chat_template_text
         return super().answer_settings() | {"chat_template": text_hash(template) if template is not None else None}
 
 

@@ -97,7 +97,7 @@ class GeneratingBackend(Backend):
 
     def _predict_batch(self, batch: Batch, folder: Path | None, engine: SharedEngine, cache: Cache, report: Report) -> Predictions:
         spec: GeneratingEntry = batch.spec
-        template = chat_template(spec.chat_template, folder)
+        template = chat_template(spec.chat_template_text, folder)
         revision = self.revision(spec)  # once: a content fingerprint reads every byte of the weights
         settings = AnswerSettings(answer_key=_answer_key(spec, revision), chat_template_hash=template.hash)
         asking = {"variant": spec.variant, "shots": spec.shots, "shot_seed": spec.shot_seed, "system_prompt": spec.system_prompt}

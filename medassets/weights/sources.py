@@ -61,7 +61,7 @@ def source_folder(source: Source, models_dir: Path) -> Path:
 
 
 def chat_template(override: str | None, folder: Path | None) -> ChatTemplate:
-    """The registry's template file if it names one, else the folder's own."""
-    text = Path(override).read_text() if override else None
-    effective = text if text is not None else (model_chat_template(folder) if folder else None)
-    return ChatTemplate(text, text_hash(effective) if effective is not None else "model-default")
+    """The template in effect: the text of the registry entry's template file if it names one
+    (`GeneratingEntry.chat_template_text`), else the folder's own."""
+    effective = override if override is not None else (model_chat_template(folder) if folder else None)
+    return ChatTemplate(override, text_hash(effective) if effective is not None else "model-default")

@@ -19,6 +19,7 @@ from medassets.core.registry import (
     registered_model,
     sample_seed,
 )
+from medassets.core.prompts import text_hash
 from medassets.engines.baseline import BaselineModel
 from medassets.engines.openai_server import OpenAIModel
 from medassets.engines.vllm_offline import BACKEND, VLLMModel
@@ -382,3 +383,15 @@ def test_a_served_model_takes_a_preset_and_entries_that_generate_nothing_refuse_
     served = parse_registry("models:\n  - name: m\n    backend: openai\n    preset: smollm3\n    sampling: {seed: 4}\n", WHERE)["m"]
     assert isinstance(served, OpenAIModel) and served.reasoning and served.sampling == Sampling(temperature=0.6, top_p=0.95, max_tokens=32768, seed=4)
     assert "unknown field 'preset'" in registry_error("models:\n  - name: m\n    backend: baseline\n    preset: qwen3\n")
+
+
+def test_a_chat_template_file_is_read_once_with_the_registry(tmp_path):
+    template = tmp_path / "template.jinja"
+    template.write_text("{{ messages }}")
+    text = f"models:\n  - name: m\n    source: {{path: /w}}\n    chat_template: {template}\n"
+    entry = parse_registry(text, WHERE)["m"]
+    template.write_text("edited after the registry was read")
+    assert entry.chat_template_text == "{{ messages }}"  # what its answers use, and what its key holds
+    assert entry.answer_settings()["chat_template"] == text_hash("{{ messages }}")
+    missing = text.replace(str(template), str(tmp_path / "absent.jinja"))
+    assert "`chat_template`: cannot read" in registry_error(missing) and "absent.jinja" in registry_error(missing)
