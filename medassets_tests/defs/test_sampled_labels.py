@@ -12,6 +12,8 @@ import pytest
 from dagster import DagsterInstance
 from test_pipeline import failure_text, materializations, run, use_state
 
+from sklearn.metrics import f1_score
+
 from medassets.core.ensemble import vote
 from medassets.core.metrics import binary_report
 from medassets.defs.partitions import partition_key
@@ -81,16 +83,22 @@ def test_parsed_labels_keep_every_sample(evaluated):
     assert (by_sample[0] != by_sample[1]).sum() == MAJORITY_FLIPPED + ONE_FLIPPED  # the samples really disagree
 
 
-def test_the_metrics_score_each_items_majority_label(evaluated):
+def test_the_metrics_give_the_mean_over_samples_and_count_each_items_majority_label(evaluated):
     home, majority, *_ = evaluated
     labels = stored(home, "parsed_labels", SAMPLED)
     gold = labels.drop_duplicates("id").set_index("id").loc[majority.index, "gold"]
-    expected = binary_report(gold, majority)
+    on_majority = binary_report(gold, majority)
     metrics = stored(home, "metrics", SAMPLED).iloc[0]
-    assert metrics["n"] == len(majority)
-    for field in ("tp", "fp", "fn", "tn", "invalid", "f1", "f1_low", "f1_high"):
-        assert metrics[field] == pytest.approx(expected[field]), field
-    assert metrics["f1"] != pytest.approx(binary_report(gold, labels[labels["sample"] == 0].set_index("id").loc[majority.index, "label"])["f1"])
+    assert metrics["n"] == len(majority) and metrics["samples"] == labels["sample"].nunique()
+    for field in ("tp", "fp", "fn", "tn", "invalid"):  # the counts: the majority labels'
+        assert metrics[field] == pytest.approx(on_majority[field]), field
+    per_sample = [
+        f1_score(gold, labels[labels["sample"] == sample].set_index("id").loc[majority.index, "label"].clip(lower=0), zero_division=0)
+        for sample in sorted(labels["sample"].unique())
+    ]
+    assert metrics["f1"] == pytest.approx(np.mean(per_sample)) and metrics["f1_low"] <= metrics["f1"] <= metrics["f1_high"]
+    assert metrics["f1_run_sd"] == pytest.approx(np.std(per_sample, ddof=1))
+    assert metrics["f1_majority"] == pytest.approx(on_majority["f1"])  # maj@K
 
 
 def test_the_ensemble_votes_with_each_items_majority_label(evaluated):
@@ -107,7 +115,7 @@ def test_the_comparison_and_the_error_analysis_read_one_label_per_item(evaluated
     home, majority, _, _, compare, errors = evaluated
     assert compare.success, failure_text(compare)
     differences = pd.read_csv(home / "reports" / "f1_differences.csv")
-    f1 = stored(home, "metrics", SAMPLED).iloc[0]["f1"]
+    f1 = stored(home, "metrics", SAMPLED).iloc[0]["f1_majority"]  # McNemar's pairs read the majority labels
     pairs = 0
     for _, pair in differences[differences["task"] == TASK].iterrows():
         for side in ("a", "b"):
