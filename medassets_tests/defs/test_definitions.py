@@ -182,3 +182,14 @@ def test_the_team_instance_keeps_everything_in_postgres_from_a_variable(tmp_path
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
     assert defs.resolve_job_def("generate").tags["medassets/stage"] == "generate"
+
+
+def test_the_models_of_a_run_from_its_tags_whatever_its_partitions():
+    from medassets.defs.kubernetes import run_models
+
+    registered = ["a", "b", "c"]
+    assert run_models({"dagster/asset_partition_range_start": "a|breast_cancer", "dagster/asset_partition_range_end": "b|stigma_labeling"},
+                      registered) == ["a", "b"]
+    # the error analysis's one run over the tasks (seen failing: the launcher and the daemon test read "breast_cancer" as a model key)
+    assert run_models({"dagster/asset_partition_range_start": "breast_cancer", "dagster/asset_partition_range_end": "stigma_labeling"},
+                      registered) == []
