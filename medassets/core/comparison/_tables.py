@@ -65,6 +65,13 @@ DIFFERENCE_COLUMNS = [
 POWER = 0.8  # of McNemar's test, for the smallest difference it detects and the items a difference needs
 
 
+def _adjusted_across_tasks(frame: pd.DataFrame, p: str, adjusted: str, correction: str) -> pd.DataFrame:
+    """`frame` (a row per task and pair) with its `p` column adjusted across each pair's tasks into `adjusted`."""
+    for _, across_tasks in frame.groupby(["model_a", "model_b"]):
+        frame.loc[across_tasks.index, adjusted] = CORRECTIONS[correction](across_tasks[p])
+    return frame.astype({adjusted: float})
+
+
 def model_pairs(models, *, pairs: str = "every", reference: str | None = None) -> list[tuple[str, str]]:
     """`every` pair of models (quadratic in their number), or each model against the `reference`."""
     models = sorted(models)
@@ -104,7 +111,6 @@ def paired_f1_differences(
     `labels` has columns task, model, id, gold and label (1, 0, or -1 when invalid). Items
     pair by id; an item only one model answered is left out of that pair.
     """
-    adjust = CORRECTIONS[correction]
     chosen = model_pairs(labels["model"].unique(), pairs=pairs, reference=reference)
     rows = []
     for task in task_order(labels["task"]):
@@ -120,9 +126,7 @@ def paired_f1_differences(
                 "mcnemar_b": test["b"], "mcnemar_c": test["c"], "mcnemar_p": test["p_value"], "correction": correction,
             })
     frame = pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
-    for _, across_tasks in frame.groupby(["model_a", "model_b"]):
-        frame.loc[across_tasks.index, "mcnemar_p_adjusted"] = adjust(across_tasks["mcnemar_p"])
-    return frame.astype({"mcnemar_p_adjusted": float})
+    return _adjusted_across_tasks(frame, "mcnemar_p", "mcnemar_p_adjusted", correction)
 
 
 def _what_items_can_show(test: dict, *, alpha: float) -> dict:
@@ -165,7 +169,6 @@ def paired_auroc_differences(
     reference gives no scores); a task whose paired items lack a class, or have fewer than
     two of either, has no row. Fewer than two scored models give an empty frame.
     """
-    adjust = CORRECTIONS[correction]
     tasks = task_order(labels["task"])
     scored = {task: scored_models(labels, task) for task in tasks}
     models = sorted(set().union(*scored.values()))
@@ -192,9 +195,7 @@ def paired_auroc_differences(
                 "delong_z": test["z"], "delong_p": test["p_value"], "correction": correction,
             })
     frame = pd.DataFrame(rows, columns=AUROC_DIFFERENCE_COLUMNS)
-    for _, across_tasks in frame.groupby(["model_a", "model_b"]):
-        frame.loc[across_tasks.index, "delong_p_adjusted"] = adjust(across_tasks["delong_p"])
-    return frame.astype({"delong_p_adjusted": float})
+    return _adjusted_across_tasks(frame, "delong_p", "delong_p_adjusted", correction)
 
 
 def prompt_sensitivity(metrics: pd.DataFrame, setups: dict[str, tuple[str, str]]) -> pd.DataFrame:
@@ -256,7 +257,6 @@ def paired_sampled_differences(
     right) with a paired item-bootstrap interval and a sign-flip test (`paired_sampled_difference`),
     its p-value adjusted across the tasks of the pair. `answers` has columns task, model, id,
     sample, gold and label; items pair by id, those both models answered."""
-    adjust = CORRECTIONS[correction]
     samples = answers.groupby("model")["sample"].nunique()
     chosen = [
         (a, b) for a, b in model_pairs(answers["model"].unique(), pairs=pairs, reference=reference) if max(samples[a], samples[b]) > 1
@@ -279,6 +279,4 @@ def paired_sampled_differences(
                 "accuracy_diff_low": result["low"], "accuracy_diff_high": result["high"], "p": result["p_value"], "correction": correction,
             })
     frame = pd.DataFrame(rows, columns=SAMPLED_DIFFERENCE_COLUMNS)
-    for _, across_tasks in frame.groupby(["model_a", "model_b"]):
-        frame.loc[across_tasks.index, "p_adjusted"] = adjust(across_tasks["p"])
-    return frame.astype({"p_adjusted": float})
+    return _adjusted_across_tasks(frame, "p", "p_adjusted", correction)
