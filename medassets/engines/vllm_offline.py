@@ -103,12 +103,14 @@ def reading_paths(choices: Sequence[tuple[int, ...]]) -> tuple[list[tuple[int, .
             paths.append(choice)
         reader[c] = serving[0] if serving else len(paths) - 1
     return paths, reader
-# vLLM's prefix cache reuses whole blocks only, so scoring re-reads each prompt's last, partly
-# filled block once per answer phrase; on a CPU vLLM's blocks default to 128 tokens, longer
-# than a tweet's prompt. At 32 (a multiple the CPU kernels prefer) the 600 sample prompts
-# scored in 197 s instead of 468 and generated in 136 s instead of 204, with the same answers
-# and scores (docs/performance.md). Like the memory share, the block size changes how the work
-# is cut, never an answer.
+
+
+# vLLM's prefix cache reuses whole blocks only, so a prompt's second scoring generation re-reads
+# its last, partly filled block; on a CPU vLLM's blocks default to 128 tokens, longer than a
+# tweet's prompt. At 32 (a multiple the CPU kernels prefer) the 600 sample prompts generated in
+# 136 s instead of 204, with the same answers, and scored (one prefill per answer phrase then)
+# in 197 s instead of 468 (docs/performance.md). Like the memory share, the block size changes
+# how the work is cut, never an answer.
 _CPU_BLOCK_SIZE = 32
 
 
