@@ -87,13 +87,32 @@ class VLLMBackend(GeneratingBackend):
 
 
 BACKEND = VLLMBackend()
-_SCORING_CHUNK = 64  # conversations whose prefixes are cached together
-# vLLM's prefix cache reuses whole blocks only, so scoring re-reads each prompt's last, partly
-# filled block once per answer phrase; on a CPU vLLM's blocks default to 128 tokens, longer
-# than a tweet's prompt. At 32 (a multiple the CPU kernels prefer) the 600 sample prompts
-# scored in 197 s instead of 468 and generated in 136 s instead of 204, with the same answers
-# and scores (docs/performance.md). Like the memory share, the block size changes how the work
-# is cut, never an answer.
+
+
+def reading_paths(choices: Sequence[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The choices (token sequences) to generate so that every choice's log-probability can be read,
+    and for each choice the index of the one it is read from. Generating a sequence gives, at each
+    of its steps, the log-probability of any token after the tokens before: it serves every choice
+    whose tokens before its last it follows, and that is no longer than it. The longest choices
+    are generated first, so that the two negative phrasings "... not self-reporting breast cancer"
+    and "... not self-reporting potential" take one generation."""
+    paths: list[tuple[int, ...]] = []
+    reader = [0] * len(choices)
+    for c in sorted(range(len(choices)), key=lambda c: -len(choices[c])):
+        choice = choices[c]
+        serving = [p for p, path in enumerate(paths) if len(path) >= len(choice) and path[: len(choice) - 1] == choice[:-1]]
+        if not serving:
+            paths.append(choice)
+        reader[c] = serving[0] if serving else len(paths) - 1
+    return paths, reader
+
+
+# vLLM's prefix cache reuses whole blocks only, so a prompt's second scoring generation re-reads
+# its last, partly filled block; on a CPU vLLM's blocks default to 128 tokens, longer than a
+# tweet's prompt. At 32 (a multiple the CPU kernels prefer) the 600 sample prompts generated in
+# 136 s instead of 204, with the same answers, and scored (one prefill per answer phrase then)
+# in 197 s instead of 468 (docs/performance.md). Like the memory share, the block size changes
+# how the work is cut, never an answer.
 _CPU_BLOCK_SIZE = 32
 
 
@@ -129,6 +148,7 @@ class VLLMEngine:
             enforce_eager=on_cpu,
             block_size=_CPU_BLOCK_SIZE if on_cpu else None,
             distributed_executor_backend="uni" if in_process else None,
+            logits_processors=["medassets.engines.vllm_forced_tokens:ForcedTokens"],  # for scoring
         )
         self.name = vllm_release()
 
@@ -202,64 +222,53 @@ class VLLMEngine:
 
     def score(self, requests: Sequence[Request], *, chat_template: str | None, on_done: OnDone) -> None:
         """Each choice's tokens after the conversation's generation prompt, their log-probabilities
-        read from one prefill (vLLM's prompt log-probabilities). In chunks: a chunk's conversations
-        are prefilled once into the prefix cache, then each choice is a prefill of its own tokens
-        and the conversation's last, partly filled, cache block."""
-        for start in range(0, len(requests), _SCORING_CHUNK):
-            chunk = requests[start : start + _SCORING_CHUNK]
-            for offset, (logprobs, prompt_tokens) in enumerate(self._score_chunk(chunk, chat_template)):
-                on_done(start + offset, scored_generation(logprobs, prompt_tokens))
-
-    def _score_chunk(self, requests: Sequence[Request], chat_template: str | None) -> list[tuple[list[float], int]]:
+        read while generating them: the request is forced to generate the tokens of a choice
+        (`vllm_forced_tokens`) and vLLM reports, at each step, the log-probabilities of the tokens
+        asked for. One forced generation reads every choice whose tokens before its last it
+        follows (`reading_paths`): the prompt is prefilled once (twice where the choices part
+        early, the second from the prefix cache), without the log-probabilities of its own
+        tokens, which vLLM would compute over the whole vocabulary at every position."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        from medassets.engines.vllm_forced_tokens import FORCED_TOKENS
+
         tokenizer = self.llm.get_tokenizer()
-        prefixes = [
-            tokenizer(
-                tokenizer.apply_chat_template(request.messages, chat_template=chat_template, add_generation_prompt=True, tokenize=False),
-                add_special_tokens=False,
-            ).input_ids
-            for request in requests
-        ]
-        choices = {choice: tokenizer(choice, add_special_tokens=False).input_ids for request in requests for choice in request.choices}
-        sequences = [(i, choice) for i, request in enumerate(requests) for choice in request.choices]
-        self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prefixes], SamplingParams(max_tokens=1, detokenize=False), use_tqdm=False)
-
-        def token_logprobs(indices: list[int], read_cache: bool) -> dict[int, list[float | None]]:
-            """Each sequence's choice tokens' log-probabilities; None where vLLM computed none (the
-            logits of positions served from the prefix cache are never computed)."""
-            params = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False, skip_reading_prefix_cache=not read_cache)
-            prompts = [TokensPrompt(prompt_token_ids=prefixes[sequences[k][0]] + choices[sequences[k][1]]) for k in indices]
-            found = {}
-            for k, output in zip(indices, self.llm.generate(prompts, params, use_tqdm=False)):
-                start, rows = len(prefixes[sequences[k][0]]), output.prompt_logprobs
-                found[k] = [
-                    rows[start + j][token].logprob if start + j > output.num_cached_tokens else None
-                    for j, token in enumerate(choices[sequences[k][1]])
-                ]
-            return found
-
-        per_token = token_logprobs(list(range(len(sequences))), read_cache=True)
-        # A choice that begins like another of its conversation's (the two negative phrasings)
-        # can find that one's first tokens in the cache: a token's log-probability depends only on
-        # the tokens before it, so it is taken from the choice that computed it.
-        computed = {
-            (sequences[k][0], tuple(choices[sequences[k][1]][: j + 1])): value
-            for k, row in per_token.items() for j, value in enumerate(row) if value is not None
-        }
-        for k, row in per_token.items():
-            i, tokens = sequences[k][0], choices[sequences[k][1]]
-            row[:] = [value if value is not None else computed.get((i, tuple(tokens[: j + 1]))) for j, value in enumerate(row)]
-        # Any still missing is taken again without the cache: the first token after a cached block
-        # when no other choice has that token there (a conversation ending on a block boundary,
-        # a choice leaving the other right after the block, an identical conversation before).
-        if again := [k for k, row in per_token.items() if None in row]:
-            per_token |= token_logprobs(again, read_cache=False)
-        logprobs: list[list[float]] = [[] for _ in requests]
-        for k, (i, _) in enumerate(sequences):
-            logprobs[i].append(sum(per_token[k]))
-        return [(values, len(prefix)) for values, prefix in zip(logprobs, prefixes)]
+        choice_tokens = {choice: tuple(tokenizer(choice, add_special_tokens=False).input_ids) for request in requests for choice in request.choices}
+        prefixes, plans, prompts, params, owners = [], [], [], [], []
+        for i, request in enumerate(requests):
+            text = tokenizer.apply_chat_template(request.messages, chat_template=chat_template, add_generation_prompt=True, tokenize=False)
+            prefixes.append(tokenizer(text, add_special_tokens=False).input_ids)
+            plans.append(reading_paths([choice_tokens[choice] for choice in request.choices]))
+            paths, reader = plans[-1]
+            for p, path in enumerate(paths):
+                read = sorted({token for c, choice in enumerate(request.choices) if reader[c] == p for token in choice_tokens[choice]})
+                prompts.append(TokensPrompt(prompt_token_ids=prefixes[i]))
+                params.append(SamplingParams(
+                    max_tokens=len(path), temperature=0.0, ignore_eos=True, detokenize=False, logprob_token_ids=read,
+                    extra_args={FORCED_TOKENS: list(path)},
+                ))
+                owners.append((i, p))
+        request_ids = self.llm.enqueue(prompts, params, use_tqdm=False)
+        index_of = {request_id.rsplit("-", 1)[0]: k for k, request_id in enumerate(request_ids)}
+        read_steps: list[dict[int, list[dict[int, float]]]] = [{} for _ in requests]
+        engine = self.llm.llm_engine
+        while engine.has_unfinished_requests():
+            for output in engine.step():
+                if not output.finished:
+                    continue
+                i, p = owners[index_of[output.request_id]]
+                paths, reader = plans[i]
+                completion = output.outputs[0]
+                if tuple(completion.token_ids) != paths[p]:
+                    raise RuntimeError(f"scoring: the engine generated {list(completion.token_ids)} where {list(paths[p])} was forced")
+                read_steps[i][p] = [{token: logprob.logprob for token, logprob in step.items()} for step in completion.logprobs]
+                if len(read_steps[i]) == len(paths):
+                    logprobs = [
+                        sum(read_steps[i][reader[c]][j][token] for j, token in enumerate(choice_tokens[choice]))
+                        for c, choice in enumerate(requests[i].choices)
+                    ]
+                    on_done(i, scored_generation(logprobs, len(prefixes[i])))
 
     def close(self) -> None:
         # Without an explicit shutdown an engine's processes outlive the step (a run was seen to hang 9 minutes).
