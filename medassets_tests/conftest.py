@@ -73,6 +73,7 @@ LONGEST_MODULES = (
     "review/test_review_browser.py",
     "defs/test_postgres_instance.py",
     "engines/test_vllm_offline.py",
+    "engines/test_vllm_scoring.py",
     "defs/test_shared_storage.py",
     "defs/test_kubernetes_jobs.py",
     "test_security.py",
