@@ -239,7 +239,8 @@ def test_a_new_revision_reruns_exactly_that_models_partitions(evaluated, daemon,
         registered = [BASELINE, LOCAL, ADDED]
         runs = instance.get_runs(RunsFilter(created_after=since))
         assert any(run_models(run.tags, registered) == [LOCAL] for run in runs)
-        assert {model for run in runs for model in run_models(run.tags, registered)} == {LOCAL, ADDED}
+        # (the ensemble's own run covers its partitions, one run over their range)
+        assert {model for run in runs for model in run_models(run.tags, registered)} - {ENSEMBLE} == {LOCAL, ADDED}
         asset_graph = defs.resolve_asset_graph()
         backfilled = {
             model_and_task(target.partition_key)[0]
