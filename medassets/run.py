@@ -152,13 +152,22 @@ def _print_accounting(storage: AssetStorage, numbers: dict[str, str]) -> None:
     accounting = _report_table(storage, "accounting")
     if accounting is None or not len(accounting):
         return
-    shown = accounting_table(accounting)
-    shown = shown.assign(Task=shown["Task"].map({task: numbers.get(TASKS[task].title, task) for task in TASKS}))
-    columns = ["Model", "Task", "Answer tokens (median / p90)", "Reasoning tokens (median / p90)", "Cut at max_tokens",
-               "F1 finished / all", "Generation s per 1,000"]
-    _print_wrapped("\nReasoning and cost by model and task (every column, invalid answers by reason and GPU-seconds in "
-                   "accounting.csv):\n")
-    print(shown[columns].to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+    rank = {task: position for position, task in enumerate(TASK_KEYS)}
+    ordered = accounting.assign(rank=accounting["task"].map(rank)).sort_values(["model", "rank"])
+    shown = accounting_table(ordered)
+    compact = pd.DataFrame({
+        "Model": shown["Model"],
+        "Task": shown["Task"].map({task: numbers.get(TASKS[task].title, task) for task in TASKS}),
+        "Answer tokens": shown["Answer tokens (median / p90)"],
+        "Reasoning tokens": shown["Reasoning tokens (median / p90)"],
+        "Cut": shown["Cut at max_tokens"],
+        "F1 finished / all": shown["F1 finished / all"],
+        "s per 1,000": shown["Generation s per 1,000"],
+    })
+    _print_wrapped("\nReasoning and cost by model and task: tokens as median / p90, answers cut at max_tokens, F1 on the "
+                   "answers that finished and on all, generation seconds per 1,000 items (every column, invalid answers by "
+                   "reason and GPU-seconds in accounting.csv):\n")
+    print(compact.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
 
 
 def _print_wrapped(text: str) -> None:
