@@ -158,15 +158,15 @@ def _print_accounting(storage: AssetStorage, numbers: dict[str, str]) -> None:
     compact = pd.DataFrame({
         "Model": shown["Model"],
         "Task": shown["Task"].map({task: numbers.get(TASKS[task].title, task) for task in TASKS}),
-        "Answer tokens": shown["Answer tokens (median / p90)"],
-        "Reasoning tokens": shown["Reasoning tokens (median / p90)"],
-        "Cut": shown["Cut at max_tokens"],
-        "F1 finished / all": shown["F1 finished / all"],
-        "s per 1,000": shown["Generation s per 1,000"],
+        "Answer": shown["Answer tokens (median / p90)"],
+        "Reasoning": shown["Reasoning tokens (median / p90)"],
+        "Cut": [f"{100 * share:.0f}%" for share in ordered["cut_share"].fillna(0)],
+        "F1 fin. / all": shown["F1 finished / all"],
+        "s / 1k": shown["Generation s per 1,000"],
     })
-    _print_wrapped("\nReasoning and cost by model and task: tokens as median / p90, answers cut at max_tokens, F1 on the "
-                   "answers that finished and on all, generation seconds per 1,000 items (every column, invalid answers by "
-                   "reason and GPU-seconds in accounting.csv):\n")
+    _print_wrapped("\nReasoning and cost by model and task: answer and reasoning tokens as median / p90, the share of "
+                   "answers cut at max_tokens, F1 on the answers that finished and on all, generation seconds per 1,000 "
+                   "items (every column, invalid answers by reason and GPU-seconds in accounting.csv):\n")
     print(compact.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
 
 

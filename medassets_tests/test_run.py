@@ -58,6 +58,8 @@ def test_run_materializes_everything_and_prints_table3(tmp_path):
     printed = " ".join(result.stdout.split())
     assert "Tasks: " + "; ".join(f"{n} {TASKS[task].title}" for n, task in enumerate(TASK_KEYS, start=1)) + "." in printed
     assert "Paired F1 differences" not in printed  # one model: no pair
+    accounting = next(n for n, line in enumerate(lines) if line.startswith("Model ") and "Reasoning" in line)
+    assert lines[accounting + 2].split()[:2] == ["tfidf-logreg", "1"]  # the accounting, in task order
     # the runs went to the temporary instance, the reports to the temporary state folder
     assert (tmp_path / ".dagster" / "storage").is_dir()
     assert (tmp_path / "state" / "reports" / "table3.csv").is_file()
