@@ -67,7 +67,7 @@ def test_a_system_prompt_on_a_deepseek_r1_entry_is_warned_of_in_the_generate_log
         report = next(report for report in workspace.reports if report["job"] == "generate" and report["keys"] == f"{model}|{TASK}")
         return [log["message"] for log in report["logs"] if log["message"] and "`system_prompt` is set" in log["message"]]
 
-    assert warnings(R1) == [f"model '{R1}' (preset deepseek-r1): `system_prompt` is set, but DeepSeek-R1's card advises no system "
+    assert warnings(R1) == [f"{R1}: (preset deepseek-r1) `system_prompt` is set, but DeepSeek-R1's card advises no system "
                             "prompt (every instruction in the user prompt)"]
     assert warnings(PLAIN) == []
 

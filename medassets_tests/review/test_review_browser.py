@@ -70,6 +70,7 @@ def _answers(test: pd.DataFrame, model: str) -> pd.DataFrame:
         "finish_reason": finish, "prompt_tokens": 100, "completion_tokens": 12, "score": float("nan"), "choice_logprobs": None,
         "part": "test", "sample": 0, "seed": pd.array([0] * len(texts), dtype="Int64"),
         "label": pd.array([pd.NA] * len(texts), dtype="Int64"), "engine": "written by the test",
+        "reasoning_tokens": pd.array([pd.NA] * len(texts), dtype="Int64"),
     })[PREDICTION_COLUMNS]
 
 

@@ -69,9 +69,7 @@ def test_the_chat_template_in_effect(folder, tmp_path):
     (folder / "chat_template.jinja").write_text("{{ messages }}")
     own = chat_template(None, folder)
     assert own.text is None and own.hash != "model-default"  # the model's own template, hashed
-    override = tmp_path / "override.jinja"
-    override.write_text("{{ messages | tojson }}")
-    chosen = chat_template(str(override), folder)
+    chosen = chat_template("{{ messages | tojson }}", folder)  # the text of the entry's file (read with the registry)
     assert chosen.text == "{{ messages | tojson }}" and chosen.hash not in (own.hash, "model-default")
 
 
