@@ -365,7 +365,7 @@ def test_dagster_ui_end_to_end(tmp_path: Path) -> None:
         confirm = page.get_by_role("button", name="Confirm")  # "upstream not materialized" warning, if any
         launched = page.get_by_role("listitem").filter(has_text=re.compile(r"Launched run [0-9a-f]{8}"))
         expect(launched.or_(confirm)).to_be_visible()
-        if confirm.is_visible():
+        if not launched.is_visible():  # the warning came first (or is coming): confirm it
             confirm.click()
         _wait_for_run(page, "compare")
         page.goto(f"{base}/assets/comparison")  # the navigation stays hidden since the graph
@@ -373,6 +373,7 @@ def test_dagster_ui_end_to_end(tmp_path: Path) -> None:
             expect(table3.get_by_text(f1_with_interval, exact=True)).to_be_visible()
             expect(table3.get_by_text("Breast cancer", exact=True)).to_be_visible()
             _screenshot(table3, "comparison.png", tmp_path)
+        page.goto(f"{base}/assets/report")  # made in the same step: the plots and the HTML report
         with _markdown(page, "forest_plot") as forest:
             expect(forest.get_by_role("img", name="F1 by task and model")).to_be_visible()
             page.wait_for_timeout(500)
