@@ -125,7 +125,9 @@ def test_a_registry_file_of_any_bytes_loads_or_raises_registry_error(content):
 
 # Valid entries of every backend, each field present or left to its default, with values
 # anywhere in their allowed ranges: the reader must accept them all, as written.
-TEXT = st.text(max_size=12)
+# YAML reads NEL and the Unicode line and paragraph separators in a plain scalar as line breaks
+# (folded to a space): a YAML rule, not the registry's, so the written values leave them out.
+TEXT = st.text(st.characters(exclude_characters="\x85\u2028\u2029"), max_size=12)
 UNIT = st.floats(0, 1, exclude_min=True)  # (0, 1]
 SOURCES = st.one_of(
     st.fixed_dictionaries({"embedded": TEXT}),
