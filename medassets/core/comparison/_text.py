@@ -135,16 +135,19 @@ def interval_cell(value: float, low: float, high: float) -> str:
     return f"{value:.2f} ({low:.2f}-{high:.2f})"
 
 
+def _difference_cells(differences: pd.DataFrame, metric: str, digits: int) -> list[str]:
+    """Each row's `<metric>_diff` with its interval: `+0.05 (+0.01 to +0.09)`."""
+    columns = (differences[f"{metric}_diff{suffix}"] for suffix in ("", "_low", "_high"))
+    return [f"{d:+.{digits}f} ({lo:+.{digits}f} to {hi:+.{digits}f})" for d, lo, hi in zip(*columns)]
+
+
 def differences_table(differences: pd.DataFrame) -> pd.DataFrame:
     """The paired differences for display: `+0.05 (+0.01 to +0.09)` cells, McNemar's discordant
     counts and its p-values, raw and adjusted."""
     return pd.DataFrame({
         "Task": [TASKS[t].title for t in differences["task"]],
         "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
-        "F1 difference": [
-            f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})"
-            for d, lo, hi in zip(differences["f1_diff"], differences["f1_diff_low"], differences["f1_diff_high"])
-        ],
+        "F1 difference": _difference_cells(differences, "f1", 2),
         "Only a right / only b right": [f"{b} / {c}" for b, c in zip(differences["mcnemar_b"], differences["mcnemar_c"])],
         # Older comparisons (before these columns) show blanks.
         "Detectable difference": [_share(d) for d in differences.get("detectable_diff", [math.nan] * len(differences))],
@@ -170,10 +173,7 @@ def auroc_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
         "Task": [TASKS[t].title for t in differences["task"]],
         "Models": [f"{a} - {b}" for a, b in zip(differences["model_a"], differences["model_b"])],
         "AUROC a / b": [f"{a:.2f} / {b:.2f}" for a, b in zip(differences["auroc_a"], differences["auroc_b"])],
-        "AUROC difference": [
-            f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})"
-            for d, lo, hi in zip(differences["auroc_diff"], differences["auroc_diff_low"], differences["auroc_diff_high"])
-        ],
+        "AUROC difference": _difference_cells(differences, "auroc", 2),
         "DeLong p": [f"{p:.3g}" for p in differences["delong_p"]],
         _p_column(differences): [f"{p:.3g}" for p in differences["delong_p_adjusted"]],
     })
@@ -199,10 +199,7 @@ def sampled_differences_table(differences: pd.DataFrame) -> pd.DataFrame:
         "Models (samples)": [f"{a} ({ka}) - {b} ({kb})" for a, b, ka, kb in zip(
             differences["model_a"], differences["model_b"], differences["k_a"], differences["k_b"])],
         "Accuracy a / b": [f"{a:.3f} / {b:.3f}" for a, b in zip(differences["accuracy_a"], differences["accuracy_b"])],
-        "Accuracy difference": [
-            f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
-            for d, lo, hi in zip(differences["accuracy_diff"], differences["accuracy_diff_low"], differences["accuracy_diff_high"])
-        ],
+        "Accuracy difference": _difference_cells(differences, "accuracy", 3),
         "Sign-flip p": [f"{p:.3g}" for p in differences["p"]],
         _p_column(differences): [f"{p:.3g}" for p in differences["p_adjusted"]],
     })
