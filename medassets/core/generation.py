@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from medassets.core.prompts import Messages, answer_phrases, conversation, example_turns, few_shot_examples, render, variant_prompts
-from medassets.core.registry import Sampling, sample_seed
+from medassets.core.registry import Sampling
 from medassets.tasks import TASKS
 
 # What the engine gave, as data: free text (and reasoning) to be parsed, or, where the model
@@ -32,8 +32,8 @@ from medassets.tasks import TASKS
 # before it was recorded); engine: the engine that answered (package and version), null for
 # answers cached before it was recorded; part: `test`, or `train` for the train rows a scored
 # model also scores so the labels stage can learn a cut-off on them; sample: the answer's sample
-# (0 to the entry's `samples` - 1) and seed: the sampler's seed it was generated with (null for
-# a model without a sampler).
+# (0 to the entry's `samples` - 1) and seed: the sampler's seed it was generated with (`item_seed`;
+# null where no seed changes the answer: greedy decoding, scoring, a model without a sampler).
 PREDICTION_COLUMNS = [
     "id", "part", "sample", "seed", "prompt_hash", "text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens",
     "reasoning_tokens", "label", "score", "choice_logprobs", "engine",
@@ -64,13 +64,23 @@ class Request:
     # Constrained decoding: the answer is one of these. Scoring: the answers whose
     # log-probabilities are taken, the positive first.
     choices: tuple[str, ...] | None = None
-    # The sampler's seed where it is not the entry's `sampling.seed`: a later sample's. None for
-    # sample 0, whose cache key is the one an item's answer had before samples.
+    # The sampler's seed of this item's sample (`item_seed`), part of its cache key; None where no
+    # seed changes the answer (greedy decoding, scoring), so that its key is the one it always had.
     seed: int | None = None
 
 
+def item_seed(seed: int, sample: int, messages: Messages) -> int:
+    """The sampler's seed of one sample (from 0) of one item, for an entry whose `sampling.seed`
+    is `seed`: the first 4 bytes, big-endian, of the SHA-256 of `"<seed>:<sample>:"` followed by
+    the messages as JSON (keys sorted), top bit cleared (0 to 2**31 - 1, which every engine
+    accepts). An engine draws the same random numbers for two requests with the same seed, so a
+    seed shared by the items of a sample would make that sample's answers move together."""
+    text = f"{seed}:{sample}:" + json.dumps(messages, sort_keys=True)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
+
+
 def request_seed(request: Request, sampling: Sampling) -> int:
-    """The seed an engine samples a request's answer with."""
+    """The seed an engine is given for a request: its own, or the entry's where none changes the answer."""
     return sampling.seed if request.seed is None else request.seed
 
 
@@ -325,31 +335,38 @@ def generate_cached(
     scoring: bool = False,
 ) -> tuple[list[Generation], GenerationStats]:
     """One generation per request, from the cache or the engine (opened only for misses);
-    `scoring`: the requests' choices scored, nothing generated."""
+    `scoring`: the requests' choices scored, nothing generated. Requests with one key (the
+    samples of a greedy entry) are asked once."""
     start = time.monotonic()
     keys = [cache_key(settings, request) for request in requests]
     cached = cache.get_many(keys)
     results: list[Generation | None] = [cached.get(key) for key in keys]
-    misses = [i for i, result in enumerate(results) if result is None]
-    stats = GenerationStats(total=len(keys), cache_hits=len(keys) - len(misses), cache_misses=len(misses))
-    report(f"{stats.cache_hits} of {stats.total} answers are cached; {len(misses)} to {'score' if scoring else 'generate'}")
-    if misses:
+    waiting: dict[str, list[int]] = {}  # each missing key, and the requests that take its answer
+    for i, result in enumerate(results):
+        if result is None:
+            waiting.setdefault(keys[i], []).append(i)
+    misses = sum(map(len, waiting.values()))
+    stats = GenerationStats(total=len(keys), cache_hits=len(keys) - misses, cache_misses=misses)
+    report(f"{stats.cache_hits} of {stats.total} answers are cached; {len(waiting)} to {'score' if scoring else 'generate'}")
+    if waiting:
         opened_before = engine.opened
         running = engine.get()
         stats.engine = engine.description
         stats.engine_start_s = 0.0 if opened_before else engine.start_s
-        report(f"sending {len(misses)} prompts" + (" to the engine already running" if opened_before else ""))
-        progress = Progress(len(misses), report, scoring=scoring)
+        report(f"sending {len(waiting)} prompts" + (" to the engine already running" if opened_before else ""))
+        progress = Progress(len(waiting), report, scoring=scoring)
         generation_start = time.monotonic()
+        asked_keys = list(waiting)
 
-        def on_done(miss_index: int, generation: Generation) -> None:
-            index = misses[miss_index]
+        def on_done(asked_index: int, generation: Generation) -> None:
+            key = asked_keys[asked_index]
             generation = replace(generation, engine=running.name)
-            cache.put(keys[index], generation)
-            results[index] = generation
+            cache.put(key, generation)
+            for index in waiting[key]:
+                results[index] = generation
             progress.update(generation.completion_tokens)
 
-        asked = [requests[i] for i in misses]
+        asked = [requests[waiting[key][0]] for key in asked_keys]
         if scoring:
             running.score(asked, chat_template=chat_template, on_done=on_done)
         else:
@@ -364,33 +381,40 @@ def generate_cached(
     return results, stats
 
 
-def sampled_requests(rows: TaskRequests, seeds: Sequence[int]) -> list[Request]:
+def sampled_requests(rows: TaskRequests, samples: int, sampling: Sampling | None) -> list[Request]:
     """A task's requests once per sample, sample by sample (every item's sample 0, then every
-    item's sample 1...); `seeds`: each sample's seed, sample 0's the entry's own."""
-    return [request if sample == 0 else replace(request, seed=seed) for sample, seed in enumerate(seeds) for request in rows.requests]
+    item's sample 1...), each with its `item_seed` where `sampling` samples (a temperature above
+    0); None: scored, no seed."""
+    seeded = sampling is not None and sampling.temperature > 0
+    return [
+        replace(request, seed=item_seed(sampling.seed, sample, request.messages)) if seeded else request
+        for sample in range(samples) for request in rows.requests
+    ]
 
 
 def prediction_frames(
-    items: Mapping[str, TaskRequests], generations: Sequence[Generation], part: str = "test", seeds: Sequence[int | None] = (None,),
+    items: Mapping[str, TaskRequests], generations: Sequence[Generation], part: str = "test", samples: int = 1,
+    seeds: Sequence[int | None] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Each task's predictions frame, from the generations of its items in task order, sample by
-    sample within a task (`sampled_requests`); `seeds`: each sample's seed (one sample, no seed, by
-    default: a model without a sampler). A scored answer is its score and the label of the likelier
-    side (its share of the choices' probability above one half); one cached when scored answers
-    were written as a phrase keeps no text."""
+    """Each task's predictions frame, from the generations of its items in task order, `samples`
+    per item, sample by sample within a task (`sampled_requests`); `seeds`: each generation's
+    seed (none by default: a model without a sampler). A scored answer is its score and the label
+    of the likelier side (its share of the choices' probability above one half); one cached when
+    scored answers were written as a phrase keeps no text."""
     frames, offset = {}, 0
     for task, rows in items.items():
-        size = len(rows.ids) * len(seeds)
+        size = len(rows.ids) * samples
         answers = generations[offset : offset + size]
+        answer_seeds = [None] * size if seeds is None else seeds[offset : offset + size]
         offset += size
         scores = [positive_share(g.choice_logprobs) if g.choice_logprobs else math.nan for g in answers]
         frames[task] = pd.DataFrame(
             {
-                "id": list(rows.ids) * len(seeds),
+                "id": list(rows.ids) * samples,
                 "part": part,
-                "sample": [sample for sample in range(len(seeds)) for _ in rows.ids],
-                "seed": pd.array([seed for seed in seeds for _ in rows.ids], dtype="Int64"),
-                "prompt_hash": list(rows.prompt_hashes) * len(seeds),
+                "sample": [sample for sample in range(samples) for _ in rows.ids],
+                "seed": pd.array(answer_seeds, dtype="Int64"),
+                "prompt_hash": list(rows.prompt_hashes) * samples,
                 "text": ["" if g.finish_reason == SCORED else g.text for g in answers],
                 "reasoning": [g.reasoning for g in answers],
                 "finish_reason": [g.finish_reason for g in answers],
@@ -451,11 +475,10 @@ def predict(
     samples: int = 1,
 ) -> tuple[dict[str, pd.DataFrame], GenerationStats]:
     """Every task's requests, `samples` times each, in one batch, so the engine is asked once for
-    all of them; sample k of each item is generated with `registry.sample_seed(sampling.seed, k)`."""
-    seeds = [sample_seed(sampling.seed, sample) for sample in range(samples)]
-    requests = [request for rows in items.values() for request in sampled_requests(rows, seeds)]
+    all of them; where `sampling` samples, each item's sample k is generated with its `item_seed`."""
+    requests = [request for rows in items.values() for request in sampled_requests(rows, samples, None if scoring else sampling)]
     generations, stats = generate_cached(
         requests, cache=cache, settings=settings, sampling=sampling, chat_template=chat_template, engine=engine, report=report,
         scoring=scoring,
     )
-    return prediction_frames(items, generations, part, seeds), stats
+    return prediction_frames(items, generations, part, samples, [request.seed for request in requests]), stats

@@ -9,7 +9,6 @@ offending entry or field.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from importlib import import_module
@@ -42,17 +41,6 @@ class Sampling(Settings):
     stop: Annotated[tuple[str, ...], Field(strict=False)] = Field(
         (), description="Strings that end an answer where they appear; default none."
     )
-
-
-def sample_seed(seed: int, sample: int) -> int:
-    """The sampler's seed of sample `sample` (from 0) of an entry whose `sampling.seed` is `seed`:
-    `seed` itself for sample 0 (one sample per item is what every entry had before samples), else
-    the first 4 bytes, big-endian, of the SHA-256 of `"<seed>:<sample>"` with the top bit cleared
-    (0 to 2**31 - 1, which every engine accepts)."""
-    if sample == 0:
-        return seed
-    digest = hashlib.sha256(f"{seed}:{sample}".encode("ascii")).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 class EmbeddedSource(Settings):
@@ -263,8 +251,8 @@ class GeneratingEntry(ModelEntry):
         "default 200. Part of the answer key: it changes the cut-off recorded with the answers.",
     )
     samples: int = Field(
-        1, ge=1, description="Answers generated per test item, each with its own seed (sample 0 the sampling seed, "
-        "each other one derived from it and the sample's index: registry.sample_seed); default 1. Labels then "
+        1, ge=1, description="Answers generated per test item; with a temperature above 0 each is sampled with its own "
+        "seed, derived from the sampling seed, the sample's index and the item (generation.item_seed); default 1. Labels then "
         "carry the sample; metrics, ensembles and paired tests read the items' majority label (labels.majority_labels). "
         "Under greedy decoding (temperature 0) the samples agree.",
     )
@@ -319,11 +307,6 @@ class GeneratingEntry(ModelEntry):
     @property
     def uses_embedded_model(self) -> bool:
         return isinstance(self.source, EmbeddedSource)
-
-    @property
-    def sample_seeds(self) -> tuple[int, ...]:
-        """The sampler's seed of each of the entry's samples, in sample order."""
-        return tuple(sample_seed(self.sampling.seed, sample) for sample in range(self.samples))
 
     def warnings(self) -> list[str]:
         asked = {"system_prompt": bool(self.system_prompt), "shots": self.shots > 0}

@@ -119,7 +119,7 @@ class GeneratingBackend(Backend):
             "batch_tasks": len(batch.prompts), "sampling": spec.sampling.model_dump(mode="json"),
             "chat_template_hash": template.hash, "variant": spec.variant, "shots": spec.shots,
             "shot_seed": spec.shot_seed, "decoding": spec.decoding, "scoring": spec.scoring,
-            "samples": spec.samples, "sample_seeds": list(spec.sample_seeds),
+            "samples": spec.samples,
             "preset": spec.preset, "reasoning": spec.reasoning, "reply_prefix": reply_prefix, "system_prompt": spec.system_prompt is not None,
         }
         if scoring and spec.threshold_rows != 0:  # train rows scored too: the labels stage learns a cut-off on them

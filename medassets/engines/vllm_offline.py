@@ -177,7 +177,7 @@ class VLLMEngine:
         }
 
     def generate(self, requests: Sequence[Request], *, sampling: Sampling, chat_template: str | None, on_done: OnDone) -> None:
-        # One SamplingParams per distinct choices and seed (a sample after the first has its own seed).
+        # One SamplingParams per distinct choices and seed (a sampled item has its own seed).
         asked = [(request.choices, request_seed(request, sampling)) for request in requests]
         params = {key: self._sampling_params(sampling, *key) for key in set(asked)}
         index_of = {}

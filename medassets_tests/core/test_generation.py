@@ -11,6 +11,7 @@ import pytest
 
 from medassets.core.cache import ResponseCache
 from medassets.core.generation import (
+    item_seed,
     PREDICTION_COLUMNS,
     AnswerSettings,
     Generation,
@@ -34,7 +35,7 @@ from medassets.core.generation import (
 )
 from medassets.core.prompts import continues_reply, render, render_prompts
 from medassets.core.splitting import stratified_split
-from medassets.core.registry import Sampling, sample_seed
+from medassets.core.registry import Sampling
 
 MESSAGES = [{"role": "user", "content": "Is this tweet self-reporting breast cancer?"}]
 SETTINGS = AnswerSettings(answer_key="vllm-0123", chat_template_hash="model-default")
@@ -260,12 +261,24 @@ def test_predict_shapes_one_frame_per_task_in_prompt_order(tmp_path):
 def test_a_request_without_a_seed_of_its_own_keeps_the_key_it_had_before_samples():
     old_way = hashlib.sha256(json.dumps(SETTINGS.model_dump(mode="json") | {"messages": MESSAGES}, sort_keys=True).encode()).hexdigest()
     assert key() == old_way
-    assert cache_key(SETTINGS, Request(MESSAGES, seed=sample_seed(0, 1))) not in {old_way, cache_key(SETTINGS, Request(MESSAGES, seed=sample_seed(0, 2)))}
+    assert cache_key(SETTINGS, Request(MESSAGES, seed=1)) not in {old_way, cache_key(SETTINGS, Request(MESSAGES, seed=2))}
 
 
-def test_each_sample_is_generated_once_with_its_own_seed_and_raising_the_samples_generates_only_the_new_ones(tmp_path):
+def test_an_items_seed_is_derived_from_the_entry_seed_the_sample_and_the_item():
+    def by_hand(seed, sample, messages):  # the documented derivation, written out again
+        text = f"{seed}:{sample}:" + json.dumps(messages, sort_keys=True)
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+    other = [{"role": "user", "content": "another item"}]
+    assert item_seed(3, 1, MESSAGES) == by_hand(3, 1, MESSAGES)
+    seeds = {item_seed(seed, sample, messages) for seed in (0, 3) for sample in range(3) for messages in (MESSAGES, other)}
+    assert len(seeds) == 12 and all(0 <= seed < 2**31 for seed in seeds)
+
+
+def test_each_item_and_sample_is_generated_once_with_its_own_seed_and_raising_the_samples_generates_only_the_new_ones(tmp_path):
     sampling = Sampling(temperature=0.7, seed=3)
-    tasks = {"breast_cancer": TaskRequests(["a", "b"], ["h-a", "h-b"], [Request([{"role": "user", "content": p}]) for p in ("one", "two")])}
+    prompts = ("one", "two")
+    tasks = {"breast_cancer": TaskRequests(["a", "b"], ["h-a", "h-b"], [Request([{"role": "user", "content": p}]) for p in prompts])}
     cache = ResponseCache(tmp_path / "responses.sqlite")
     engine = FakeEngine()
 
@@ -274,21 +287,37 @@ def test_each_sample_is_generated_once_with_its_own_seed_and_raising_the_samples
             return predict(tasks, settings=SETTINGS, sampling=sampling, chat_template=None, cache=cache, engine=shared,
                            report=lambda line: None, samples=samples)
 
+    def seeds(sample: int) -> list[int]:
+        return [item_seed(3, sample, [{"role": "user", "content": p}]) for p in prompts]
+
     once, _ = run(1)
-    assert once["breast_cancer"][["sample", "seed"]].values.tolist() == [[0, 3], [0, 3]]
-    first = [key([{"role": "user", "content": p}]) for p in ("one", "two")]  # sample 0: the key an answer always had
-    assert set(cache.get_many(first)) == set(first)
+    assert once["breast_cancer"]["seed"].tolist() == seeds(0)  # two items, two seeds: a sample's answers are drawn apart
     frames, stats = run(2)
-    assert engine.seeds == [[None, None], [sample_seed(3, 1)] * 2] and stats.cache_misses == 2
+    assert engine.seeds == [seeds(0), seeds(1)] and stats.cache_misses == 2
     frames, stats = run(3)
-    assert engine.seeds[2:] == [[sample_seed(3, 2)] * 2] and (stats.total, stats.cache_hits, stats.cache_misses) == (6, 4, 2)
+    assert engine.seeds[2:] == [seeds(2)] and (stats.total, stats.cache_hits, stats.cache_misses) == (6, 4, 2)
     frame = frames["breast_cancer"]
     assert list(frame.columns) == PREDICTION_COLUMNS
     assert frame[["id", "sample"]].values.tolist() == [["a", 0], ["b", 0], ["a", 1], ["b", 1], ["a", 2], ["b", 2]]
-    assert frame["seed"].tolist() == [3, 3, *[sample_seed(3, 1)] * 2, *[sample_seed(3, 2)] * 2]
-    assert len(set(frame["seed"])) == 3
+    assert frame["seed"].tolist() == seeds(0) + seeds(1) + seeds(2) and frame["seed"].nunique() == 6
     run(3)
     assert len(engine.seeds) == 3  # a re-run generates nothing
+    cache.close()
+
+
+def test_greedy_samples_keep_the_key_greedy_answers_always_had_and_are_generated_once(tmp_path):
+    tasks = {"breast_cancer": TaskRequests(["a", "b"], ["h-a", "h-b"], [Request([{"role": "user", "content": p}]) for p in ("one", "two")])}
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    engine = FakeEngine()
+    with SharedEngine(lambda: engine, lambda line: None) as shared:
+        frames, stats = predict(tasks, settings=SETTINGS, sampling=Sampling(seed=3), chat_template=None, cache=cache, engine=shared,
+                                report=lambda line: None, samples=3)
+    assert engine.batches == [["one", "two"]] and engine.seeds == [[None, None]]  # no seed changes a greedy answer
+    assert (stats.total, stats.cache_misses) == (6, 6)
+    frame = frames["breast_cancer"]
+    assert frame["seed"].isna().all() and frame["text"].tolist() == ["ONE", "TWO"] * 3
+    first = [key([{"role": "user", "content": p}]) for p in ("one", "two")]
+    assert set(cache.get_many(first)) == set(first)
     cache.close()
 
 

@@ -253,7 +253,6 @@ def test_a_model_asked_several_samples_shows_its_majority_label_and_each_samples
     from starlette.testclient import TestClient
 
     from medassets.core.labels import label_answers
-    from medassets.core.registry import sample_seed
     from medassets.review.app import create_app
     from medassets.tasks import TASKS
 
@@ -263,7 +262,7 @@ def test_a_model_asked_several_samples_shows_its_majority_label_and_each_samples
     positive, negative = TASKS[TASK].positive_phrase, TASKS[TASK].negative_phrases[0]
     answers = {0: [positive] * len(IDS), 1: [negative] * len(IDS), 2: [positive] * 3 + ["no idea"] * (len(IDS) - 3)}
     predictions = pd.DataFrame({
-        "id": IDS * 3, "part": "test", "sample": [k for k in range(3) for _ in IDS], "seed": [sample_seed(0, k) for k in range(3) for _ in IDS],
+        "id": IDS * 3, "part": "test", "sample": [k for k in range(3) for _ in IDS], "seed": [1000 * k + n for k in range(3) for n in range(len(IDS))],
         "text": [text for k in range(3) for text in answers[k]], "reasoning": None, "finish_reason": "stop",
         "label": pd.array([None] * 3 * len(IDS), dtype="Int64"), "score": float("nan"),
     })
@@ -275,12 +274,12 @@ def test_a_model_asked_several_samples_shows_its_majority_label_and_each_samples
     # samples 1, 0, 1 on the first three items; 1, 0, invalid on the others: no majority, negative
     assert state.task_items(TASK).labels[:, 0].tolist() == [1, 1, 1, 0, 0, 0]
     (shown,) = [answer for answer in state.answers(TASK, IDS[4], state.task_items(TASK)) if answer.model == MODELS[0]]
-    assert [(s.sample, s.seed, s.cell) for s in shown.samples] == [(0, 0, "1"), (1, sample_seed(0, 1), "0"), (2, sample_seed(0, 2), "invalid: no_phrase")]
+    assert [(s.sample, s.seed, s.cell) for s in shown.samples] == [(0, 4, "1"), (1, 1004, "0"), (2, 2004, "invalid: no_phrase")]
     assert shown.cell == "0" and shown.answer == negative  # the majority, and the answer of the first sample giving it
     client = TestClient(create_app({"http://testserver"}, TOKEN, state))
     assert client.get(f"/?token={TOKEN}").status_code == 200  # the redirect followed, with its session
     page = client.get(f"/tasks/{TASK}/items/{IDS[4]}").text
     table = page[page.index(f'id="samples-{MODELS[0]}"'):]
     table = table[: table.index("</table>")]
-    assert "Its 3 samples" in table and table.count("<tr><td>") == 3 and "invalid: no_phrase" in table and str(sample_seed(0, 2)) in table
+    assert "Its 3 samples" in table and table.count("<tr><td>") == 3 and "invalid: no_phrase" in table and "2004" in table
     assert f'id="samples-{MODELS[1]}"' not in page  # one answer per item: no table
