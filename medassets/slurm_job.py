@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dagster_pipes import open_dagster_pipes
 
-from medassets.core.generation import wait_for_closing_engines
+from medassets.engines.answering import wait_for_closing_engines
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ import pytest
 from support import TOKEN_VARIABLE, free_port, processes_with_token, server_process, vllm_server
 
 from medassets.core.cache import ResponseCache
-from medassets.core.generation import AnswerSettings, Request, cache_key
+from medassets.core.asking import Request
+from medassets.core.cache import AnswerSettings, cache_key
 from medassets.core.prompts import conversation, render_prompts, variant_prompts
 from medassets.core.registry import HubSource, RegistryError, parse_registry
 from medassets.engines import Batch, answer_key

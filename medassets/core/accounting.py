@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medassets.core.generation import part_of, samples_of
+from medassets.core.answers import part_of, samples_of
 from medassets.core.metrics import binary_report
 from medassets.core.parsing import CUT_AT_MAX_TOKENS, INVALID_REASONS, REASONING_CUT_OFF, REASONING_UNCLOSED
 

@@ -1,7 +1,7 @@
 """A durable, content-addressed cache of generated responses: a SQLite file by default, or a
 table of a team's PostgreSQL database, which runs on several machines share.
 
-Its keys come from `generation.cache_key`: everything that can change an answer. Each
+Its keys come from `cache_key`: everything that can change an answer. Each
 response is committed as soon as it is put, so a crash loses only what was in flight, and
 runs writing at once lose nothing (a key's answer is the same whoever writes it). Each row
 also records when it was last written and how many times (`written_at`, `writes`): a greedy
@@ -10,15 +10,51 @@ answer generated again is identical, so only they show whether it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from medassets.core.generation import Generation
+from pydantic import BaseModel, ConfigDict
+
+from medassets.core.answers import Generation
+from medassets.core.asking import Request
+
+
+class Cache(Protocol):
+    """Where answers are kept by key (`ResponseCache`, `PostgresResponseCache`)."""
+
+    def get_many(self, keys: list[str]) -> dict[str, Generation]: ...
+
+    def put(self, key: str, generation: Generation) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AnswerSettings(BaseModel):
+    """Everything besides the messages that can change a generated answer. The cache key
+    dumps it whole, so a field added here can never be left out of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    answer_key: str  # engines.answer_key: the backend, the weights' revision, every answer-changing setting
+    chat_template_hash: str  # of the template in effect, the model's own included
+
+
+def cache_key(settings: AnswerSettings, request: Request) -> str:
+    """A request's key: its settings dumped whole, its messages, its choices and its own seed where it has them."""
+    payload = settings.model_dump(mode="json") | {"messages": request.messages}
+    if request.choices is not None:
+        payload["choices"] = list(request.choices)
+    if request.seed is not None:
+        payload["seed"] = request.seed
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
 
 _CHUNK = 500  # keys per query
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from medassets.core.generation import part_of, samples_of
+from medassets.core.answers import part_of, samples_of
 from medassets.core.metrics import learn_threshold
 from medassets.core.parsing import parse_answer
 

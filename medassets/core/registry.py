@@ -252,7 +252,7 @@ class GeneratingEntry(ModelEntry):
     )
     samples: int = Field(
         1, ge=1, description="Answers generated per test item; with a temperature above 0 each is sampled with its own "
-        "seed, derived from the sampling seed, the sample's index and the item (generation.item_seed); default 1. Labels then "
+        "seed, derived from the sampling seed, the sample's index and the item (asking.item_seed); default 1. Labels then "
         "carry the sample; metrics, ensembles and paired tests read the items' majority label (labels.majority_labels). "
         "Under greedy decoding (temperature 0) the samples agree.",
     )

@@ -19,7 +19,7 @@ from dagster import (
 from pydantic import Field
 
 from medassets.core import quality
-from medassets.core.generation import answered_by, engine_counts, part_of, samples_of
+from medassets.core.answers import answered_by, engine_counts, part_of, samples_of
 from medassets.core.labels import majority_labels
 from medassets.core.prompts import variant_prompts
 from medassets.defs.data import raw_dataset, split

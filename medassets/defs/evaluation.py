@@ -40,7 +40,7 @@ from medassets.core import error_analysis as error_analysis_logic
 from medassets.core import metrics as metrics_logic
 from medassets.core import parsing
 from medassets.core import report as report_logic
-from medassets.core.generation import samples_of
+from medassets.core.answers import samples_of
 from medassets.core.metrics import binary_report
 from medassets.core.prompts import templates_version
 from medassets.core.registry import EnsembleModel, load_registry, registered_model

@@ -21,7 +21,7 @@ from dagster import (
 
 from medassets import paths
 from medassets.core.cache import open_response_cache
-from medassets.core.generation import PREDICTION_COLUMNS, engine_counts, part_of
+from medassets.core.answers import PREDICTION_COLUMNS, engine_counts, part_of
 from medassets.core.prompts import templates_version
 from medassets.core.registry import load_registry, registered_model
 from medassets.core.slurm import load_deployment

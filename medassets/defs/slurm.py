@@ -25,7 +25,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, PipesFileContextInjector, PipesFileMessageReader, open_pipes_session
 
 from medassets import paths
-from medassets.core.generation import Cache
+from medassets.core.cache import Cache
 from medassets.core.slurm import (
     JobStatus, SlurmDeployment, SlurmError, batch_script, cancel_named, job_name, job_request, job_status, queued_jobs, run_of_job, sbatch_arguments,
     submit,

@@ -16,20 +16,10 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from medassets.core.generation import (
-    AnswerSettings,
-    Cache,
-    Engine,
-    Report,
-    SharedEngine,
-    predict,
-    task_choices,
-    task_requests,
-    threshold_rows,
-    train_requests,
-    wait_for_closing_engines,
-)
+from medassets.core.asking import task_choices, task_requests, threshold_rows, train_requests
+from medassets.core.cache import AnswerSettings, Cache
 from medassets.core.registry import BACKENDS, GeneratingEntry, ModelEntry
+from medassets.engines.answering import Engine, Report, SharedEngine, predict, wait_for_closing_engines
 from medassets.weights.sources import chat_template
 
 
@@ -45,7 +35,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class Predictions:
-    frames: dict[str, pd.DataFrame]  # by task, with generation.PREDICTION_COLUMNS
+    frames: dict[str, pd.DataFrame]  # by task, with answers.PREDICTION_COLUMNS
     metadata: dict[str, Any]  # shared by the model's partitions in this batch
 
 

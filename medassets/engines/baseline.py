@@ -10,7 +10,8 @@ from typing import ClassVar, Literal
 import pandas as pd
 from pydantic import Field
 
-from medassets.core.generation import SCORED, Generation, TaskRequests, prediction_frames
+from medassets.core.answers import SCORED, Generation, prediction_frames
+from medassets.core.asking import TaskRequests
 from medassets.core.baseline import fit_scores, probability_logprobs
 from medassets.core.prompts import variant_prompts
 from medassets.core.registry import ModelEntry

@@ -14,7 +14,9 @@ import httpx
 from pydantic import Field
 
 from medassets import paths
-from medassets.core.generation import Generation, OnDone, Request, request_seed, scored_generation
+from medassets.core.answers import Generation, scored_generation
+from medassets.core.asking import Request, request_seed
+from medassets.engines.answering import OnDone
 from medassets.core.prompts import continues_reply
 from medassets.core.registry import GeneratingEntry, HubSource, Sampling, Settings, Source
 from medassets.engines.base import GeneratingBackend

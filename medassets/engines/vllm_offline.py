@@ -12,7 +12,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from medassets import paths
-from medassets.core.generation import Generation, OnDone, Request, request_seed, scored_generation
+from medassets.core.answers import Generation, scored_generation
+from medassets.core.asking import Request, request_seed
+from medassets.engines.answering import OnDone
 from medassets.core.parsing import reasoning_token_count
 from medassets.core.prompts import continues_reply
 from medassets.core.registry import GeneratingEntry, Sampling, Source

@@ -18,7 +18,8 @@ import pandas as pd
 from medassets import paths
 from medassets.core import review
 from medassets.core.adjudication import open_adjudications
-from medassets.core.generation import part_of, samples_of, task_choices, task_requests
+from medassets.core.answers import part_of, samples_of
+from medassets.core.asking import task_choices, task_requests
 from medassets.core.labels import majority_labels
 from medassets.core.registry import EnsembleModel, GeneratingEntry, load_registry
 from medassets.defs.io import AssetStorage

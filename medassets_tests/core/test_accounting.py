@@ -22,7 +22,7 @@ from medassets.core.accounting import (
     item_tokens,
     reasoning_length_plot,
 )
-from medassets.core.generation import part_of
+from medassets.core.answers import part_of
 from medassets.core.parsing import INVALID_REASONS
 
 REASONS = [None, None, None, "reasoning_cut_off", "reasoning_unclosed", "no_phrase", "both_phrases", "empty"]

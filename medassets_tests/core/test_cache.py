@@ -1,6 +1,7 @@
-"""The response cache: what was put comes back, across queries and connections, durably, with
+"""The response cache: what its key covers; what was put comes back, across queries and connections, durably, with
 when and how often each row was written."""
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -11,8 +12,9 @@ from dataclasses import asdict
 
 import pytest
 
-from medassets.core.cache import CacheError, ResponseCache
-from medassets.core.generation import Generation
+from medassets.core.answers import Generation
+from medassets.core.asking import Request
+from medassets.core.cache import AnswerSettings, CacheError, ResponseCache, cache_key
 
 
 def answer(text: str, tokens: int = 3) -> Generation:
@@ -55,7 +57,7 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from medassets.core.cache import ResponseCache
-from medassets.core.generation import Generation
+from medassets.core.answers import Generation
 path, name, meeting = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 
 def meet(step):
@@ -159,3 +161,52 @@ def test_a_cache_written_before_the_bookkeeping_columns_is_read_and_extended(tmp
     cache.close()
     ResponseCache(path).close()  # opening an extended cache again changes nothing
     assert bookkeeping(path) == rows
+
+
+MESSAGES = [{"role": "user", "content": "Is this tweet self-reporting breast cancer?"}]
+
+
+SETTINGS = AnswerSettings(answer_key="vllm-0123", chat_template_hash="model-default")
+
+
+def key(messages=MESSAGES, choices=None, **changes) -> str:
+    return cache_key(SETTINGS.model_copy(update=changes), Request(messages, choices))
+
+
+def test_cache_key_is_deterministic():
+    assert key() == key()
+
+
+CHANGES = {
+    "answer key": {"answer_key": "vllm-4567"},
+    "chat template": {"chat_template_hash": "a1b2c3d4e5f60718"},
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_cache_key_changes_with_everything_that_can_change_the_answer(change):
+    assert key(**change) != key()
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "Is this tweet self-reporting breast cancer ?"}],
+        [{"role": "system", "content": "Answer in one sentence."}, *MESSAGES],
+    ],
+    ids=["message text", "system prompt"],
+)
+def test_cache_key_changes_with_the_messages(messages):
+    assert key(messages) != key()
+
+
+def test_cache_key_changes_with_constrained_choices():
+    choices = ("the tweet is self-reporting breast cancer", "the tweet is not self-reporting breast cancer")
+    assert key(choices=choices) != key()
+    assert key(choices=choices) != key(choices=choices[::-1])
+
+
+def test_a_request_without_a_seed_of_its_own_keeps_the_key_it_had_before_samples():
+    old_way = hashlib.sha256(json.dumps(SETTINGS.model_dump(mode="json") | {"messages": MESSAGES}, sort_keys=True).encode()).hexdigest()
+    assert key() == old_way
+    assert cache_key(SETTINGS, Request(MESSAGES, seed=1)) not in {old_way, cache_key(SETTINGS, Request(MESSAGES, seed=2))}

@@ -93,7 +93,7 @@ def test_an_unreachable_postgres_url_names_the_setting():
 WRITER = """
 import sys
 from medassets.core.cache import open_response_cache
-from medassets.core.generation import Generation
+from medassets.core.answers import Generation
 cache = open_response_cache(sys.argv[1], None)
 for i in range(300):
     cache.put(f"{sys.argv[2]}-{i}", Generation(f"answer {i}", None, "stop", 1, 1))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from medassets.core.datasets import DatasetSource, load_dataset
-from medassets.core.generation import AnswerSettings, Request, cache_key
+from medassets.core.asking import Request
+from medassets.core.cache import AnswerSettings, cache_key
 from medassets.core.prompts import render_prompts, variant_prompts
 from medassets.core.registry import BACKENDS, Settings, entry_type, parse_registry
 from medassets.core.splitting import stratified_split

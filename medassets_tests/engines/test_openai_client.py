@@ -18,7 +18,7 @@ import pytest
 from dagster import DagsterInstance
 
 from conftest import small_datasets
-from medassets.core.generation import Request
+from medassets.core.asking import Request
 from medassets.core.prompts import render, variant_prompts
 from medassets.core.registry import Sampling
 from medassets.definitions import defs

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medassets.core.generation import Request, task_choices, task_requests
+from medassets.core.asking import Request, task_choices, task_requests
 from medassets.core.registry import Sampling
 from medassets.core.labels import label_answers
 from medassets.core.metrics import learn_threshold

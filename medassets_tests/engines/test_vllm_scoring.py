@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from medassets.core.generation import task_choices, task_requests
+from medassets.core.asking import task_choices, task_requests
 from medassets.core.prompts import render_prompts
 from medassets.core.splitting import stratified_split
 from medassets.engines.vllm_offline import reading_paths
@@ -56,7 +56,7 @@ import json, sys
 from pathlib import Path
 from vllm import SamplingParams
 from vllm.inputs import TokensPrompt
-from medassets.core.generation import Request
+from medassets.core.asking import Request
 from medassets.engines.vllm_offline import VLLMEngine, VLLMModel, reading_paths
 
 def main():

@@ -33,7 +33,7 @@ from conftest import Workspace
 from sklearn.metrics import f1_score, precision_score, recall_score
 from support import free_port, server_process
 
-from medassets.core.generation import PREDICTION_COLUMNS
+from medassets.core.answers import PREDICTION_COLUMNS
 from medassets.core.metrics import mcnemar
 from medassets.defs.io import AssetStorage
 from medassets.tasks import TASKS
