@@ -15,7 +15,19 @@ from importlib import import_module
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from medassets.core.prompts import PAPER, VARIANTS, text_hash
 
@@ -41,6 +53,17 @@ class Sampling(Settings):
     stop: Annotated[tuple[str, ...], Field(strict=False)] = Field(
         (), description="Strings that end an answer where they appear; default none."
     )
+    top_k: int = Field(0, ge=0, description="Sample among the k likeliest tokens only; 0 (the default) is off.")
+    min_p: float = Field(0.0, ge=0, le=1, description="Drop tokens less likely than min_p times the likeliest; 0.0 (the default) is off.")
+
+    # Fields added after answers were cached, left out of the dump (so of every key) while off:
+    # an entry that does not use them keeps the keys its answers have.
+    _left_out_when_off: ClassVar[dict[str, Any]] = {"top_k": 0, "min_p": 0.0}
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict[str, Any]:
+        dumped = handler(self)
+        return {name: value for name, value in dumped.items() if self._left_out_when_off.get(name, object()) != value}
 
 
 class EmbeddedSource(Settings):
@@ -172,13 +195,12 @@ class ModelEntry(Settings):
 
 
 # Model cards' advised settings, by `preset` name; docs/models.md cites each card. An entry naming
-# a preset takes these unless it sets them itself (`sampling` field by field). Qwen3's card also
-# advises top-k 20 and min-p 0, which `Sampling` does not hold.
+# a preset takes these unless it sets them itself (`sampling` field by field).
 PRESETS: dict[str, dict[str, Any]] = {
     "deepseek-r1": {
         "reasoning": True, "reply_prefix": "<think>\n", "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768},
     },
-    "qwen3": {"reasoning": True, "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}},
+    "qwen3": {"reasoning": True, "sampling": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "max_tokens": 32768}},
     "smollm3": {"reasoning": True, "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 32768}},
 }
 # What a card advises against, by preset: the entry's field that does it and why.

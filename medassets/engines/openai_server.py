@@ -171,6 +171,7 @@ class OpenAIServerEngine:
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
+        body |= {name: value for name, value in (("top_k", sampling.top_k), ("min_p", sampling.min_p)) if value}  # vLLM extensions, sent where set
         if chat_template is not None:
             body["chat_template"] = chat_template  # a vLLM server extension
         if request.choices is not None:

@@ -162,6 +162,8 @@ class VLLMEngine:
         return SamplingParams(
             temperature=sampling.temperature,
             top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            min_p=sampling.min_p,
             max_tokens=sampling.max_tokens,
             seed=seed,
             stop=list(sampling.stop) or None,

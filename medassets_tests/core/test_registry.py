@@ -304,6 +304,31 @@ def test_a_preset_sets_its_card_settings(preset):
     assert (entry.sampling.temperature, entry.sampling.top_p) == (0.6, 0.95)  # each card's thinking-mode advice
 
 
+def test_qwen3_samples_among_its_cards_top_k_and_the_other_presets_leave_top_k_and_min_p_off():
+    sampling = {preset: parse_registry(PRESET_ENTRY % preset, WHERE)["m"].sampling for preset in ("deepseek-r1", "qwen3", "smollm3")}
+    assert {preset: (s.top_k, s.min_p) for preset, s in sampling.items()} == {"deepseek-r1": (0, 0.0), "qwen3": (20, 0.0), "smollm3": (0, 0.0)}
+
+
+def test_top_k_and_min_p_change_the_answer_key_only_when_set():
+    """Added after answers were cached: while off they are left out of the dump, so an entry
+    that does not use them keeps its answer key (the dump below is the one before they existed)."""
+    assert Sampling().model_dump(mode="json") == {"temperature": 0.0, "top_p": 1.0, "max_tokens": 64, "seed": 0, "stop": []}
+    assert Sampling(top_k=20, min_p=0.05).model_dump(mode="json")["top_k"] == 20
+    entries = parse_registry(
+        "models:\n"
+        "  - {name: plain, source: {embedded: smollm2-135m-instruct}, sampling: {temperature: 0.6}}\n"
+        "  - {name: unset, source: {embedded: smollm2-135m-instruct}, sampling: {temperature: 0.6, top_k: 0, min_p: 0.0}}\n"
+        "  - {name: top_k, source: {embedded: smollm2-135m-instruct}, sampling: {temperature: 0.6, top_k: 20}}\n"
+        "  - {name: min_p, source: {embedded: smollm2-135m-instruct}, sampling: {temperature: 0.6, min_p: 0.05}}\n",
+        WHERE,
+    )
+    settings = {name: entry.answer_settings() for name, entry in entries.items()}
+    assert settings["plain"] == settings["unset"]
+    assert len({str(sorted(settings[name]["sampling"].items())) for name in ("plain", "top_k", "min_p")}) == 3
+    too_high = registry_error("models:\n  - {name: m, source: {embedded: smollm2-135m-instruct}, sampling: {min_p: 2}}\n")
+    assert "`sampling.min_p`: Input should be less than or equal to 1" in too_high
+
+
 def test_only_deepseek_r1_opens_the_reply_with_its_think_tag():
     replies = {preset: parse_registry(PRESET_ENTRY % preset, WHERE)["m"].reply_prefix for preset in ("deepseek-r1", "qwen3", "smollm3")}
     assert replies == {"deepseek-r1": "<think>\n", "qwen3": None, "smollm3": None}
@@ -315,7 +340,7 @@ def test_fields_written_in_the_entry_override_the_preset_field_by_field():
     assert (entry.reasoning, entry.reply_prefix) == (False, None)
     assert entry.sampling == Sampling(temperature=0.6, top_p=0.95, max_tokens=16, seed=3)
     built = VLLMModel(name="m", source={"embedded": "smollm2-135m-instruct"}, preset="qwen3", sampling=Sampling(max_tokens=16))
-    assert built.sampling == Sampling(temperature=0.6, top_p=0.95, max_tokens=16)  # in code as in a file
+    assert built.sampling == Sampling(temperature=0.6, top_p=0.95, top_k=20, max_tokens=16)  # in code as in a file
 
 
 def test_an_entry_with_a_preset_has_the_keys_of_its_settings_written_out(tmp_path):

@@ -152,6 +152,16 @@ def test_each_request_carries_its_own_seed_else_the_sampling_seed():
     assert script.seeds == {"sample 0": 3, "sample 1": 123456}
 
 
+def test_top_k_and_min_p_are_sent_only_where_set():
+    script = ScriptedServer()
+    with scripted_server(script) as url:
+        for sampling in (Sampling(temperature=0.6), Sampling(temperature=0.6, top_k=20, min_p=0.05)):
+            client = engine(url)
+            client.generate([Request([{"role": "user", "content": "one"}])], sampling=sampling, chat_template=None, on_done=lambda index, generation: None)
+            client.close()
+    assert [(body.get("top_k"), body.get("min_p")) for body in script.bodies] == [(None, None), (20, 0.05)]
+
+
 def test_429_and_5xx_are_retried_until_the_server_answers():
     script = ScriptedServer(failures=[429, 503])
     with scripted_server(script) as url:
