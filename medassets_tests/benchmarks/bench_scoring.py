@@ -33,9 +33,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from medassets.core.baseline import fit_scores  # noqa: E402
 from medassets.core.answers import positive_share  # noqa: E402
 from medassets.core.asking import task_choices, task_requests  # noqa: E402
+from medassets.core.baseline import fit_scores  # noqa: E402
 from medassets.core.metrics import binary_report, score_report  # noqa: E402
 from medassets.core.parsing import parse_answer  # noqa: E402
 from medassets.core.prompts import render_prompts  # noqa: E402
