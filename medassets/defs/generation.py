@@ -1,5 +1,6 @@
 """Generation assets: the embedded model, each model's weights, and the predictions per (task, model)."""
 
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -20,8 +21,9 @@ from dagster import (
 )
 
 from medassets import paths
-from medassets.core.cache import open_response_cache
 from medassets.core.answers import PREDICTION_COLUMNS, engine_counts, part_of
+from medassets.core.asking import item_seed
+from medassets.core.cache import open_response_cache
 from medassets.core.prompts import templates_version
 from medassets.core.registry import load_registry, registered_model
 from medassets.core.slurm import load_deployment
@@ -98,8 +100,11 @@ def model_weights(context) -> DataVersionsByPartition:
     kinds={"vllm", "parquet", "great_expectations"},
     # What generation reads of the task tables beside its input prompts (the answers that few-shot
     # examples give and constrained decoding chooses from, and the wordings examples are asked in),
-    # and what a predictions frame holds: a new column re-runs them (from the cache).
-    code_version=code_version(tasks_version("positive_phrase", "negative_phrases"), templates_version(), " ".join(PREDICTION_COLUMNS)),
+    # what a predictions frame holds, and how a sampled item's seed is derived: a change re-runs
+    # them (from the cache where no answer changed).
+    code_version=code_version(
+        tasks_version("positive_phrase", "negative_phrases"), templates_version(), " ".join(PREDICTION_COLUMNS), inspect.getsource(item_seed)
+    ),
     tags=DOMAIN_TAGS,
     # A new embedded-model folder changes no answer unless the revision changed, which
     # model_weights observes; never-observed weights must not hold a new model back either.

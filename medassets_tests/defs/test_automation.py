@@ -190,14 +190,19 @@ CODE_VERSIONS = "import json; from medassets.definitions import defs; from test_
     ("core/labels.py", {"parsed_labels", "metrics", "ensemble_labels", "ensemble_metrics", "comparison", "report", "error_analysis"}),
     ("core/adjudication.py", {"adjudicated_gold", "metrics", "ensemble_metrics", "comparison"}),  # the gold labels they score against
     ("core/ensemble.py", {"ensemble_labels"}),
+    ("core/asking.py:def item_seed", {"predictions"}),  # how a sampled item's seed is derived; the rest of the module is not read
 ])
 def test_editing_the_logic_changes_exactly_its_assets_code_versions(edited, changed, tmp_path):
     """The definitions loaded from a copy of the package whose parser (or metrics) source
-    differs by one line: those assets, and only those, get new code versions."""
+    differs by one line (its first docstring, or the first after `file:marker`): those
+    assets, and only those, get new code versions."""
     package = Path(medassets.__file__).parent
     shutil.copytree(package, tmp_path / "medassets", ignore=shutil.ignore_patterns("__pycache__"))
+    edited, _, marker = edited.partition(":")
     source = tmp_path / "medassets" / edited
-    source.write_text(source.read_text().replace('"""', '"""Edited. ', 1))
+    text = source.read_text()
+    at = text.index('"""', text.index(marker))  # an empty marker: the module's docstring
+    source.write_text(text[:at] + '"""Edited. ' + text[at + 3 :])
     here = Path(__file__).parent
     output = subprocess.run(
         [sys.executable, "-c", CODE_VERSIONS], cwd=tmp_path, env=os.environ | {"PYTHONPATH": f"{tmp_path}{os.pathsep}{here}"},

@@ -91,6 +91,7 @@ CHANGED = {
     "slurm": {"partition": "gpu", "memory": "64G"},
     "reasoning": True, "system_prompt": "Be brief.", "reply_prefix": "<think>\n", "preset": "qwen3", "chat_template": "TEMPLATE", "fingerprint": "content",
     "sampling.temperature": 0.7, "sampling.top_p": 0.5, "sampling.max_tokens": 9, "sampling.seed": 3, "sampling.stop": ["x"],
+    "sampling.top_k": 20, "sampling.min_p": 0.05,
     "variant": "concise", "shots": 2, "shot_seed": 1, "decoding": "constrained", "scoring": "likelihood", "threshold_rows": 50,
     "source": {"path": "OTHER_WEIGHTS"}, "dtype": "bfloat16", "max_model_len": 4096, "quantization": "fp8",
     "tensor_parallel_size": 2, "gpu_memory_utilization": 0.9,
@@ -105,10 +106,11 @@ CHANGED = {
 # a `preset` changes the sampling in effect (its name alone changes nothing: test_registry).
 ANSWER_CHANGING = {
     "vllm": {"preset", "fingerprint", "chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
-             "decoding", "scoring", "threshold_rows", "source", "dtype", "max_model_len", "quantization", "tensor_parallel_size"},
+             "sampling.top_k", "sampling.min_p", "decoding", "scoring", "threshold_rows", "source", "dtype", "max_model_len", "quantization",
+             "tensor_parallel_size"},
     # without a source, the served model's name at the server's address is what identifies the weights
     "openai": {"preset", "chat_template", "sampling.temperature", "sampling.top_p", "sampling.max_tokens", "sampling.seed", "sampling.stop",
-               "decoding", "scoring", "threshold_rows", "source", "server.served_model", "server.base_url"},
+               "sampling.top_k", "sampling.min_p", "decoding", "scoring", "threshold_rows", "source", "server.served_model", "server.base_url"},
     "baseline": {"seed"},
 }
 # What makes an entry's predictions stale: what changes its answers, and how it asks (the
