@@ -1,5 +1,6 @@
 """The `generate` job on a real vLLM engine, over a range of two tasks of the embedded model:
-a run killed midway, its resumption, and a re-run served by the response cache.
+a run killed midway, its resumption, and a re-run served by the response cache; and what of
+an entry's sampling reaches vLLM's `SamplingParams`.
 
 Slow: the two runs that generate start vLLM (30-50 s each on 2 cores). The fixtures run in
 order, sharing one workspace: killed run -> resumed run -> cached re-run.
@@ -152,3 +153,16 @@ def test_rerun_is_served_by_the_cache_without_an_engine(workspace, killed, resum
     for task in TASKS:
         pd.testing.assert_frame_equal(predictions(workspace, task), resumed.predictions[task])
     assert job.leftovers() == []
+
+
+def test_every_sampling_field_reaches_vllms_sampling_params():
+    """Each field of `Sampling` is given to vLLM's own `SamplingParams` (a field added to
+    `Sampling` fails here until it is passed on), and each item's seed is the request's."""
+    from medassets.core.registry import Sampling
+    from medassets.engines.vllm_offline import VLLMEngine
+
+    sampling = Sampling(temperature=0.6, top_p=0.95, top_k=20, min_p=0.05, max_tokens=9, seed=3, stop=("\n",))
+    params = VLLMEngine._sampling_params(sampling, ("yes", "no"), 123)
+    given = {name: getattr(params, name) for name in Sampling.model_fields}
+    assert given == {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.05, "max_tokens": 9, "seed": 123, "stop": ["\n"]}
+    assert params.structured_outputs.choice == ["yes", "no"]
