@@ -18,6 +18,7 @@ import argparse
 import time
 
 import numpy as np
+from monte_carlo import monte_carlo_se, within
 from scipy.special import ndtr, ndtri
 
 from medassets.core.metrics import score_report
@@ -42,12 +43,6 @@ def percentile_auroc(y_true, scores, seed):
     return percentile_interval(values[~np.isnan(values)], NOMINAL)
 
 
-def cell(covered, datasets):
-    share, se = covered / datasets, np.sqrt(NOMINAL * (1 - NOMINAL) / datasets)
-    within = "yes" if abs(share - NOMINAL) <= se else f"no ({(share - NOMINAL) / se:+.1f} SE)"
-    return f"{share:.3f} {within}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=1000)
@@ -55,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     datasets = 100 if args.quick else args.datasets
     rng = np.random.default_rng(2024)
-    se = np.sqrt(NOMINAL * (1 - NOMINAL) / datasets)
+    se = monte_carlo_se(datasets, NOMINAL)
     print(f"{datasets} datasets per setting, 95% intervals, 1000 resamples; Monte Carlo SE {se:.4f}")
     print("| items | prevalence | AUROC | AUROC (logit DeLong) | AUROC (percentile, before) | AUPRC (percentile) | ms/call |")
     print("|--:|--:|--:|--:|--:|--:|--:|")
@@ -75,7 +70,7 @@ def main() -> None:
             covered["before"] += low <= true_auroc <= high
             covered["auprc"] += report["auprc_low"] <= true_ap <= report["auprc_high"]
             counted += 1
-        cells = [cell(covered[name], datasets) for name in ("auroc", "before", "auprc")]
+        cells = [within(covered[name], datasets, NOMINAL) for name in ("auroc", "before", "auprc")]
         print(f"| {n} | {prevalence} | {true_auroc} | {' | '.join(cells)} | {elapsed / datasets * 1000:.1f} |", flush=True)
 
 

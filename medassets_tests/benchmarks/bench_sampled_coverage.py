@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from monte_carlo import monte_carlo_se, within
+
 from medassets.core.metrics import paired_sampled_difference, sampled_f1
 from medassets.core.metrics._labels import _metric, percentile_interval
 
@@ -68,12 +70,6 @@ def two_level_f1_interval(y_true, labels, seed, n_resamples=1000):
     return percentile_interval(_metric("f1", tp, fp, fn).mean(axis=1), NOMINAL)
 
 
-def within(covered, datasets, nominal=NOMINAL):
-    share, se = covered / datasets, np.sqrt(nominal * (1 - nominal) / datasets)
-    verdict = "yes" if abs(share - nominal) <= se else f"no ({(share - nominal) / se:+.1f} SE)"
-    return f"{share:.3f} {verdict}"
-
-
 def median_seconds(call, rounds=5) -> str:
     """Median wall-clock and CPU seconds of `rounds` calls (CPU time is less sensitive to a
     shared machine's load)."""
@@ -106,7 +102,7 @@ def coverage(rng, datasets) -> None:
     y_big, labels_big = sampled_case(rng, 4_000_000, 1)
     called = labels_big[:, 0] == 1
     true_f1 = 2 * np.sum(called & (y_big == 1)) / (called.sum() + y_big.sum())
-    se = np.sqrt(NOMINAL * (1 - NOMINAL) / datasets)
+    se = monte_carlo_se(datasets, NOMINAL)
     print(f"{datasets} datasets per size, 95% intervals of 1000 resamples; Monte Carlo SE {se:.4f}; true F1 {true_f1:.4f}")
     print("| items | samples | item bootstrap (sampled_f1) | two-level bootstrap |")
     print("|--:|--:|--:|--:|")
