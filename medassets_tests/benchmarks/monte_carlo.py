@@ -9,8 +9,10 @@ def monte_carlo_se(datasets: int, nominal: float = 0.95) -> float:
     return float(np.sqrt(nominal * (1 - nominal) / datasets))
 
 
-def within(covered: int, datasets: int, nominal: float = 0.95) -> str:
-    """`covered` of `datasets` as a share, and whether it lies within one standard error of `nominal`."""
-    share, se = covered / datasets, monte_carlo_se(datasets, nominal)
+def within(covered: int, datasets: int, nominal: float = 0.95, *, se: float | None = None) -> str:
+    """`covered` of `datasets` as a share, and whether it lies within one standard error of
+    `nominal`: the share's own, or `se` where given (another run's)."""
+    share = covered / datasets
+    se = monte_carlo_se(datasets, nominal) if se is None else se
     verdict = "yes" if abs(share - nominal) <= se else f"no ({(share - nominal) / se:+.1f} SE)"
     return f"{share:.3f} {verdict}"

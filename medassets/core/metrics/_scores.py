@@ -8,7 +8,11 @@ an AUROC of 0.9 (``bench_auroc_coverage.py``). Near 1 the AUROC's sampling distr
 skewed and bounded, and a high estimate comes with a small estimated variance; the logit
 scale removes the bound, and the t quantile, at Welch-Satterthwaite degrees of freedom of
 the two placement variances DeLong's variance sums, widens the interval where one class has
-few items, as Welch's t-interval does for a difference of two means.
+few items, as Welch's t-interval does for a difference of two means. Where positive items are
+few for how high the AUROC is (10 positives at 0.9, 30 at 0.95, 50 at 0.97) it still covers
+only 92-93% at 95%: a sample without a badly ranked positive gives both a high estimate and a
+small variance. No interval tried did better there without covering too much elsewhere
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -44,9 +48,9 @@ def score_report(
         back: DeLong's variance (see ``delong``) on the logit scale by the delta method,
         se / (AUROC (1 - AUROC)), and t the Student quantile at the Welch-Satterthwaite
         degrees of freedom of DeLong's two placement variances. The percentile bootstrap it
-        replaces covered 93% at 95% with 30 positives and an AUROC of 0.9; this one 95%
-        (``bench_auroc_coverage.py``). No resampling: ``n_resamples`` and ``seed`` do not
-        change it;
+        replaces covered 93% at 95% with 30 positives and an AUROC of 0.9; this one 95%, but
+        92-93% with 10 positives at 0.9, 30 at 0.95 or 50 at 0.97 (``bench_auroc_coverage.py``).
+        No resampling: ``n_resamples`` and ``seed`` do not change it;
       auprc_low, auprc_high: the percentile interval of ``n_resamples`` seeded item-bootstrap
         resamples;
       brier: the mean squared difference between score and label;
