@@ -263,7 +263,8 @@ def _metrics_asset(name: str, labels: AssetsDefinition, partitions_def: MultiPar
         backfill_policy=BackfillPolicy.single_run(),
         description="Precision, recall and F1 of the positive class with percentile bootstrap intervals at the "
         "analysis settings' confidence (95% by default), the invalid count and the confusion matrix, from "
-        f"{labels_name} (each item's majority label, with several samples per item); the confidence, invalid-answer "
+        f"{labels_name} (each item's majority label, with several samples per item), and where the model gives scores AUROC "
+        "(its interval from DeLong's variance on the logit scale) and average precision; the confidence, invalid-answer "
         "policy, resamples and gold labels (`original` or `adjudicated`) "
         "come from the analysis settings file (a launched run may override them) and are recorded in the frame and its metadata.",
     )

@@ -268,7 +268,10 @@ def test_headings_of_the_score_sections(two_by_two):
     assert "AUROC" not in plain["table3"]
     scored = pd.DataFrame([scored_metrics_row("breast_cancer", "m", 1)])
     shown = headings(settings_of(scored, confidence=0.9, correction="bh"))
-    assert shown["table3"].startswith("Precision, recall and F1 of the positive class and, where a model gives scores, AUROC and AUPRC with 95%")
+    assert shown["table3"].startswith(
+        "Precision, recall and F1 of the positive class and, where a model gives scores, AUROC and AUPRC with 95% percentile "
+        "bootstrap intervals, AUROC's from DeLong's variance on the logit scale; invalid answers"
+    )
     assert shown["auroc_differences"] == (
         "Paired AUROC differences with 90% paired bootstrap intervals; DeLong's test, p adjusted across the tasks of "
         "each pair by Benjamini-Hochberg, significant below 0.1"

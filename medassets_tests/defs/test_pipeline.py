@@ -587,7 +587,7 @@ def test_table3_states_the_metrics_settings_when_the_comparison_used_others(copi
     for text in (differences, texts["differences in the UI"]):
         assert "90% paired" in text and "invalid answers excluded" in text and "by Holm" in text and "95%" not in text, text
     printed = texts["make run"]
-    assert "95% percentile bootstrap intervals; invalid answers scored as negative" in printed
+    assert "95% percentile bootstrap intervals, AUROC's from DeLong's variance on the logit scale; invalid answers scored as negative" in printed
     assert "90% paired bootstrap intervals; invalid answers excluded" in printed
 
 

@@ -70,11 +70,12 @@ def _percent(confidence: float) -> str:
     return f"{round(confidence * 100, 4):g}%"
 
 
-def _intervals(confidences: list[float], policies: list[str], kind: str) -> str:
-    """`90% bootstrap intervals; invalid answers excluded`, saying so where partitions differ."""
+def _intervals(confidences: list[float], policies: list[str], kind: str, exception: str = "") -> str:
+    """`90% bootstrap intervals; invalid answers excluded`, saying so where partitions differ;
+    `exception` follows the intervals' kind (", AUROC's from ...")."""
     levels = " or ".join(_percent(c) for c in confidences) + (" (differing between partitions)" if len(confidences) > 1 else "")
     policy = " or ".join(_INVALID_POLICY_TEXT[p] for p in policies) + (" (differing between partitions)" if len(policies) > 1 else "")
-    return f"{levels} {kind} intervals; invalid answers {policy}"
+    return f"{levels} {kind} intervals{exception}; invalid answers {policy}"
 
 
 def forest_plot_label(metrics_settings: dict[str, list]) -> str:
@@ -88,7 +89,8 @@ def headings(settings: dict[str, dict]) -> dict[str, str]:
     gold = " or ".join(table["gold"]) + " gold labels" + (" (differing between partitions)" if len(table["gold"]) > 1 else "")
     shown = {
         "table3": f"Precision, recall and F1 of the positive class{scored} with "
-        + _intervals(table["confidence"], table["invalid_policy"], "percentile bootstrap")
+        + _intervals(table["confidence"], table["invalid_policy"], "percentile bootstrap",
+                     ", AUROC's from DeLong's variance on the logit scale" if table.get("scores") else "")
         + f"; {gold}"
         + ("; a model answering several samples per item: the mean over its samples, intervals over items" if table.get("sampled") else ""),
         "forest_plot": forest_plot_label(table),
