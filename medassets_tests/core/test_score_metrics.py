@@ -4,6 +4,7 @@ paired AUROC bootstrap and the learned threshold."""
 import numpy as np
 import pytest
 from scipy.special import expit, logit, ndtr, ndtri
+from scipy.stats import moment as central_moment
 from scipy.stats import t as student_t
 from sklearn.metrics import (
     average_precision_score,
@@ -101,12 +102,18 @@ def test_pairwise_delong_variance_reproduces_proc_on_its_asah_data():
 
 
 def logit_t_interval(y_true, scores, confidence):
-    """AUROC's interval computed independently: pairwise placements, scipy's Student t."""
+    """AUROC's interval computed independently: pairwise placements, scipy's central moments and
+    Student t; Satterthwaite's degrees of freedom, each class's placement variance with the
+    sampling variance (m4 - (k - 3) / (k - 1) s^4) / k."""
     positive, negative = pairwise_placements(y_true, scores)
     auroc = positive.mean()
-    parts = np.array([positive.var(ddof=1) / len(positive), negative.var(ddof=1) / len(negative)])
-    degrees = parts.sum() ** 2 / (parts**2 / (np.array([len(positive), len(negative)]) - 1)).sum()
-    half = student_t.ppf((1 + confidence) / 2, degrees) * np.sqrt(parts.sum()) / (auroc * (1 - auroc))
+    parts, spreads = [], []
+    for placements in (positive, negative):
+        k, variance = len(placements), placements.var(ddof=1)
+        parts.append(variance / k)
+        spreads.append((central_moment(placements, 4) - (k - 3) / (k - 1) * variance**2) / k / k**2)
+    degrees = 2 * sum(parts) ** 2 / sum(spreads)
+    half = student_t.ppf((1 + confidence) / 2, degrees) * np.sqrt(sum(parts)) / (auroc * (1 - auroc))
     return expit(logit(auroc) - half), expit(logit(auroc) + half)
 
 
