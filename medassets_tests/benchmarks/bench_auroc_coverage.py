@@ -23,11 +23,10 @@ with the SE of a --datasets run: "yes" says that a run of the first table is wit
 interval, above it.
 """
 
-import argparse
 import time
 
 import numpy as np
-from monte_carlo import monte_carlo_se, within
+from monte_carlo import command_line, monte_carlo_se, within
 from scipy.special import ndtr, ndtri
 
 from medassets.core.metrics import score_report
@@ -69,10 +68,8 @@ def percentile_auroc(y_true, scores, seed):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", type=int, default=1000)
+    parser = command_line(__doc__.splitlines()[0], quick="100 datasets per setting, 2,000 in the second table")
     parser.add_argument("--precise", type=int, default=20_000, help="datasets per setting of the second table")
-    parser.add_argument("--quick", action="store_true", help="100 datasets per setting, 2,000 in the second table")
     args = parser.parse_args()
     datasets = 100 if args.quick else args.datasets
     if args.quick:

@@ -19,10 +19,9 @@ Each cell: the share, and whether it lies within one Monte Carlo SE of 95% (an e
 within one SE in about 68% of settings, within two in 95%).
 """
 
-import argparse
 
 import numpy as np
-from monte_carlo import monte_carlo_se, within
+from monte_carlo import command_line, monte_carlo_se, within
 from scipy.special import ndtr, ndtri
 
 from medassets.core.metrics import binary_report, paired_auroc_difference, paired_difference
@@ -101,10 +100,7 @@ def score_coverage(rng, datasets: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true", help="100 datasets per size")
-    args = parser.parse_args()
+    args = command_line(__doc__.splitlines()[0], quick="100 datasets per size").parse_args()
     datasets = 100 if args.quick else args.datasets
     print(f"{datasets} datasets per size, 95% intervals, 1000 resamples; Monte Carlo SE {monte_carlo_se(datasets, NOMINAL):.4f}")
     rng = np.random.default_rng(2024)

@@ -19,12 +19,11 @@ probabilities' difference); coverage of the difference's interval, and the sign-
 rejection rate at 5% when the two models are the same (shift 0; nominal 0.05).
 """
 
-import argparse
 import time
 
 import numpy as np
 
-from monte_carlo import monte_carlo_se, within
+from monte_carlo import command_line, monte_carlo_se, within
 
 from medassets.core.metrics import paired_sampled_difference, sampled_f1
 from medassets.core.metrics._labels import _metric, percentile_interval
@@ -83,10 +82,7 @@ def median_seconds(call, rounds=5) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true", help="100 datasets per size")
-    args = parser.parse_args()
+    args = command_line(__doc__.splitlines()[0], quick="100 datasets per size").parse_args()
     datasets = 100 if args.quick else args.datasets
     rng = np.random.default_rng(2026)
     if datasets:

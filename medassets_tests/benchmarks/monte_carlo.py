@@ -1,7 +1,18 @@
-"""What the coverage benchmarks print of a simulated share: its Monte Carlo standard error at
-the nominal level, and whether the share lies within one of it."""
+"""What the coverage benchmarks share: their command line, and what they print of a simulated
+share: its Monte Carlo standard error at the nominal level, and whether the share lies within
+one of it."""
+
+import argparse
 
 import numpy as np
+
+
+def command_line(description: str, quick: str = "100 datasets per setting") -> argparse.ArgumentParser:
+    """A coverage benchmark's options: --datasets per setting (1000), and --quick (100)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--datasets", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    return parser
 
 
 def monte_carlo_se(datasets: int, nominal: float = 0.95) -> float:
