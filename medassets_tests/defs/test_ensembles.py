@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster import DagsterInstance
-from test_pipeline import check_results, failure_text, materializations, run, spoil, use_state
+from test_pipeline import check_results, failure_text, materializations, members_generated, run, spoil, use_state
 
 from medassets.core.ensemble import vote
 from medassets.core.metrics import binary_report
@@ -31,18 +31,9 @@ models:
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ensembles")
-    registry = root / "models.yaml"
-    registry.write_text(REGISTRY)
-    home = root / "state"
-    with pytest.MonkeyPatch.context() as monkeypatch, DagsterInstance.ephemeral() as instance:
-        use_state(monkeypatch, home, registry)
-        assert run("prepare_data", instance, partition_key=TASK).success
-        instance.add_dynamic_partitions("model", [*MEMBERS, "never-run"])
-        instance.add_dynamic_partitions("ensemble", [ENSEMBLE, UNREADY])
-        assert run("observe_models", instance).success and run("observe_ensembles", instance).success
-        for member in MEMBERS:
-            assert run("generate", instance, partition_key=partition_key(member, TASK)).success
+    with members_generated(
+        tmp_path_factory.mktemp("ensembles"), REGISTRY, TASK, MEMBERS, more_models=["never-run"], ensembles=[ENSEMBLE, UNREADY]
+    ) as (home, instance):
         spoil(home, MEMBERS[2], TASK, 6, flipped=12)  # 6 invalid answers, 12 flipped
         for member in MEMBERS:
             assert run("evaluate", instance, partition_key=partition_key(member, TASK)).success

@@ -11,6 +11,7 @@ import io
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -30,6 +31,7 @@ from medassets.core.prompts import VARIANTS, variant_prompts
 from medassets.definitions import defs
 from medassets.defs import checks
 from medassets.defs.io import AssetStorage
+from medassets.defs.partitions import partition_key
 
 from medassets.core.metrics import learn_threshold
 from medassets.run import print_results
@@ -79,6 +81,24 @@ def use_state(monkeypatch, home: Path, registry: Path) -> None:
     monkeypatch.setenv("MEDASSETS_HOME", str(home))
     monkeypatch.setenv("MEDASSETS_REGISTRY", str(registry))
     monkeypatch.delenv("MEDASSETS_DATASETS", raising=False)
+
+
+@contextmanager
+def members_generated(root: Path, registry: str, task: str, members, *, more_models=(), ensembles=()):
+    """An ephemeral instance over a fresh state under `root`, `registry` its models file: the
+    task's data prepared, the `members`, `more_models` and `ensembles` registered and observed,
+    and each member generated on the task. Yields the state's folder and the instance."""
+    (root / "models.yaml").write_text(registry)
+    home = root / "state"
+    with pytest.MonkeyPatch.context() as monkeypatch, DagsterInstance.ephemeral() as instance:
+        use_state(monkeypatch, home, root / "models.yaml")
+        assert run("prepare_data", instance, partition_key=task).success
+        instance.add_dynamic_partitions("model", [*members, *more_models])
+        instance.add_dynamic_partitions("ensemble", list(ensembles))
+        assert run("observe_models", instance).success and run("observe_ensembles", instance).success
+        for member in members:
+            assert run("generate", instance, partition_key=partition_key(member, task)).success
+        yield home, instance
 
 
 @dataclass

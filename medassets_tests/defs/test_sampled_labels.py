@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance
-from test_pipeline import failure_text, materializations, run, use_state
+from test_pipeline import failure_text, materializations, members_generated, run
 
 from sklearn.metrics import f1_score
 
@@ -49,18 +48,7 @@ def as_three_samples(home, model: str) -> pd.Series:
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sampled-labels")
-    registry = root / "models.yaml"
-    registry.write_text(REGISTRY)
-    home = root / "state"
-    with pytest.MonkeyPatch.context() as monkeypatch, DagsterInstance.ephemeral() as instance:
-        use_state(monkeypatch, home, registry)
-        assert run("prepare_data", instance, partition_key=TASK).success
-        instance.add_dynamic_partitions("model", list(MEMBERS))
-        instance.add_dynamic_partitions("ensemble", [ENSEMBLE])
-        assert run("observe_models", instance).success and run("observe_ensembles", instance).success
-        for member in MEMBERS:
-            assert run("generate", instance, partition_key=partition_key(member, TASK)).success
+    with members_generated(tmp_path_factory.mktemp("sampled-labels"), REGISTRY, TASK, MEMBERS, ensembles=[ENSEMBLE]) as (home, instance):
         majority = as_three_samples(home, SAMPLED)
         evaluations = {member: run("evaluate", instance, partition_key=partition_key(member, TASK)) for member in MEMBERS}
         ensemble = run("evaluate_ensembles", instance, partition_key=partition_key(ENSEMBLE, TASK))
