@@ -4,9 +4,9 @@ several sizes.
     PYTHONPATH=. python medassets_tests/benchmarks/bench_paired_coverage.py [--datasets 1000] [--quick]
 
 Labels: each item falls in one of the 8 joint cells (gold label x model a's answer x model
-b's answer) with the probabilities of JOINT (prevalence 0.3; a: recall 0.8, false-positive
-rate 0.1; b: recall 0.7, 0.12; their answers correlated), so each model's F1 and their
-difference are known. For each size: the share of datasets whose 95% interval (1000
+b's answer) with the probabilities of the population of core/test_metrics.py's coverage test
+(prevalence 0.3; a: recall 0.8, false-positive rate 0.1; b: recall 0.7, 0.12; their answers
+correlated), so each model's F1 and their difference are known. For each size: the share of datasets whose 95% interval (1000
 resamples) covers the true value, for binary_report's F1 of model a, and for
 paired_difference's F1(a) - F1(b).
 
@@ -25,32 +25,12 @@ from monte_carlo import command_line, monte_carlo_se, within
 from scipy.special import ndtr, ndtri
 
 from medassets.core.metrics import binary_report, paired_auroc_difference, paired_difference
+from medassets_tests.core.test_metrics import PREVALENCE, population_f1, two_models_answers
 
 NOMINAL = 0.95
-PREVALENCE = 0.3
-# P(a's answer, b's answer | gold), cells ordered (a, b) = (1, 1), (1, 0), (0, 1), (0, 0).
-GIVEN_POSITIVE = np.array([0.6, 0.2, 0.1, 0.1])
-GIVEN_NEGATIVE = np.array([0.05, 0.05, 0.07, 0.83])
 LABEL_SIZES = [50, 150, 500, 2000]
 SCORE_SIZES = [60, 150, 600]
 AUROCS, CORRELATION = (0.85, 0.80), 0.5
-
-
-def true_values() -> dict[str, float]:
-    """Each model's F1 in the population of JOINT, and their difference."""
-    values = {}
-    for model, says_positive in (("a", [0, 1]), ("b", [0, 2])):
-        tp = PREVALENCE * GIVEN_POSITIVE[says_positive].sum()
-        fp = (1 - PREVALENCE) * GIVEN_NEGATIVE[says_positive].sum()
-        values[model] = 2 * tp / (2 * tp + fp + PREVALENCE - tp)
-    return values | {"difference": values["a"] - values["b"]}
-
-
-def labels_dataset(rng, n):
-    """Gold labels and the two models' answers of n items drawn from JOINT."""
-    y_true = (rng.random(n) < PREVALENCE).astype(int)
-    cells = np.where(y_true == 1, rng.choice(4, n, p=GIVEN_POSITIVE), rng.choice(4, n, p=GIVEN_NEGATIVE))
-    return y_true, (cells <= 1).astype(int), np.isin(cells, (0, 2)).astype(int)
 
 
 def scores_dataset(rng, n):
@@ -63,7 +43,8 @@ def scores_dataset(rng, n):
 
 
 def label_coverage(rng, datasets: int) -> None:
-    truth = true_values()
+    truth = {"a": population_f1([0, 1]), "b": population_f1([0, 2])}
+    truth["difference"] = truth["a"] - truth["b"]
     print(f"Labels: true F1 a {truth['a']:.4f}, b {truth['b']:.4f}, difference {truth['difference']:.4f}")
     print("| items | positives (mean) | F1 of a (binary_report) | F1(a) - F1(b) (paired_difference) |")
     print("|--:|--:|--:|--:|")
@@ -71,7 +52,7 @@ def label_coverage(rng, datasets: int) -> None:
         covered = {"a": 0, "difference": 0}
         positives = 0
         for seed in range(datasets):
-            y_true, a, b = labels_dataset(rng, n)
+            y_true, a, b = two_models_answers(rng, n)
             positives += y_true.sum()
             report = binary_report(y_true, a, seed=seed)
             covered["a"] += report["f1_low"] <= truth["a"] <= report["f1_high"]

@@ -411,9 +411,18 @@ GIVEN_POSITIVE, GIVEN_NEGATIVE = [0.6, 0.2, 0.1, 0.1], [0.05, 0.05, 0.07, 0.83]
 
 
 def population_f1(says_positive) -> float:
+    """The F1 in the population of a model that answers positive in the cells `says_positive`
+    ([0, 1] for a, [0, 2] for b)."""
     tp = PREVALENCE * sum(GIVEN_POSITIVE[i] for i in says_positive)
     fp = (1 - PREVALENCE) * sum(GIVEN_NEGATIVE[i] for i in says_positive)
     return 2 * tp / (2 * tp + fp + PREVALENCE - tp)
+
+
+def two_models_answers(rng, n):
+    """Gold labels and the answers of models a and b on n items drawn from the population."""
+    y_true = (rng.random(n) < PREVALENCE).astype(int)
+    cells = np.where(y_true == 1, rng.choice(4, n, p=GIVEN_POSITIVE), rng.choice(4, n, p=GIVEN_NEGATIVE))
+    return y_true, (cells <= 1).astype(int), np.isin(cells, (0, 2)).astype(int)
 
 
 @pytest.mark.parametrize("n", [150, 500])
@@ -426,9 +435,7 @@ def test_f1_and_paired_difference_intervals_cover_by_simulation(n):
     rng = np.random.default_rng(7)
     datasets, covered_f1, covered_difference = 1000, 0, 0
     for seed in range(datasets):
-        y_true = (rng.random(n) < PREVALENCE).astype(int)
-        cells = np.where(y_true == 1, rng.choice(4, n, p=GIVEN_POSITIVE), rng.choice(4, n, p=GIVEN_NEGATIVE))
-        pred_a, pred_b = (cells <= 1).astype(int), np.isin(cells, (0, 2)).astype(int)
+        y_true, pred_a, pred_b = two_models_answers(rng, n)
         report = binary_report(y_true, pred_a, seed=seed)
         covered_f1 += report["f1_low"] <= f1_a <= report["f1_high"]
         difference = paired_difference(y_true, pred_a, pred_b, seed=seed)
